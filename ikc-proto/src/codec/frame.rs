@@ -1,0 +1,81 @@
+//! The codec for frames after the handshake.
+
+use bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::delimited::Delimited;
+use super::{Builder, CodecError};
+use crate::pb;
+
+/// Encodes and decodes [`pb::Frame`]s as a 4-byte big-endian length followed
+/// by that many bytes of protobuf.
+///
+/// See the [module docs](super) for the byte layout. Build one with
+/// [`FrameCodec::new`], [`Builder::new_frame_codec`], or from a finished
+/// handshake with [`HandshakeCodec::into_frame_codec`](super::HandshakeCodec::into_frame_codec).
+#[derive(Debug)]
+pub struct FrameCodec {
+    framing: Delimited,
+}
+
+impl FrameCodec {
+    /// A frame codec with the default maximum frame length (16 MiB).
+    #[must_use]
+    pub fn new() -> Self {
+        Builder::new().new_frame_codec()
+    }
+
+    pub(crate) fn with_max_frame_length(max: usize) -> Self {
+        FrameCodec {
+            framing: Delimited::new(max),
+        }
+    }
+
+    /// The largest frame accepted or produced, in bytes after the head.
+    #[must_use]
+    pub fn max_frame_length(&self) -> usize {
+        self.framing.max()
+    }
+
+    /// Changes the maximum frame length. It applies to the next frame head
+    /// decoded and the next frame encoded; a frame whose head was already
+    /// accepted is still read in full.
+    pub fn set_max_frame_length(&mut self, bytes: usize) {
+        self.framing.set_max(bytes);
+    }
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = pb::Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<pb::Frame>, CodecError> {
+        self.framing.decode(src)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<pb::Frame>, CodecError> {
+        self.framing.decode_eof(src)
+    }
+}
+
+impl Encoder<pb::Frame> for FrameCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: pb::Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        self.framing.encode(&frame, dst)
+    }
+}
+
+impl Encoder<&pb::Frame> for FrameCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: &pb::Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        self.framing.encode(frame, dst)
+    }
+}
