@@ -1,1 +1,66 @@
-//! placeholder
+//! The heart of ikc: kernels, sessions as tower services, routing, channels,
+//! monitors and subscriptions, independent of any socket.
+//!
+//! - A [`Kernel`] is the local node: a name and aliases, the sessions it
+//!   publishes, the peer kernels connected to it, and a [`Monitor`] bus.
+//! - A session is any tower `Service<Request, Response = Value>`, published
+//!   with [`Kernel::publish`] for a list of events.
+//! - The [`Router`] dispatches each request by its [`Specifier`]
+//!   (`poe://kernel/session/event`) to a local session or a connected kernel.
+//! - A [`Channel`] connects two kernels over any `Sink + Stream` of frames;
+//!   [`transport::memory`] does it in memory.
+//! - [`Kernel::subscribe`] returns a [`RemoteSession`], itself a tower
+//!   service, to call a session of a connected kernel.
+//!
+//! Every call ends with a value or a typed [`IkcError`]; nothing a peer sends
+//! panics the process or closes the connection of another peer.
+//!
+//! # Examples
+//!
+//! ```
+//! use ikc_core::{Kernel, Request, Value, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kernel = Kernel::new("Calc");
+//! kernel.publish("calc", ["add"], service_fn(|req: Request| async move {
+//!     let (a, b): (i64, i64) = req.arg_as()?;
+//!     Ok::<_, ikc_core::BoxError>(Value::from(a + b))
+//! }))?;
+//! assert_eq!(kernel.call(&"calc/add".parse()?, Value::from(vec![2, 3])).await?, Value::from(5));
+//!
+//! // A wrong argument is a typed error, not a panic.
+//! let error = kernel.call(&"calc/add".parse()?, Value::from("two")).await.unwrap_err();
+//! assert_eq!(error.kind(), ikc_core::ErrorKind::BadRequest);
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
+
+mod builtin;
+pub mod channel;
+mod error;
+mod kernel;
+mod monitor;
+mod remote;
+mod request;
+mod router;
+mod specifier;
+pub mod transport;
+
+pub use builtin::IKC_EVENTS;
+pub use channel::{Channel, ChannelBuilder, ChannelDriver, ChannelError, ChannelHandle};
+pub use error::{BoxError, ErrorKind, IkcError};
+pub use ikc_proto::Value;
+pub use kernel::{IKC_SESSION, Kernel, PeerInfo, RegisterError, SessionService};
+pub use monitor::{MONITOR_CAPACITY, Monitor, MonitorEvent};
+pub use remote::{Call, RemoteSession};
+pub use request::Request;
+pub use router::{RouteFuture, Router};
+pub use specifier::{
+    KernelTarget, MAX_NAME_LEN, MAX_SPECIFIER_LEN, ParseSpecifierError, Part, Specifier,
+};
+pub use tower::service_fn;

@@ -1,0 +1,526 @@
+//! [`ChannelDriver`]: the future that runs one connection.
+//!
+//! One poll does, in a loop until nothing moves: take frames the handles
+//! queued, read every frame that is ready and dispatch it, collect finished
+//! handlers, and hand the outgoing frames to the sink. The sink is flushed
+//! once at the end, so a burst of requests costs one write, not one per
+//! reply. A handler is polled once inline when its request arrives; only a
+//! handler that is still pending is kept in a `FuturesUnordered` (a task per
+//! request would cost a spawn and a cross-thread wake each).
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::{AbortHandle, Abortable, BoxFuture};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, Sink, Stream, StreamExt};
+use ikc_proto::{Value, pb};
+use pin_project::pin_project;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+use super::ChannelError;
+use super::handle::{Command, Shared};
+use crate::error::error_chain;
+use crate::kernel::SessionService;
+use crate::monitor::MonitorEvent;
+use crate::{BoxError, ChannelHandle, ErrorKind, IkcError, Kernel, Request, Specifier};
+
+/// Frames the driver buffers for a peer that is slow to read before it stops
+/// reading more requests from that peer.
+const OUTBOX_HIGH_WATER: usize = 256;
+
+/// Frames read per poll before the driver yields to other tasks.
+const READ_BUDGET: usize = 256;
+
+/// Hint sent with `Overloaded`: how long the peer should wait.
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(20);
+
+type HandlerFuture = BoxFuture<'static, Result<Value, IkcError>>;
+
+/// A running handler: a call can be cancelled by its caller, a post cannot.
+#[pin_project(project = InFlightProj)]
+enum InFlight {
+    Call {
+        id: u64,
+        #[pin]
+        handler: Abortable<HandlerFuture>,
+    },
+    Post {
+        target: Option<String>,
+        #[pin]
+        handler: HandlerFuture,
+    },
+}
+
+/// What a finished handler leaves to do.
+enum Finished {
+    /// Answer call `id`; `None` when its caller cancelled it.
+    Call {
+        id: u64,
+        answer: Option<Result<Value, IkcError>>,
+    },
+    /// A post ended; a failure is logged.
+    Post {
+        target: String,
+        result: Result<Value, IkcError>,
+    },
+}
+
+impl Future for InFlight {
+    type Output = Finished;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
+        match self.project() {
+            InFlightProj::Call { id, handler } => handler.poll(cx).map(|answer| Finished::Call {
+                id: *id,
+                answer: answer.ok(),
+            }),
+            InFlightProj::Post { target, handler } => {
+                handler.poll(cx).map(|result| Finished::Post {
+                    target: target.take().unwrap_or_default(),
+                    result,
+                })
+            }
+        }
+    }
+}
+
+/// Removes the peer from the kernel and fails its pending calls when the
+/// driver ends or is dropped.
+#[derive(Debug)]
+struct Registration {
+    kernel: Kernel,
+    handle: ChannelHandle,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.handle.shared().close();
+        self.kernel.unregister(&self.handle);
+    }
+}
+
+/// Runs one connection: reads and dispatches the peer's frames and writes
+/// ours. Spawn it (or `.await` it); the channel lives as long as it runs.
+///
+/// It completes when the peer closes the connection and every request it
+/// sent was answered, when a graceful close
+/// ([`ChannelHandle::go_away`]) has finished, or with an error when the
+/// transport fails. Dropping it aborts the connection: running handlers are
+/// dropped and pending calls fail with `Disconnected`.
+#[pin_project]
+#[must_use = "the channel does nothing unless its driver is polled"]
+pub struct ChannelDriver<T> {
+    #[pin]
+    transport: T,
+    state: State,
+}
+
+/// Everything the driver owns besides the transport.
+struct State {
+    service: SessionService,
+    commands: mpsc::Receiver<Command>,
+    // Declared before `registration` so running handlers are dropped before
+    // the peer is unregistered: Unregister comes after its last request.
+    in_flight: FuturesUnordered<InFlight>,
+    cancels: HashMap<u64, AbortHandle>,
+    outbox: VecDeque<pb::Frame>,
+    max_in_flight: usize,
+    read_closed: bool,
+    draining: bool,
+    unflushed: bool,
+    failed: Option<ChannelError>,
+    last_request_id: u64,
+    shared: Arc<Shared>,
+    registration: Registration,
+}
+
+impl<T> std::fmt::Debug for ChannelDriver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelDriver")
+            .field("peer", &self.state.registration.handle.peer().kernel)
+            .field("in_flight", &self.state.in_flight.len())
+            .field("outbox", &self.state.outbox.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, E> ChannelDriver<T>
+where
+    T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
+    E: Into<BoxError>,
+{
+    pub(crate) fn new(
+        transport: T,
+        kernel: Kernel,
+        handle: ChannelHandle,
+        service: SessionService,
+        commands: mpsc::Receiver<Command>,
+        max_in_flight: usize,
+    ) -> Self {
+        let state = State {
+            service,
+            commands,
+            in_flight: FuturesUnordered::new(),
+            cancels: HashMap::new(),
+            outbox: VecDeque::new(),
+            max_in_flight,
+            read_closed: false,
+            draining: false,
+            unflushed: false,
+            failed: None,
+            last_request_id: 0,
+            shared: Arc::clone(handle.shared()),
+            registration: Registration { kernel, handle },
+        };
+        ChannelDriver { transport, state }
+    }
+}
+
+impl<T, E> Future for ChannelDriver<T>
+where
+    T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<(), ChannelError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut transport = this.transport;
+        let state = this.state;
+        state.shared.driver_waker.register(cx.waker());
+        let mut budget = READ_BUDGET;
+        loop {
+            let mut progress = false;
+
+            if !state.draining && state.shared.drain_requested() {
+                state.draining = true;
+                state.outbox.push_back(
+                    pb::GoAway {
+                        reason: "shutting down".to_owned(),
+                        last_id: state.last_request_id,
+                    }
+                    .into(),
+                );
+                progress = true;
+            }
+
+            // Frames queued by handles.
+            while state.outbox.len() < OUTBOX_HIGH_WATER {
+                match state.commands.poll_recv(cx) {
+                    Poll::Ready(Some(Command::Frame(frame))) => {
+                        state.outbox.push_back(frame);
+                        progress = true;
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+
+            // Frames from the peer. A peer that does not read its answers
+            // fills the outbox, and then we stop reading its requests.
+            while !state.read_closed
+                && state.failed.is_none()
+                && state.outbox.len() < OUTBOX_HIGH_WATER
+            {
+                if budget == 0 {
+                    // Let other connections run; come back at once.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                match transport.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        budget -= 1;
+                        progress = true;
+                        state.on_frame(frame, cx);
+                    }
+                    Poll::Ready(Some(Err(error))) => {
+                        let error: BoxError = error.into();
+                        tracing::debug!(peer = %state.registration.handle.peer().kernel, error = %error_chain(&*error), "invalid input from peer, closing");
+                        let report = IkcError::new(ErrorKind::Protocol, error_chain(&*error));
+                        state.outbox.push_back(report.to_proto(0).into());
+                        state.registration.kernel.emit(MonitorEvent::Error {
+                            kernel: Some(state.registration.handle.peer().kernel.clone()),
+                            message: report.message().to_owned(),
+                        });
+                        state.failed = Some(ChannelError::Read(error));
+                        state.read_closed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(None) => {
+                        state.read_closed = true;
+                        // Nothing more will be read, so no answer can arrive.
+                        state.shared.close();
+                        progress = true;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+
+            // Finished handlers.
+            if state.failed.is_none() {
+                while let Poll::Ready(Some(finished)) = state.in_flight.poll_next_unpin(cx) {
+                    progress = true;
+                    state.complete(finished);
+                }
+            }
+
+            // Hand what is queued to the sink (it buffers; flushed below).
+            while !state.outbox.is_empty() {
+                match transport.as_mut().poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let frame = state.outbox.pop_front().expect("outbox is not empty");
+                        if let Err(error) = transport.as_mut().start_send(frame) {
+                            return Poll::Ready(Err(ChannelError::Write(error.into())));
+                        }
+                        state.unflushed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(error)) => {
+                        return Poll::Ready(Err(ChannelError::Write(error.into())));
+                    }
+                    Poll::Pending => break,
+                }
+            }
+
+            if !progress || budget == 0 {
+                break;
+            }
+        }
+
+        if state.unflushed {
+            match transport.as_mut().poll_flush(cx) {
+                Poll::Ready(Ok(())) => state.unflushed = false,
+                Poll::Ready(Err(error)) => {
+                    return Poll::Ready(Err(ChannelError::Write(error.into())));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+
+        let quiet = state.outbox.is_empty() && !state.unflushed;
+        let done = if state.failed.is_some() {
+            quiet
+        } else if state.read_closed {
+            quiet && state.in_flight.is_empty()
+        } else {
+            state.draining && quiet && state.in_flight.is_empty() && !state.shared.has_pending()
+        };
+        if !done {
+            return Poll::Pending;
+        }
+        match transport.as_mut().poll_close(cx) {
+            Poll::Pending => Poll::Pending,
+            // The connection is over either way; a failed close loses nothing.
+            Poll::Ready(_) => Poll::Ready(state.failed.take().map_or(Ok(()), Err)),
+        }
+    }
+}
+
+impl State {
+    fn on_frame(&mut self, frame: pb::Frame, cx: &mut Context<'_>) {
+        use pb::frame::Kind;
+        let Some(kind) = frame.kind else {
+            // A frame kind from a newer protocol revision: nothing to do.
+            tracing::trace!("ignoring empty or unknown frame");
+            return;
+        };
+        match kind {
+            Kind::Request(request) => self.on_request(request, cx),
+            Kind::Reply(reply) => {
+                let answer = Value::from_proto(reply.value).map_err(IkcError::from);
+                if !self.shared.resolve(reply.id, answer) {
+                    tracing::trace!(id = reply.id, "reply for a call nobody waits for");
+                }
+            }
+            Kind::Error(error) => {
+                let id = error.id;
+                let error = IkcError::from_proto(error);
+                if id == 0 {
+                    tracing::debug!(peer = %self.registration.handle.peer().kernel, %error, "peer reported an error");
+                    self.registration.kernel.emit(MonitorEvent::Error {
+                        kernel: Some(self.registration.handle.peer().kernel.clone()),
+                        message: error.to_string(),
+                    });
+                } else {
+                    self.shared.resolve(id, Err(error));
+                }
+            }
+            Kind::Cancel(cancel) => {
+                if let Some(abort) = self.cancels.remove(&cancel.id) {
+                    abort.abort();
+                }
+            }
+            Kind::Subscribe(subscribe) => {
+                let kernel = &self.registration.kernel;
+                let frame = if kernel.is_published(&subscribe.session) {
+                    kernel.emit(MonitorEvent::Subscribe {
+                        kernel: self.registration.handle.peer().kernel.clone(),
+                        session: subscribe.session,
+                    });
+                    pb::Reply {
+                        id: subscribe.id,
+                        value: None,
+                    }
+                    .into()
+                } else {
+                    IkcError::no_session(&subscribe.session)
+                        .to_proto(subscribe.id)
+                        .into()
+                };
+                self.outbox.push_back(frame);
+            }
+            Kind::Unsubscribe(unsubscribe) => {
+                self.registration.kernel.emit(MonitorEvent::Unsubscribe {
+                    kernel: self.registration.handle.peer().kernel.clone(),
+                    session: unsubscribe.session,
+                });
+            }
+            Kind::Ping(ping) => self.outbox.push_back(pb::Pong { nonce: ping.nonce }.into()),
+            Kind::Pong(_) => {}
+            Kind::GoAway(go_away) => {
+                tracing::debug!(peer = %self.registration.handle.peer().kernel, reason = %go_away.reason, "peer is going away");
+                self.shared.set_peer_going_away();
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: pb::Request, cx: &mut Context<'_>) {
+        let id = request.id;
+        self.last_request_id = (self.last_request_id).max(id);
+        let refuse = |this: &mut State, error: IkcError| {
+            if id == 0 {
+                this.failed_post(&request.target, &error);
+            } else {
+                this.outbox.push_back(error.to_proto(id).into());
+            }
+        };
+        if self.draining {
+            return refuse(
+                self,
+                IkcError::new(ErrorKind::ShuttingDown, "kernel is shutting down"),
+            );
+        }
+        if self.in_flight.len() >= self.max_in_flight {
+            let error = IkcError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} requests already running on this connection",
+                    self.in_flight.len()
+                ),
+            )
+            .with_retry_after(OVERLOADED_RETRY_AFTER);
+            return refuse(self, error);
+        }
+        let target = match request.target.parse::<Specifier>() {
+            Ok(target) => target,
+            Err(error) => {
+                return refuse(
+                    self,
+                    IkcError::new(ErrorKind::BadRequest, format!("bad target: {error}")),
+                );
+            }
+        };
+        let arg = match Value::from_proto(request.arg) {
+            Ok(arg) => arg,
+            Err(error) => return refuse(self, IkcError::from(error)),
+        };
+        let mut req = if id == 0 {
+            Request::post(target, arg)
+        } else {
+            Request::call(target, arg)
+        };
+        if !request.from.is_empty() {
+            req = req.with_from(request.from);
+        }
+        let deadline = (request.deadline_ms > 0)
+            .then(|| Duration::from_millis(u64::from(request.deadline_ms)));
+        if let Some(deadline) = deadline {
+            req = req.with_deadline(tokio::time::Instant::now() + deadline);
+        }
+        let service = self.service.clone();
+        let handler = async move {
+            let call = service.oneshot(req);
+            let result = match deadline {
+                None => call.await,
+                Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        return Err(IkcError::new(
+                            ErrorKind::Timeout,
+                            format!("handler did not answer within {deadline:?}"),
+                        )
+                        .with_may_have_run(true));
+                    }
+                },
+            };
+            result.map_err(IkcError::from_box)
+        };
+        let mut handler: HandlerFuture = Box::pin(handler);
+        // Most handlers answer at once: poll inline and skip the queue.
+        if let Poll::Ready(answer) = handler.poll_unpin(cx) {
+            let finished = if id == 0 {
+                Finished::Post {
+                    target: request.target,
+                    result: answer,
+                }
+            } else {
+                Finished::Call {
+                    id,
+                    answer: Some(answer),
+                }
+            };
+            return self.complete(finished);
+        }
+        if id == 0 {
+            self.in_flight.push(InFlight::Post {
+                target: Some(request.target),
+                handler,
+            });
+        } else {
+            let (abort, registration) = AbortHandle::new_pair();
+            self.cancels.insert(id, abort);
+            self.in_flight.push(InFlight::Call {
+                id,
+                handler: Abortable::new(handler, registration),
+            });
+        }
+    }
+
+    fn complete(&mut self, finished: Finished) {
+        let (id, answer) = match finished {
+            Finished::Post { target, result } => {
+                if let Err(error) = result {
+                    self.failed_post(&target, &error);
+                }
+                return;
+            }
+            Finished::Call { id, answer } => (id, answer),
+        };
+        self.cancels.remove(&id);
+        let frame = match answer {
+            // Cancelled by the caller: nobody waits for an answer.
+            None => return,
+            Some(Ok(value)) => pb::Reply {
+                id,
+                value: Some(value.into_proto()),
+            }
+            .into(),
+            Some(Err(error)) => error.to_proto(id).into(),
+        };
+        self.outbox.push_back(frame);
+    }
+
+    fn failed_post(&self, target: &str, error: &IkcError) {
+        let peer = &self.registration.handle.peer().kernel;
+        tracing::warn!(%peer, %target, %error, "post failed");
+        self.registration.kernel.emit(MonitorEvent::Error {
+            kernel: Some(peer.clone()),
+            message: format!("post to {target} failed: {error}"),
+        });
+    }
+}

@@ -1,0 +1,345 @@
+//! [`ChannelHandle`]: the cheap, cloneable side of a channel that sends calls
+//! and posts to the peer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+use ikc_proto::{Value, pb};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ErrorKind, IkcError, PeerInfo, RemoteSession, Request, Specifier};
+
+/// What a handle asks its driver to send.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Frame(pb::Frame),
+}
+
+type Answer = Result<Value, IkcError>;
+
+#[derive(Debug, Default)]
+struct Pending {
+    calls: HashMap<u64, oneshot::Sender<Answer>>,
+    closed: bool,
+}
+
+/// State shared by the handles and the driver of one channel.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    peer: PeerInfo,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    call_timeout: Option<Duration>,
+    /// The peer sent GoAway: it takes no new requests.
+    peer_going_away: AtomicBool,
+    /// We were asked to drain: no new requests either way.
+    draining: AtomicBool,
+    pub(crate) driver_waker: AtomicWaker,
+    closed: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn new(peer: PeerInfo, call_timeout: Option<Duration>) -> Self {
+        Shared {
+            peer,
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            call_timeout,
+            peer_going_away: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            driver_waker: AtomicWaker::new(),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, id: u64, tx: oneshot::Sender<Answer>) -> Result<(), IkcError> {
+        let mut pending = self.lock();
+        if pending.closed {
+            return Err(IkcError::disconnected(false));
+        }
+        pending.calls.insert(id, tx);
+        Ok(())
+    }
+
+    /// Removes call `id`; whether it was still waiting.
+    fn remove(&self, id: u64) -> bool {
+        self.lock().calls.remove(&id).is_some()
+    }
+
+    /// Delivers the answer to call `id`; whether anybody was waiting.
+    pub(crate) fn resolve(&self, id: u64, answer: Answer) -> bool {
+        let tx = self.lock().calls.remove(&id);
+        tx.is_some_and(|tx| tx.send(answer).is_ok())
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.lock().calls.is_empty()
+    }
+
+    /// Fails every pending call with `Disconnected` and refuses new ones.
+    pub(crate) fn close(&self) {
+        let calls = {
+            let mut pending = self.lock();
+            pending.closed = true;
+            std::mem::take(&mut pending.calls)
+        };
+        for (_, tx) in calls {
+            // The request went out, so the peer may have run it.
+            let _ = tx.send(Err(IkcError::disconnected(true)));
+        }
+        self.closed.cancel();
+    }
+
+    pub(crate) fn set_peer_going_away(&self) {
+        self.peer_going_away.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn drain_requested(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Sends calls and posts to one connected peer. Cheap to clone; every clone
+/// talks over the same connection.
+///
+/// Every call ends with exactly one answer: the peer's reply, the peer's typed
+/// error, `Timeout` when the call's deadline passes, or `Disconnected` as soon
+/// as the connection ends.
+#[derive(Debug, Clone)]
+pub struct ChannelHandle {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// Removes a call from the pending table when its caller stops waiting
+/// before the answer came, and tells the peer to drop the handler.
+struct CallGuard<'a> {
+    handle: &'a ChannelHandle,
+    id: u64,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        // Only a call still in the table was abandoned; an answered one was
+        // removed by the driver before the answer was sent.
+        if self.handle.shared.remove(self.id) {
+            let cancel = pb::Frame::from(pb::Cancel { id: self.id });
+            let _ = self.handle.commands.try_send(Command::Frame(cancel));
+        }
+    }
+}
+
+impl ChannelHandle {
+    pub(crate) fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>) -> Self {
+        ChannelHandle { shared, commands }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The peer kernel at the other end.
+    #[must_use]
+    pub fn peer(&self) -> &PeerInfo {
+        &self.shared.peer
+    }
+
+    /// Whether both handles belong to the same channel.
+    #[must_use]
+    pub fn same_channel(&self, other: &ChannelHandle) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Whether the connection has ended.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
+    /// Completes when the connection has ended.
+    pub async fn closed(&self) {
+        self.shared.closed.cancelled().await;
+    }
+
+    /// Starts a graceful close: the peer gets `GoAway`, new requests from it
+    /// are answered `ShuttingDown`, requests already running finish and are
+    /// answered, calls we made are waited for, then the connection closes.
+    pub fn go_away(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.driver_waker.wake();
+    }
+
+    /// Calls `target` on the peer and waits for the answer, at most the
+    /// channel's call timeout.
+    ///
+    /// # Errors
+    ///
+    /// The peer's typed error, `Timeout`, `Disconnected`, or `ShuttingDown`
+    /// when either side is closing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the call: its entry is removed and the
+    /// peer is sent `Cancel`, which drops the handler there.
+    pub async fn call(&self, target: &Specifier, arg: Value) -> Result<Value, IkcError> {
+        self.request(target.to_string(), arg, None, self.shared.call_timeout)
+            .await
+    }
+
+    /// Like [`call`](Self::call) with its own timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_timeout(
+        &self,
+        target: &Specifier,
+        arg: Value,
+        timeout: Duration,
+    ) -> Result<Value, IkcError> {
+        self.request(target.to_string(), arg, None, Some(timeout))
+            .await
+    }
+
+    /// Posts to `target` on the peer: it is sent, and nobody waits for an
+    /// answer.
+    ///
+    /// # Errors
+    ///
+    /// `Disconnected` when the connection has ended, `ShuttingDown` when
+    /// either side is closing.
+    pub async fn post(&self, target: &Specifier, arg: Value) -> Result<(), IkcError> {
+        self.send_post(target.to_string(), arg, None).await
+    }
+
+    /// Asks the peer whether it publishes `session`, and returns a handle to
+    /// call it.
+    ///
+    /// # Errors
+    ///
+    /// `NoSession` when the peer does not publish it; `Timeout` or
+    /// `Disconnected` when the connection fails meanwhile.
+    pub async fn subscribe(&self, session: &str) -> Result<RemoteSession, IkcError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = pb::Frame::from(pb::Subscribe {
+            id,
+            session: session.to_owned(),
+        });
+        self.exchange(id, frame, self.shared.call_timeout).await?;
+        Ok(RemoteSession::new(self.clone(), session.to_owned()))
+    }
+
+    /// Forwards a routed request; posts are only sent unless `as_call`.
+    pub(crate) async fn forward(&self, mut req: Request, as_call: bool) -> Result<Value, IkcError> {
+        let target = req.target().to_string();
+        let from = req.from().map(str::to_owned);
+        let arg = req.take_arg();
+        if req.is_post() && !as_call {
+            return self
+                .send_post(target, arg, from)
+                .await
+                .map(|()| Value::Null);
+        }
+        let timeout = match req.deadline() {
+            Some(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
+            None => self.shared.call_timeout,
+        };
+        self.request(target, arg, from, timeout).await
+    }
+
+    pub(crate) fn try_send(&self, frame: pb::Frame) {
+        let _ = self.commands.try_send(Command::Frame(frame));
+    }
+
+    fn check_open(&self) -> Result<(), IkcError> {
+        if self.shared.draining.load(Ordering::Acquire) {
+            return Err(IkcError::new(
+                ErrorKind::ShuttingDown,
+                "this connection is closing",
+            ));
+        }
+        if self.shared.peer_going_away.load(Ordering::Acquire) {
+            return Err(IkcError::new(
+                ErrorKind::ShuttingDown,
+                format!("kernel {:?} is shutting down", self.shared.peer.kernel),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn send_post(
+        &self,
+        target: String,
+        arg: Value,
+        from: Option<String>,
+    ) -> Result<(), IkcError> {
+        self.check_open()?;
+        let request = pb::Request {
+            id: 0,
+            target,
+            arg: Some(arg.into_proto()),
+            from: from.unwrap_or_default(),
+            deadline_ms: 0,
+        };
+        self.commands
+            .send(Command::Frame(request.into()))
+            .await
+            .map_err(|_| IkcError::disconnected(false))
+    }
+
+    async fn request(
+        &self,
+        target: String,
+        arg: Value,
+        from: Option<String>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, IkcError> {
+        self.check_open()?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = pb::Request {
+            id,
+            target,
+            arg: Some(arg.into_proto()),
+            from: from.unwrap_or_default(),
+            deadline_ms: timeout.map_or(0, |t| {
+                u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
+        };
+        self.exchange(id, request.into(), timeout).await
+    }
+
+    /// Sends `frame`, which carries call `id`, and waits for its answer.
+    async fn exchange(&self, id: u64, frame: pb::Frame, timeout: Option<Duration>) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        self.shared.insert(id, tx)?;
+        let _guard = CallGuard { handle: self, id };
+        let exchange = async {
+            self.commands
+                .send(Command::Frame(frame))
+                .await
+                .map_err(|_| IkcError::disconnected(false))?;
+            rx.await
+                .unwrap_or_else(|_| Err(IkcError::disconnected(true)))
+        };
+        match timeout {
+            None => exchange.await,
+            Some(timeout) => tokio::time::timeout(timeout, exchange)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(
+                        IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
+                            .with_may_have_run(true),
+                    )
+                }),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Channels: one connected peer kernel, after the handshake.
+//!
+//! A channel runs over any transport that is a `Sink` and a `Stream` of
+//! [`pb::Frame`](ikc_proto::pb::Frame)s (a `Framed` socket with the ikc frame
+//! codec, or [`transport::memory`](crate::transport::memory) in tests). It is
+//! symmetric: both ends send requests and answer them.
+//!
+//! [`Channel::builder`] registers the peer with the kernel and returns a
+//! [`ChannelHandle`] (to call the peer) and a [`ChannelDriver`] (the future
+//! that runs the connection; spawn it), in the manner of tower's
+//! `Buffer::pair`.
+//!
+//! - Outgoing calls carry ids; the answer with the same id resolves them. A
+//!   call past its deadline ends with `Timeout`, and the peer is told to drop
+//!   the handler (`Cancel`); so is a caller that drops its call. When the
+//!   connection ends, every pending call fails with `Disconnected` at once.
+//! - Incoming requests run concurrently, up to
+//!   [`ChannelBuilder::max_in_flight`]; above it the peer is answered
+//!   `Overloaded` (with a retry hint), never left waiting.
+//! - Posts (id 0) get no answer; a failing post is logged and reported on
+//!   the kernel's monitor bus.
+//!
+//! ```
+//! use ikc_core::{Channel, Kernel, PeerInfo, Value, service_fn, transport::memory};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Kernel::new("Server");
+//! server.publish("echo", ["say"], service_fn(|req: ikc_core::Request| async move {
+//!     Ok::<_, ikc_core::BoxError>(req.into_arg())
+//! }))?;
+//! let client = Kernel::new("Client");
+//!
+//! let (a, b) = memory::pair(16);
+//! let peer = |k: &Kernel| PeerInfo { kernel: k.name().to_owned(), aliases: vec![], pid: k.pid() };
+//! let (_, server_driver) = Channel::builder(server.clone()).connect(peer(&client), a)?;
+//! let (to_server, client_driver) = Channel::builder(client.clone()).connect(peer(&server), b)?;
+//! tokio::spawn(server_driver);
+//! tokio::spawn(client_driver);
+//!
+//! let answer = to_server.call(&"poe://Server/echo/say".parse()?, Value::from("hi")).await?;
+//! assert_eq!(answer, Value::from("hi"));
+//! # Ok(())
+//! # }
+//! ```
+
+mod driver;
+mod handle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Sink, Stream};
+use ikc_proto::pb;
+use tokio::sync::mpsc;
+
+pub use self::driver::ChannelDriver;
+pub use self::handle::ChannelHandle;
+use self::handle::Shared;
+use crate::kernel::SessionService;
+use crate::{BoxError, Kernel, PeerInfo, RegisterError};
+
+/// Default for [`ChannelBuilder::max_in_flight`]: 1024 requests.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// Default for [`ChannelBuilder::call_timeout`]: 30 seconds.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Frames handles may queue for the driver before `call`/`post` wait.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Why a channel's driver stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// Reading from the peer failed (a transport error, or a frame that
+    /// could not be decoded; the peer was sent a `Protocol` error first).
+    #[error("reading from the peer failed")]
+    Read(#[source] BoxError),
+    /// Writing to the peer failed.
+    #[error("writing to the peer failed")]
+    Write(#[source] BoxError),
+}
+
+/// Builds channels; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct Channel;
+
+impl Channel {
+    /// A builder for channels of `kernel`.
+    #[must_use]
+    pub fn builder(kernel: Kernel) -> ChannelBuilder {
+        ChannelBuilder {
+            service: None,
+            kernel,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            call_timeout: Some(DEFAULT_CALL_TIMEOUT),
+        }
+    }
+}
+
+/// Configures a channel before it connects.
+#[derive(Debug, Clone)]
+pub struct ChannelBuilder {
+    kernel: Kernel,
+    service: Option<SessionService>,
+    max_in_flight: usize,
+    call_timeout: Option<Duration>,
+}
+
+impl ChannelBuilder {
+    /// Requests from the peer this channel runs at once; more are answered
+    /// `Overloaded`. Default: [`DEFAULT_MAX_IN_FLIGHT`] (1024). Posts count.
+    #[must_use]
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// How long our calls over this channel wait for an answer before
+    /// `Timeout`. Default: [`DEFAULT_CALL_TIMEOUT`] (30 s); `None` waits
+    /// until the connection ends.
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The service that handles the peer's requests. Default: the kernel's
+    /// [`Router`](crate::Router). Pass the router wrapped in tower layers to
+    /// add request middleware (timeouts, concurrency limits, tracing...).
+    #[must_use]
+    pub fn service(mut self, service: SessionService) -> Self {
+        self.service = Some(service);
+        self
+    }
+
+    /// Registers `peer` with the kernel and returns the channel's handle and
+    /// driver. The peer is announced (`Register`) before the driver reads
+    /// its first request.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError::NameTaken`] when a connected kernel (or this one)
+    /// already uses one of the peer's names.
+    pub fn connect<T, E>(
+        self,
+        peer: PeerInfo,
+        transport: T,
+    ) -> Result<(ChannelHandle, ChannelDriver<T>), RegisterError>
+    where
+        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
+        E: Into<BoxError>,
+    {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let handle = ChannelHandle::new(Arc::new(Shared::new(peer, self.call_timeout)), tx);
+        self.kernel.register(&handle)?;
+        let service = self.service.unwrap_or_else(|| {
+            SessionService::new(tower::ServiceExt::map_err(
+                self.kernel.router(),
+                BoxError::from,
+            ))
+        });
+        let driver = ChannelDriver::new(
+            transport,
+            self.kernel,
+            handle.clone(),
+            service,
+            rx,
+            self.max_in_flight,
+        );
+        Ok((handle, driver))
+    }
+}

@@ -1,0 +1,135 @@
+//! [`Request`]: what a session's service receives.
+
+use ikc_proto::{Value, ValueError, value};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::Specifier;
+
+/// One event delivered to a session: the target, the argument, and who sent
+/// it.
+///
+/// A session is a tower `Service<Request, Response = Value>`; the event name
+/// tells it what to do.
+///
+/// ```
+/// use ikc_core::{Request, Value};
+///
+/// let req = Request::call("calc/add".parse()?, Value::from(vec![1, 2]));
+/// assert_eq!((req.session(), req.event()), ("calc", "add"));
+/// let [a, b]: [i64; 2] = req.arg_as()?;
+/// assert_eq!(a + b, 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Request {
+    target: Specifier,
+    arg: Value,
+    from: Option<String>,
+    deadline: Option<Instant>,
+    post: bool,
+}
+
+impl Request {
+    /// A call to `target`: the caller waits for the answer.
+    #[must_use]
+    pub fn call(target: Specifier, arg: Value) -> Self {
+        Request {
+            target,
+            arg,
+            from: None,
+            deadline: None,
+            post: false,
+        }
+    }
+
+    /// A post to `target`: nobody waits for an answer.
+    #[must_use]
+    pub fn post(target: Specifier, arg: Value) -> Self {
+        Request {
+            post: true,
+            ..Request::call(target, arg)
+        }
+    }
+
+    /// Sets who sent the request (`kernel/session`, informational).
+    #[must_use]
+    pub fn with_from(mut self, from: impl Into<String>) -> Self {
+        self.from = Some(from.into());
+        self
+    }
+
+    /// Sets the instant after which nobody waits for the answer.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The full target specifier.
+    #[must_use]
+    pub fn target(&self) -> &Specifier {
+        &self.target
+    }
+
+    /// The session name.
+    #[must_use]
+    pub fn session(&self) -> &str {
+        self.target.session()
+    }
+
+    /// The event name (empty if the specifier had none).
+    #[must_use]
+    pub fn event(&self) -> &str {
+        self.target.event().unwrap_or_default()
+    }
+
+    /// The argument.
+    #[must_use]
+    pub fn arg(&self) -> &Value {
+        &self.arg
+    }
+
+    /// Takes the argument out, leaving null.
+    pub fn take_arg(&mut self) -> Value {
+        std::mem::take(&mut self.arg)
+    }
+
+    /// Consumes the request, returning the argument.
+    #[must_use]
+    pub fn into_arg(self) -> Value {
+        self.arg
+    }
+
+    /// The argument converted to `T` through serde. A handler that returns
+    /// this error with `?` answers the caller with `BadRequest`.
+    ///
+    /// # Errors
+    ///
+    /// When the argument does not have `T`'s shape.
+    pub fn arg_as<T: DeserializeOwned>(&self) -> Result<T, ValueError> {
+        value::from_value(self.arg.clone())
+    }
+
+    /// Who sent the request, if the sender said.
+    #[must_use]
+    pub fn from(&self) -> Option<&str> {
+        self.from.as_deref()
+    }
+
+    /// The instant after which nobody waits for the answer, if any.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether this is a post (no answer expected).
+    #[must_use]
+    pub fn is_post(&self) -> bool {
+        self.post
+    }
+
+    pub(crate) fn retarget(&mut self, target: Specifier) {
+        self.target = target;
+    }
+}

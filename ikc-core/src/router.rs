@@ -1,0 +1,177 @@
+//! [`Router`]: the tower service that dispatches every request to its session.
+//!
+//! A request for the local kernel (no kernel part, or one of its names) goes
+//! to the published session's service; a request for a connected kernel is
+//! forwarded over that kernel's channel, so a server is a hub through which
+//! its clients call each other. `*` tries the local kernel first, then each
+//! connected kernel in turn.
+//!
+//! The router is always ready: each request calls a clone of its session's
+//! service (as axum's `Route` does), so one slow session never holds up
+//! another. Every failure to route is a typed [`IkcError`], never a panic or
+//! a closed connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use ikc_proto::Value;
+use pin_project::pin_project;
+use tower::Service;
+use tower::ServiceExt;
+use tower::util::Oneshot;
+
+use crate::kernel::{Published, SessionService};
+use crate::{ChannelHandle, ErrorKind, IkcError, Kernel, KernelTarget, Request, Specifier};
+
+/// Dispatches requests to local sessions and connected kernels.
+#[derive(Debug, Clone)]
+pub struct Router {
+    kernel: Kernel,
+}
+
+/// Where a request goes.
+pub(crate) enum Destination {
+    Local(Arc<Published>),
+    Remote(ChannelHandle),
+    /// `*` with no local session: every connected kernel, in turn.
+    AnyRemote(Vec<ChannelHandle>),
+}
+
+impl Router {
+    /// A router for `kernel`.
+    #[must_use]
+    pub fn new(kernel: Kernel) -> Self {
+        Router { kernel }
+    }
+
+    /// The kernel this router dispatches for.
+    #[must_use]
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+}
+
+/// Finds where `req` goes, or the error its caller gets.
+pub(crate) fn resolve(kernel: &Kernel, req: &Request) -> Result<Destination, IkcError> {
+    if req.target().event().is_none() {
+        return Err(IkcError::new(
+            ErrorKind::BadRequest,
+            "the target names no event",
+        ));
+    }
+    match req.target().kernel() {
+        KernelTarget::Local => local(kernel, req),
+        KernelTarget::Named(name) if kernel.is_named(name) => local(kernel, req),
+        KernelTarget::Named(name) => kernel
+            .peer(name)
+            .map(Destination::Remote)
+            .ok_or_else(|| IkcError::no_kernel(name)),
+        KernelTarget::Any if kernel.is_published(req.session()) => local(kernel, req),
+        KernelTarget::Any => Ok(Destination::AnyRemote(kernel.peers())),
+    }
+}
+
+fn local(kernel: &Kernel, req: &Request) -> Result<Destination, IkcError> {
+    let published = kernel
+        .session(req.session())
+        .ok_or_else(|| IkcError::no_session(req.session()))?;
+    if !published.allows(req.event()) {
+        return Err(IkcError::no_event(req.session(), req.event()));
+    }
+    Ok(Destination::Local(published))
+}
+
+/// Tries each kernel in turn until one publishes the session.
+async fn any_remote(peers: Vec<ChannelHandle>, mut req: Request) -> Result<Value, IkcError> {
+    let session = req.session().to_owned();
+    for peer in peers {
+        // Name the kernel so the peer does not forward a `*` again (a loop).
+        let event = req.event().to_owned();
+        let target = Specifier::remote(&peer.peer().kernel, &session, &event)
+            .map_err(|e| IkcError::new(ErrorKind::BadRequest, e.to_string()))?;
+        req.retarget(target);
+        match peer.forward(req.clone(), true).await {
+            Err(e) if matches!(e.kind(), ErrorKind::NoSession | ErrorKind::NoEvent) => {}
+            other => return other,
+        }
+    }
+    Err(IkcError::no_session(&session))
+}
+
+impl Service<Request> for Router {
+    type Response = Value;
+    type Error = IkcError;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), IkcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> RouteFuture {
+        let state = match resolve(&self.kernel, &req) {
+            Err(error) => State::Ready {
+                result: Some(Err(error)),
+            },
+            Ok(Destination::Local(published)) => State::Local {
+                inner: published.service.clone().oneshot(req),
+            },
+            Ok(Destination::Remote(peer)) => State::Remote {
+                inner: Box::pin(async move { peer.forward(req, false).await }),
+            },
+            Ok(Destination::AnyRemote(peers)) => State::Remote {
+                inner: Box::pin(any_remote(peers, req)),
+            },
+        };
+        RouteFuture { state }
+    }
+}
+
+/// The answer to a routed request.
+#[pin_project]
+#[derive(Debug)]
+pub struct RouteFuture {
+    #[pin]
+    state: State,
+}
+
+#[pin_project(project = StateProj)]
+enum State {
+    Ready {
+        result: Option<Result<Value, IkcError>>,
+    },
+    Local {
+        #[pin]
+        inner: Oneshot<SessionService, Request>,
+    },
+    Remote {
+        #[pin]
+        inner: BoxFuture<'static, Result<Value, IkcError>>,
+    },
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Ready { .. } => "Ready",
+            State::Local { .. } => "Local",
+            State::Remote { .. } => "Remote",
+        })
+    }
+}
+
+impl Future for RouteFuture {
+    type Output = Result<Value, IkcError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Ready { result } => {
+                Poll::Ready(result.take().expect("RouteFuture polled after completion"))
+            }
+            StateProj::Local { inner } => inner.poll(cx).map_err(IkcError::from_box),
+            StateProj::Remote { inner } => inner.poll(cx),
+        }
+    }
+}
