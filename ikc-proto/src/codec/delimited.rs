@@ -4,37 +4,49 @@ use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
 use prost::Message;
-use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
 use super::CodecError;
 
 /// Size of the big-endian length head in front of every message.
 pub(crate) const HEAD_LEN: usize = 4;
 
-/// Decodes with tokio-util's `LengthDelimitedCodec` (4-byte big-endian head,
-/// the head checked against the maximum before any reservation), then prost.
+/// Where the decoder is within the current message.
+#[derive(Debug, Clone, Copy)]
+enum DecodeState {
+    /// Waiting for a 4-byte head.
+    Head,
+    /// The head was consumed; waiting for this many bytes of protobuf.
+    Data(usize),
+}
+
+/// A 4-byte big-endian head, then that many bytes of protobuf; the head is
+/// checked against the maximum before anything is reserved, as in tokio-util's
+/// `LengthDelimitedCodec::decode_head`.
+///
+/// The decode state is kept here rather than in a wrapped
+/// `LengthDelimitedCodec`: that codec hides whether it has consumed a head, so
+/// a stream ending right after a head would look like a clean end.
 #[derive(Debug)]
 pub(crate) struct Delimited {
-    inner: LengthDelimitedCodec,
+    state: DecodeState,
     max: usize,
 }
 
 impl Delimited {
     pub(crate) fn new(max: usize) -> Self {
-        let inner = LengthDelimitedCodec::builder()
-            .big_endian()
-            .length_field_length(HEAD_LEN)
-            .max_frame_length(max)
-            .new_codec();
-        Delimited { inner, max }
+        Delimited {
+            state: DecodeState::Head,
+            max,
+        }
     }
 
     pub(crate) fn max(&self) -> usize {
         self.max
     }
 
+    /// Applies to the next head decoded; a message whose head was already
+    /// accepted is still read in full.
     pub(crate) fn set_max(&mut self, max: usize) {
-        self.inner.set_max_frame_length(max);
         self.max = max;
     }
 
@@ -42,12 +54,44 @@ impl Delimited {
         &mut self,
         src: &mut BytesMut,
     ) -> Result<Option<M>, CodecError> {
-        match self.inner.decode(src) {
-            // Decoding from frozen `Bytes` lets prost slice `bytes` fields out
-            // of the read buffer instead of copying them.
-            Ok(Some(frame)) => Ok(Some(M::decode(frame.freeze())?)),
-            Ok(None) => Ok(None),
-            Err(error) => Err(self.head_error(error, src)),
+        let len = match self.state {
+            DecodeState::Head => match self.decode_head(src)? {
+                Some(len) => {
+                    self.state = DecodeState::Data(len);
+                    len
+                }
+                None => return Ok(None),
+            },
+            DecodeState::Data(len) => len,
+        };
+        if src.len() < len {
+            return Ok(None);
+        }
+        self.state = DecodeState::Head;
+        // Decoding from frozen `Bytes` lets prost slice `bytes` fields out of
+        // the read buffer instead of copying them.
+        let message = src.split_to(len).freeze();
+        src.reserve(HEAD_LEN.saturating_sub(src.len()));
+        Ok(Some(M::decode(message)?))
+    }
+
+    /// Reads and consumes the head, refusing a length over the maximum
+    /// before reserving room for it: the peer chooses that length.
+    fn decode_head(&self, src: &mut BytesMut) -> Result<Option<usize>, CodecError> {
+        let Some(head) = src.first_chunk::<HEAD_LEN>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*head);
+        match usize::try_from(len) {
+            Ok(len) if len <= self.max => {
+                src.advance(HEAD_LEN);
+                src.reserve(len.saturating_sub(src.len()));
+                Ok(Some(len))
+            }
+            _ => Err(CodecError::FrameTooLarge {
+                len: u64::from(len),
+                max: self.max,
+            }),
         }
     }
 
@@ -55,11 +99,17 @@ impl Delimited {
         &mut self,
         src: &mut BytesMut,
     ) -> Result<Option<M>, CodecError> {
-        match self.decode(src)? {
-            Some(message) => Ok(Some(message)),
-            None if src.is_empty() => Ok(None),
-            None => Err(CodecError::UnexpectedEof {
+        if let Some(message) = self.decode(src)? {
+            return Ok(Some(message));
+        }
+        match self.state {
+            DecodeState::Head if src.is_empty() => Ok(None),
+            DecodeState::Head => Err(CodecError::UnexpectedEof {
                 buffered: src.len(),
+            }),
+            // The head was consumed from `src`; count it as received.
+            DecodeState::Data(_) => Err(CodecError::UnexpectedEof {
+                buffered: HEAD_LEN + src.len(),
             }),
         }
     }
@@ -90,18 +140,5 @@ impl Delimited {
         message
             .encode(dst)
             .map_err(|error| CodecError::Io(io::Error::other(error)))
-    }
-
-    /// `LengthDelimitedCodec` reports an oversized head as an opaque
-    /// `InvalidData` error without consuming it; read the head back to name
-    /// the length.
-    fn head_error(&self, error: io::Error, src: &BytesMut) -> CodecError {
-        if error.kind() == io::ErrorKind::InvalidData && src.len() >= HEAD_LEN {
-            let len = u64::from((&src[..HEAD_LEN]).get_u32());
-            if len > self.max as u64 {
-                return CodecError::FrameTooLarge { len, max: self.max };
-            }
-        }
-        CodecError::Io(error)
     }
 }

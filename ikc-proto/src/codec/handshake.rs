@@ -16,8 +16,13 @@ pub const MAX_HANDSHAKE_LENGTH: usize = 64 * 1024;
 enum Role {
     /// Writes the preface before its first message.
     Client { preface_sent: bool },
-    /// Expects the preface before the first message.
-    Server { preface_seen: bool },
+    /// Expects the preface before the first message. `first_message_seen` stays
+    /// false until that message is complete, so a stream ending right after
+    /// the preface is not taken for a clean end.
+    Server {
+        preface_seen: bool,
+        first_message_seen: bool,
+    },
 }
 
 /// Encodes and decodes the preface and the [`pb::Handshake`] messages.
@@ -65,6 +70,7 @@ impl HandshakeCodec {
         Self::with_role(
             Role::Server {
                 preface_seen: false,
+                first_message_seen: false,
             },
             frames,
         )
@@ -84,19 +90,17 @@ impl HandshakeCodec {
     pub fn into_frame_codec(self) -> FrameCodec {
         self.frames.new_frame_codec()
     }
-}
 
-impl Decoder for HandshakeCodec {
-    type Item = pb::Handshake;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<pb::Handshake>, CodecError> {
+    /// On the server side, checks and consumes the preface the first time
+    /// round; `Ok(false)` while it is still incomplete.
+    fn preface(&mut self, src: &mut BytesMut) -> Result<bool, CodecError> {
         if let Role::Server {
             preface_seen: preface_seen @ false,
+            ..
         } = &mut self.role
         {
             let Some(preface) = Preface::decode(src)? else {
-                return Ok(None);
+                return Ok(false);
             };
             if preface.version() != Preface::CURRENT_VERSION {
                 return Err(CodecError::UnsupportedVersion {
@@ -106,16 +110,61 @@ impl Decoder for HandshakeCodec {
             src.advance(Preface::LEN);
             *preface_seen = true;
         }
-        self.framing.decode(src)
+        Ok(true)
+    }
+}
+
+impl Decoder for HandshakeCodec {
+    type Item = pb::Handshake;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<pb::Handshake>, CodecError> {
+        if !self.preface(src)? {
+            return Ok(None);
+        }
+        let message = self.framing.decode(src)?;
+        if let (
+            Some(_),
+            Role::Server {
+                first_message_seen, ..
+            },
+        ) = (&message, &mut self.role)
+        {
+            *first_message_seen = true;
+        }
+        Ok(message)
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<pb::Handshake>, CodecError> {
-        match self.decode(src)? {
-            Some(message) => Ok(Some(message)),
-            None if src.is_empty() => Ok(None),
-            None => Err(CodecError::UnexpectedEof {
-                buffered: src.len(),
+        if !self.preface(src)? {
+            return if src.is_empty() {
+                Ok(None)
+            } else {
+                Err(CodecError::UnexpectedEof {
+                    buffered: src.len(),
+                })
+            };
+        }
+        if let Some(message) = self.decode(src)? {
+            return Ok(Some(message));
+        }
+        // After a preface, the first message is due even at a message
+        // boundary; the preface, already consumed, counts as received.
+        let first_message_due = matches!(
+            self.role,
+            Role::Server {
+                first_message_seen: false,
+                ..
+            }
+        );
+        match (self.framing.decode_eof(src), first_message_due) {
+            (Err(CodecError::UnexpectedEof { buffered }), true) => Err(CodecError::UnexpectedEof {
+                buffered: Preface::LEN + buffered,
             }),
+            (Ok(None), true) => Err(CodecError::UnexpectedEof {
+                buffered: Preface::LEN,
+            }),
+            (result, _) => result,
         }
     }
 }
@@ -128,8 +177,16 @@ impl Encoder<pb::Handshake> for HandshakeCodec {
             preface_sent: preface_sent @ false,
         } = &mut self.role
         {
+            // A message refused for its size must not leave a lone preface
+            // in `dst`, nor count the preface as sent.
+            let start = dst.len();
             dst.put_slice(&Preface::CURRENT.to_bytes());
+            if let Err(error) = self.framing.encode(&message, dst) {
+                dst.truncate(start);
+                return Err(error);
+            }
             *preface_sent = true;
+            return Ok(());
         }
         self.framing.encode(&message, dst)
     }

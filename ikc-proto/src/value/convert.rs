@@ -42,7 +42,7 @@ pub(super) fn from_proto(value: Option<pb::Value>, depth: usize) -> Result<Value
     })
 }
 
-fn nested(depth: usize) -> Result<usize, ValueError> {
+pub(super) fn nested(depth: usize) -> Result<usize, ValueError> {
     if depth >= MAX_DEPTH {
         Err(ValueError::TooDeep { max: MAX_DEPTH })
     } else {
@@ -158,7 +158,7 @@ impl<K: Into<String>, T: Into<Value>, S> From<HashMap<K, T, S>> for Value {
 
 // ---- Value into Rust types ----
 
-fn mismatch(expected: &'static str, found: &Value) -> ValueError {
+pub(super) fn mismatch(expected: &'static str, found: &Value) -> ValueError {
     ValueError::Type {
         expected,
         found: found.type_name(),
