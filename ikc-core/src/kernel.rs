@@ -146,7 +146,7 @@ impl Kernel {
                 monitor,
             }),
         };
-        crate::builtin::publish(&kernel);
+        crate::builtin::publish(&kernel, None);
         Ok(kernel)
     }
 
@@ -241,6 +241,13 @@ impl Kernel {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(name, Arc::new(Published { events, service }));
         Ok(())
+    }
+
+    /// Lets connected kernels call `IKC/shutdown`, which calls `hook` (a
+    /// server passes its graceful shutdown). Off by default: any peer could
+    /// otherwise stop the kernel.
+    pub fn allow_remote_shutdown(&self, hook: impl Fn() + Send + Sync + 'static) {
+        crate::builtin::publish(self, Some(Arc::new(hook)));
     }
 
     /// Removes session `name`; returns whether it was published. Requests

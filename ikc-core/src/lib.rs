@@ -51,8 +51,10 @@ mod router;
 mod specifier;
 pub mod transport;
 
-pub use builtin::IKC_EVENTS;
-pub use channel::{Channel, ChannelBuilder, ChannelDriver, ChannelError, ChannelHandle};
+pub use builtin::{IKC_EVENTS, event_value};
+pub use channel::{
+    Channel, ChannelBuilder, ChannelDriver, ChannelError, ChannelHandle, Registered,
+};
 pub use error::{BoxError, ErrorKind, IkcError};
 pub use ikc_proto::Value;
 pub use kernel::{IKC_SESSION, Kernel, PeerInfo, RegisterError, SessionService};

@@ -93,9 +93,9 @@ impl Future for InFlight {
 /// Removes the peer from the kernel and fails its pending calls when the
 /// driver ends or is dropped.
 #[derive(Debug)]
-struct Registration {
-    kernel: Kernel,
-    handle: ChannelHandle,
+pub(crate) struct Registration {
+    pub(crate) kernel: Kernel,
+    pub(crate) handle: ChannelHandle,
 }
 
 impl Drop for Registration {
@@ -157,8 +157,7 @@ where
 {
     pub(crate) fn new(
         transport: T,
-        kernel: Kernel,
-        handle: ChannelHandle,
+        registration: Registration,
         service: SessionService,
         commands: mpsc::Receiver<Command>,
         max_in_flight: usize,
@@ -175,8 +174,8 @@ where
             unflushed: false,
             failed: None,
             last_request_id: 0,
-            shared: Arc::clone(handle.shared()),
-            registration: Registration { kernel, handle },
+            shared: Arc::clone(registration.handle.shared()),
+            registration,
         };
         ChannelDriver { transport, state }
     }

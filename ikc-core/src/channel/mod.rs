@@ -55,8 +55,9 @@ use ikc_proto::pb;
 use tokio::sync::mpsc;
 
 pub use self::driver::ChannelDriver;
+use self::driver::Registration;
 pub use self::handle::ChannelHandle;
-use self::handle::Shared;
+use self::handle::{Command, Shared};
 use crate::kernel::SessionService;
 use crate::{BoxError, Kernel, PeerInfo, RegisterError};
 
@@ -152,23 +153,73 @@ impl ChannelBuilder {
         T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
         E: Into<BoxError>,
     {
+        Ok(self.register(peer)?.connect(transport))
+    }
+
+    /// Registers `peer` without a transport yet: a server does this before it
+    /// answers the handshake, so a name conflict can still be refused.
+    /// Dropping the [`Registered`] unregisters the peer.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub fn register(self, peer: PeerInfo) -> Result<Registered, RegisterError> {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let handle = ChannelHandle::new(Arc::new(Shared::new(peer, self.call_timeout)), tx);
         self.kernel.register(&handle)?;
-        let service = self.service.unwrap_or_else(|| {
+        let registration = Registration {
+            kernel: self.kernel.clone(),
+            handle,
+        };
+        Ok(Registered {
+            builder: self,
+            registration,
+            commands: rx,
+        })
+    }
+}
+
+/// A peer registered with the kernel, waiting for its transport; from
+/// [`ChannelBuilder::register`].
+#[derive(Debug)]
+pub struct Registered {
+    builder: ChannelBuilder,
+    registration: Registration,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl Registered {
+    /// The handle the channel will have.
+    #[must_use]
+    pub fn handle(&self) -> &ChannelHandle {
+        &self.registration.handle
+    }
+
+    /// Starts the channel over `transport`.
+    pub fn connect<T, E>(self, transport: T) -> (ChannelHandle, ChannelDriver<T>)
+    where
+        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
+        E: Into<BoxError>,
+    {
+        let Registered {
+            builder,
+            registration,
+            commands,
+        } = self;
+        let service = builder.service.unwrap_or_else(|| {
             SessionService::new(tower::ServiceExt::map_err(
-                self.kernel.router(),
+                builder.kernel.router(),
                 BoxError::from,
             ))
         });
+        let handle = registration.handle.clone();
         let driver = ChannelDriver::new(
             transport,
-            self.kernel,
-            handle.clone(),
+            registration,
             service,
-            rx,
-            self.max_in_flight,
+            commands,
+            builder.max_in_flight,
         );
-        Ok((handle, driver))
+        (handle, driver)
     }
 }

@@ -1,0 +1,137 @@
+//! Opening a connection and running the client side of the handshake.
+
+use futures::{SinkExt, StreamExt};
+use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo};
+use ikc_proto::codec::Builder;
+use ikc_proto::{CodecError, HandshakeCodec, Preface, pb};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_util::codec::Framed;
+
+use super::ClientBuilder;
+use crate::server::{Error, ErrorKind, Io};
+
+/// A live connection: its channel and what the server said about itself.
+#[derive(Debug, Clone)]
+pub(super) struct Connected {
+    pub(super) handle: ChannelHandle,
+    pub(super) worker: u32,
+}
+
+async fn open(addr: &str) -> Result<Io, Error> {
+    let failed = |e: std::io::Error| {
+        Error::new(ErrorKind::Connect, format!("cannot connect to {addr}")).with_source(e)
+    };
+    match addr.strip_prefix("unix:") {
+        Some(path) => UnixStream::connect(path)
+            .await
+            .map(Io::Unix)
+            .map_err(failed),
+        None => {
+            let stream = TcpStream::connect(addr).await.map_err(failed)?;
+            let _ = stream.set_nodelay(true);
+            Ok(Io::Tcp(stream))
+        }
+    }
+}
+
+pub(super) async fn establish(
+    kernel: &Kernel,
+    addr: &str,
+    settings: &ClientBuilder,
+) -> Result<Connected, Error> {
+    let io = open(addr).await?;
+    let mut codec = Builder::new();
+    codec.max_frame_length(settings.max_frame_length);
+    let mut framed = Framed::new(io, codec.new_client_handshake());
+    let hello = pb::Hello {
+        version: u32::from(Preface::CURRENT_VERSION),
+        kernel: kernel.name().to_owned(),
+        aliases: kernel.aliases(),
+        pid: kernel.pid(),
+        features: Vec::new(),
+        auth: Default::default(),
+        limits: Some(pb::Limits {
+            max_frame_len: u32::try_from(settings.max_frame_length).unwrap_or(u32::MAX),
+            max_in_flight: 0,
+            keepalive_ms: 0,
+        }),
+    };
+    let handshake = async {
+        framed.send(hello.into()).await?;
+        framed.next().await.transpose()
+    };
+    let answer = tokio::time::timeout(settings.handshake_timeout, handshake)
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Handshake,
+                format!(
+                    "{addr} did not answer the handshake within {:?}",
+                    settings.handshake_timeout
+                ),
+            )
+        })?
+        .map_err(|e: CodecError| {
+            Error::new(
+                ErrorKind::Handshake,
+                format!("handshake with {addr} failed"),
+            )
+            .with_source(e)
+        })?;
+    let welcome = match answer.and_then(|h| h.kind) {
+        Some(pb::handshake::Kind::Welcome(welcome)) => welcome,
+        Some(pb::handshake::Kind::Refuse(refuse)) => {
+            let kind = if refuse.code == i32::from(pb::RefuseCode::Version) {
+                ErrorKind::Version
+            } else {
+                ErrorKind::Refused
+            };
+            return Err(Error::new(
+                kind,
+                format!("{addr} refused the connection: {}", refuse.reason),
+            ));
+        }
+        Some(pb::handshake::Kind::Hello(_)) | None => {
+            return Err(Error::new(
+                ErrorKind::Handshake,
+                format!("{addr} closed the connection during the handshake"),
+            ));
+        }
+    };
+    let peer = PeerInfo {
+        kernel: welcome.kernel,
+        aliases: welcome.aliases,
+        pid: welcome.pid,
+    };
+    let framed = framed.map_codec(HandshakeCodec::into_frame_codec);
+    let (handle, driver) = Channel::builder(kernel.clone())
+        .call_timeout(settings.call_timeout)
+        .connect(peer, framed)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Handshake,
+                format!("cannot register the server at {addr}"),
+            )
+            .with_source(e)
+        })?;
+    tokio::spawn(async move {
+        if let Err(error) = driver.await {
+            tracing::debug!(error = %ikc_error_chain(&error), "connection to the server failed");
+        }
+    });
+    Ok(Connected {
+        handle,
+        worker: welcome.worker,
+    })
+}
+
+fn ikc_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

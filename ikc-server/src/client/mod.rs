@@ -1,0 +1,405 @@
+//! [`Client`]: connects a kernel to an ikc server and calls its sessions.
+//!
+//! ```no_run
+//! use ikc_server::Client;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("127.0.0.1:6030").await?;
+//! let answer = client.call("echo/say", "hello").await?; // the server's echo/say
+//! println!("{answer:?}");
+//! client.post("poe://Server/echo/say", "fire and forget").await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The connection is symmetric: sessions the client publishes
+//! ([`Client::publish`]) can be called by the server, and by other clients
+//! through the server.
+
+mod connect;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use ikc_core::{
+    BoxError, ChannelHandle, ErrorKind as CallErrorKind, IkcError, Kernel, KernelTarget, PeerInfo,
+    RemoteSession, Request, Specifier, Value,
+};
+use ikc_proto::codec::DEFAULT_MAX_FRAME_LENGTH;
+use tower::Service;
+
+use self::connect::{Connected, establish};
+use crate::server::{DEFAULT_HANDSHAKE_TIMEOUT, Error, ErrorKind};
+
+/// Default first pause before a reconnect attempt: 100 ms.
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+
+/// Default longest pause between reconnect attempts: 5 s.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// How a client reconnects after its connection ends: pauses that double
+/// from `min` up to `max`, forever, until the client is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// The first pause.
+    pub min: Duration,
+    /// The longest pause.
+    pub max: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            min: DEFAULT_RECONNECT_MIN,
+            max: DEFAULT_RECONNECT_MAX,
+        }
+    }
+}
+
+/// Configures a [`Client`] before it connects.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    kernel: Option<Kernel>,
+    name: Option<String>,
+    aliases: Vec<String>,
+    call_timeout: Option<Duration>,
+    handshake_timeout: Duration,
+    max_frame_length: usize,
+    reconnect: Option<Reconnect>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            kernel: None,
+            name: None,
+            aliases: Vec::new(),
+            call_timeout: Some(ikc_core::channel::DEFAULT_CALL_TIMEOUT),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            reconnect: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Connects this kernel (with its published sessions). Without it the
+    /// client makes one named [`name`](Self::name).
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = Some(kernel);
+        self
+    }
+
+    /// The client kernel's name. Default: `client-PID-N`, unique per
+    /// process.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds an alias of the client kernel.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.aliases.push(alias.into());
+        self
+    }
+
+    /// How long a call waits for its answer before `Timeout`. Default: 30 s;
+    /// `None` waits until the connection ends.
+    pub fn call_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long the server has to answer the handshake. Default: 5 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Largest frame accepted or sent, in bytes. Default: 16 MiB.
+    pub fn max_frame_length(mut self, bytes: usize) -> Self {
+        self.max_frame_length = bytes;
+        self
+    }
+
+    /// Reconnects after the connection ends, with capped backoff. Default:
+    /// off (calls after a disconnect fail with `Disconnected`). While
+    /// reconnecting, calls fail with `Disconnected` rather than wait.
+    pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = Some(reconnect);
+        self
+    }
+
+    /// Connects to `addr`: `host:port`, or `unix:PATH`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Connect`] when the server cannot be reached,
+    /// [`ErrorKind::Refused`] (with the server's reason) or
+    /// [`ErrorKind::Version`] when it refuses the handshake,
+    /// [`ErrorKind::Handshake`] when the handshake fails or times out.
+    pub async fn connect(self, addr: &str) -> Result<Client, Error> {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let kernel = match (self.kernel.clone(), &self.name) {
+            (Some(kernel), _) => kernel,
+            (None, Some(name)) => Kernel::try_new(name)
+                .map_err(|e| Error::new(ErrorKind::Config, "invalid kernel name").with_source(e))?,
+            (None, None) => {
+                let n = NEXT.fetch_add(1, Ordering::Relaxed);
+                Kernel::new(&format!("client-{}-{n}", std::process::id()))
+            }
+        };
+        for alias in &self.aliases {
+            kernel.add_alias(alias).map_err(|e| {
+                Error::new(ErrorKind::Config, format!("invalid alias {alias:?}")).with_source(e)
+            })?;
+        }
+        let connected = establish(&kernel, addr, &self).await?;
+        let inner = Arc::new(Inner {
+            kernel,
+            addr: addr.to_owned(),
+            settings: self,
+            current: RwLock::new(connected),
+        });
+        if let Some(reconnect) = inner.settings.reconnect {
+            tokio::spawn(reconnect_loop(Arc::downgrade(&inner), reconnect));
+        }
+        Ok(Client { inner })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    kernel: Kernel,
+    addr: String,
+    settings: ClientBuilder,
+    current: RwLock<Connected>,
+}
+
+impl Inner {
+    fn connected(&self) -> Connected {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A kernel connected to an ikc server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// A builder for clients.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects to `addr` (`host:port` or `unix:PATH`) with the defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect(addr: &str) -> Result<Client, Error> {
+        Client::builder().connect(addr).await
+    }
+
+    /// The client's own kernel.
+    #[must_use]
+    pub fn kernel(&self) -> &Kernel {
+        &self.inner.kernel
+    }
+
+    /// The server kernel (name, aliases, pid) of the current connection.
+    #[must_use]
+    pub fn server(&self) -> PeerInfo {
+        self.inner.connected().handle.peer().clone()
+    }
+
+    /// The pre-forked worker number that accepted the current connection
+    /// (0 for a single-process server).
+    #[must_use]
+    pub fn worker(&self) -> u32 {
+        self.inner.connected().worker
+    }
+
+    /// The channel of the current connection.
+    #[must_use]
+    pub fn handle(&self) -> ChannelHandle {
+        self.inner.connected().handle
+    }
+
+    /// Whether the current connection has ended.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.handle().is_closed()
+    }
+
+    /// Resolves `target` for this client: `session/event` (no kernel) means
+    /// the server's session; any kernel but the client's own is reached
+    /// through the server.
+    fn target(&self, target: &str) -> Result<(Specifier, Option<ChannelHandle>), IkcError> {
+        let spec: Specifier = target.parse().map_err(|e: ikc_core::ParseSpecifierError| {
+            IkcError::new(
+                CallErrorKind::BadRequest,
+                format!("bad target {target:?}: {e}"),
+            )
+        })?;
+        match spec.kernel() {
+            KernelTarget::Named(name) if self.inner.kernel.is_named(name) => Ok((spec, None)),
+            KernelTarget::Local => {
+                let handle = self.handle();
+                let event = spec.event().unwrap_or_default();
+                let spec = Specifier::remote(&handle.peer().kernel, spec.session(), event)
+                    .map_err(|e| IkcError::new(CallErrorKind::BadRequest, e.to_string()))?;
+                Ok((spec, Some(handle)))
+            }
+            _ => Ok((spec, Some(self.handle()))),
+        }
+    }
+
+    /// Calls `target` and waits for the answer (at most the call timeout).
+    ///
+    /// # Errors
+    ///
+    /// The typed error the call ended with.
+    pub async fn call(&self, target: &str, arg: impl Into<Value>) -> Result<Value, IkcError> {
+        match self.target(target)? {
+            (spec, Some(handle)) => handle.call(&spec, arg.into()).await,
+            (spec, None) => self.inner.kernel.call(&spec, arg.into()).await,
+        }
+    }
+
+    /// Calls `target` with its own timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_timeout(
+        &self,
+        target: &str,
+        arg: impl Into<Value>,
+        timeout: Duration,
+    ) -> Result<Value, IkcError> {
+        match self.target(target)? {
+            (spec, Some(handle)) => handle.call_timeout(&spec, arg.into(), timeout).await,
+            (spec, None) => {
+                tokio::time::timeout(timeout, self.inner.kernel.call(&spec, arg.into()))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(IkcError::new(
+                            CallErrorKind::Timeout,
+                            format!("no answer within {timeout:?}"),
+                        ))
+                    })
+            }
+        }
+    }
+
+    /// Posts to `target`: sent, and nobody waits for an answer.
+    ///
+    /// # Errors
+    ///
+    /// When the target is malformed or the connection is closed.
+    pub async fn post(&self, target: &str, arg: impl Into<Value>) -> Result<(), IkcError> {
+        match self.target(target)? {
+            (spec, Some(handle)) => handle.post(&spec, arg.into()).await,
+            (spec, None) => self.inner.kernel.post(&spec, arg.into()).await,
+        }
+    }
+
+    /// Subscribes to a session of the server: `poe://Server/calc`, or just
+    /// `calc`.
+    ///
+    /// # Errors
+    ///
+    /// `NoSession` when the server does not publish it, `BadRequest` for a
+    /// malformed target, or the connection's error.
+    pub async fn subscribe(&self, target: &str) -> Result<RemoteSession, IkcError> {
+        let handle = self.handle();
+        let session = match target.strip_prefix("poe://") {
+            Some(rest) => {
+                let spec: Specifier =
+                    target.parse().map_err(|e: ikc_core::ParseSpecifierError| {
+                        IkcError::new(
+                            CallErrorKind::BadRequest,
+                            format!("bad target {rest:?}: {e}"),
+                        )
+                    })?;
+                spec.session().to_owned()
+            }
+            None => target.to_owned(),
+        };
+        handle.subscribe(&session).await
+    }
+
+    /// Publishes a session on the client's kernel, so the server (and other
+    /// clients through it) can call it. See [`Kernel::publish`].
+    ///
+    /// # Errors
+    ///
+    /// When a name is invalid.
+    pub fn publish<S, E>(
+        &self,
+        name: &str,
+        events: impl IntoIterator<Item = E>,
+        service: S,
+    ) -> Result<(), ikc_core::ParseSpecifierError>
+    where
+        S: Service<Request, Response = Value> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        E: AsRef<str>,
+    {
+        self.inner.kernel.publish(name, events, service)
+    }
+
+    /// Closes the connection gracefully: the server gets `GoAway`, calls in
+    /// flight are answered, then the connection closes. A reconnecting
+    /// client stops reconnecting once every clone is dropped.
+    pub fn close(&self) {
+        self.handle().go_away();
+    }
+
+    /// Completes when the current connection has ended.
+    pub async fn closed(&self) {
+        self.handle().closed().await;
+    }
+}
+
+async fn reconnect_loop(client: Weak<Inner>, policy: Reconnect) {
+    loop {
+        let Some(handle) = client.upgrade().map(|inner| inner.connected().handle) else {
+            return;
+        };
+        handle.closed().await;
+        drop(handle);
+        let mut pause = policy.min;
+        loop {
+            let Some(inner) = client.upgrade() else {
+                return;
+            };
+            match establish(&inner.kernel, &inner.addr, &inner.settings).await {
+                Ok(connected) => {
+                    tracing::info!(addr = %inner.addr, "reconnected");
+                    *inner
+                        .current
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = connected;
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(addr = %inner.addr, %error, ?pause, "reconnect failed");
+                }
+            }
+            drop(inner);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(policy.max);
+        }
+    }
+}

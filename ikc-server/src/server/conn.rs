@@ -1,0 +1,233 @@
+//! One accepted connection: the handshake, then a channel until it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use ikc_core::{Channel, IkcError, Kernel, PeerInfo, RegisterError, SessionService};
+use ikc_proto::codec::Builder;
+use ikc_proto::{CodecError, HandshakeCodec, pb};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use super::listener::{Io, PeerAddr};
+use crate::BoxError;
+
+/// An accepted connection on its way through the connection stack.
+///
+/// Layers may attach what the connection needs: the
+/// [`ShutdownMonitor`](crate::shutdown::ShutdownMonitor) sets the tokens that
+/// tell it to drain or to abort.
+#[derive(Debug)]
+pub struct Connection {
+    io: Io,
+    peer: PeerAddr,
+    drain: CancellationToken,
+    abort: CancellationToken,
+}
+
+impl Connection {
+    /// A connection from `peer` over `io`, never told to drain or abort.
+    #[must_use]
+    pub fn new(io: Io, peer: PeerAddr) -> Self {
+        Connection {
+            io,
+            peer,
+            drain: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        }
+    }
+
+    /// Who connected.
+    #[must_use]
+    pub fn peer_addr(&self) -> &PeerAddr {
+        &self.peer
+    }
+
+    /// Cancelled when the connection should close gracefully: send
+    /// `GoAway`, finish running requests, close.
+    pub fn set_drain(&mut self, token: CancellationToken) {
+        self.drain = token;
+    }
+
+    /// Cancelled when the connection must close now.
+    pub fn set_abort(&mut self, token: CancellationToken) {
+        self.abort = token;
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionOutcome {
+    /// The peer closed it, or it drained after a graceful close.
+    Closed,
+    /// The handshake was refused or failed.
+    Refused,
+    /// It was aborted (the shutdown grace period ran out).
+    Aborted,
+}
+
+/// What every connection of a server shares.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) kernel: Kernel,
+    pub(crate) codec: Builder,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) requests: SessionService,
+    pub(crate) worker: u32,
+}
+
+/// The innermost connection service: runs the handshake, then the channel.
+#[derive(Debug, Clone)]
+pub struct ServeConnection {
+    settings: Arc<Settings>,
+}
+
+impl ServeConnection {
+    pub(crate) fn new(settings: Settings) -> Self {
+        ServeConnection {
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+impl Service<Connection> for ServeConnection {
+    type Response = ConnectionOutcome;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<ConnectionOutcome, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, conn: Connection) -> Self::Future {
+        Box::pin(serve(Arc::clone(&self.settings), conn))
+    }
+}
+
+fn refuse(code: pb::RefuseCode, reason: impl Into<String>) -> pb::Handshake {
+    pb::Refuse {
+        code: code.into(),
+        reason: reason.into(),
+    }
+    .into()
+}
+
+async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOutcome, BoxError> {
+    let Connection {
+        io,
+        peer: _,
+        drain,
+        abort,
+    } = conn;
+    let mut framed = Framed::new(io, settings.codec.new_server_handshake());
+
+    let first = tokio::select! {
+        first = tokio::time::timeout(settings.handshake_timeout, framed.next()) => first,
+        () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
+    };
+    let hello = match first {
+        Err(_) => {
+            tracing::debug!(timeout = ?settings.handshake_timeout, "handshake timed out");
+            return Ok(ConnectionOutcome::Refused);
+        }
+        Ok(None) => return Ok(ConnectionOutcome::Closed),
+        Ok(Some(Err(CodecError::UnsupportedVersion { version }))) => {
+            tracing::debug!(version, "peer speaks an unsupported protocol version");
+            let reason =
+                format!("protocol version {version} is not supported; this server speaks 1");
+            send_refusal(&mut framed, refuse(pb::RefuseCode::Version, reason)).await;
+            return Ok(ConnectionOutcome::Refused);
+        }
+        Ok(Some(Err(error))) => return Err(error.into()),
+        Ok(Some(Ok(pb::Handshake {
+            kind: Some(pb::handshake::Kind::Hello(hello)),
+        }))) => hello,
+        Ok(Some(Ok(_))) => {
+            send_refusal(
+                &mut framed,
+                refuse(pb::RefuseCode::BadHello, "expected Hello"),
+            )
+            .await;
+            return Ok(ConnectionOutcome::Refused);
+        }
+    };
+
+    if drain.is_cancelled() {
+        send_refusal(
+            &mut framed,
+            refuse(pb::RefuseCode::ShuttingDown, "server is shutting down"),
+        )
+        .await;
+        return Ok(ConnectionOutcome::Refused);
+    }
+    let peer = PeerInfo {
+        kernel: hello.kernel,
+        aliases: hello.aliases,
+        pid: hello.pid,
+    };
+    tracing::Span::current().record("kernel", peer.kernel.as_str());
+    let builder = Channel::builder(settings.kernel.clone())
+        .max_in_flight(settings.max_in_flight)
+        .call_timeout(settings.call_timeout)
+        .service(settings.requests.clone());
+    let registered = match builder.register(peer) {
+        Ok(registered) => registered,
+        Err(error) => {
+            tracing::info!(%error, "refusing handshake");
+            let code = match error {
+                RegisterError::NameTaken { .. } => pb::RefuseCode::NameTaken,
+                _ => pb::RefuseCode::BadHello,
+            };
+            send_refusal(&mut framed, refuse(code, error.to_string())).await;
+            return Ok(ConnectionOutcome::Refused);
+        }
+    };
+
+    let kernel = &settings.kernel;
+    let welcome = pb::Welcome {
+        kernel: kernel.name().to_owned(),
+        aliases: kernel.aliases(),
+        pid: kernel.pid(),
+        worker: settings.worker,
+        features: Vec::new(),
+        limits: Some(pb::Limits {
+            max_frame_len: u32::try_from(settings.codec.get_max_frame_length()).unwrap_or(u32::MAX),
+            max_in_flight: u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX),
+            keepalive_ms: 0,
+        }),
+        auth: Default::default(),
+    };
+    tokio::time::timeout(settings.handshake_timeout, framed.send(welcome.into()))
+        .await
+        .map_err(|_| IkcError::new(ikc_core::ErrorKind::Timeout, "sending Welcome timed out"))??;
+
+    // `map_codec` keeps the read buffer: frames the peer sent right behind
+    // its Hello are not lost.
+    let framed = framed.map_codec(HandshakeCodec::into_frame_codec);
+    let (handle, driver) = registered.connect(framed);
+    tracing::debug!("handshake done");
+    let mut driver = std::pin::pin!(driver);
+    tokio::select! {
+        result = &mut driver => return result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
+        () = drain.cancelled() => handle.go_away(),
+        () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
+    }
+    tokio::select! {
+        result = &mut driver => result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
+        () = abort.cancelled() => Ok(ConnectionOutcome::Aborted),
+    }
+}
+
+async fn send_refusal(framed: &mut Framed<Io, HandshakeCodec>, refusal: pb::Handshake) {
+    // The connection closes right after; a peer that cannot take the
+    // refusal loses nothing more.
+    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(refusal)).await;
+}

@@ -1,0 +1,314 @@
+//! [`Listener`]: a bound TCP or Unix socket, and the streams it accepts.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use super::error::{Error, ErrorKind};
+
+/// Where a listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Who connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A Unix socket peer (usually unnamed).
+    Unix,
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Tcp(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+/// A connected stream, TCP or Unix.
+#[pin_project(project = IoProj)]
+#[derive(Debug)]
+pub enum Io {
+    /// A TCP stream.
+    Tcp(#[pin] TcpStream),
+    /// A Unix stream.
+    Unix(#[pin] UnixStream),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.project() {
+            IoProj::Tcp(s) => s.poll_read(cx, buf),
+            IoProj::Unix(s) => s.poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.project() {
+            IoProj::Tcp(s) => s.poll_write(cx, buf),
+            IoProj::Unix(s) => s.poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.project() {
+            IoProj::Tcp(s) => s.poll_write_vectored(cx, bufs),
+            IoProj::Unix(s) => s.poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Tcp(s) => s.is_write_vectored(),
+            Io::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.project() {
+            IoProj::Tcp(s) => s.poll_flush(cx),
+            IoProj::Unix(s) => s.poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.project() {
+            IoProj::Tcp(s) => s.poll_shutdown(cx),
+            IoProj::Unix(s) => s.poll_shutdown(cx),
+        }
+    }
+}
+
+/// A Unix socket file this process created; removed on drop only if the
+/// path still names the same inode (another server may have replaced it).
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// A bound listening socket, TCP or Unix.
+#[derive(Debug)]
+pub struct Listener {
+    // Dropped in this order: the socket closes, then its file is removed.
+    inner: Inner,
+    _socket_file: Option<SocketFile>,
+    addr: ListenAddr,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Binds a TCP listener (port 0 picks a free port).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::AddressInUse`] naming the address, or
+    /// [`ErrorKind::Bind`] (permissions...).
+    pub async fn bind_tcp(addr: SocketAddr) -> Result<Self, Error> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::bind(&addr, e))?;
+        let addr = listener.local_addr().map_err(|e| Error::bind(&addr, e))?;
+        Ok(Listener {
+            inner: Inner::Tcp(listener),
+            _socket_file: None,
+            addr: ListenAddr::Tcp(addr),
+        })
+    }
+
+    /// Binds a Unix socket at `path`.
+    ///
+    /// An existing file there is probed first: a socket nobody listens on
+    /// (connection refused) is stale and replaced; a live listener is
+    /// [`ErrorKind::AddressInUse`]; anything that is not a socket is an
+    /// error and is never deleted. The socket file is removed when the
+    /// listener is dropped, if it is still ours.
+    ///
+    /// # Errors
+    ///
+    /// As above, and [`ErrorKind::Bind`] for other failures.
+    pub fn bind_unix(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let shown = format!("unix:{}", path.display());
+        let listener = match UnixListener::bind(path) {
+            Ok(listener) => listener,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                remove_stale_socket(path, &shown)?;
+                UnixListener::bind(path).map_err(|e| Error::bind(&shown, e))?
+            }
+            Err(e) => return Err(Error::bind(&shown, e)),
+        };
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::bind(&shown, e))?;
+        let file = SocketFile {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        Ok(Listener {
+            inner: Inner::Unix(listener),
+            _socket_file: Some(file),
+            addr: ListenAddr::Unix(path.to_owned()),
+        })
+    }
+
+    /// Uses a TCP listener bound elsewhere (a pre-forking supervisor binds in
+    /// the parent and each worker serves the inherited socket).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be registered with the runtime.
+    pub fn from_std_tcp(listener: std::net::TcpListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        let addr = ListenAddr::Tcp(listener.local_addr()?);
+        Ok(Listener {
+            inner: Inner::Tcp(listener),
+            _socket_file: None,
+            addr,
+        })
+    }
+
+    /// Uses a Unix listener bound elsewhere. The socket file is left alone
+    /// at shutdown: whoever bound it removes it.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be registered with the runtime.
+    pub fn from_std_unix(listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let path = listener
+            .local_addr()?
+            .as_pathname()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let listener = UnixListener::from_std(listener)?;
+        Ok(Listener {
+            inner: Inner::Unix(listener),
+            _socket_file: None,
+            addr: ListenAddr::Unix(path),
+        })
+    }
+
+    /// Where this listener listens (with the real port when bound to 0).
+    #[must_use]
+    pub fn local_addr(&self) -> &ListenAddr {
+        &self.addr
+    }
+
+    /// Accepts the next connection.
+    ///
+    /// # Errors
+    ///
+    /// The accept error; the caller decides by its kind whether to go on.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is never lost if the future is dropped.
+    pub async fn accept(&self) -> io::Result<(Io, PeerAddr)> {
+        match &self.inner {
+            Inner::Tcp(listener) => {
+                let (stream, addr) = listener.accept().await?;
+                // Requests and replies are small; do not let Nagle hold them.
+                let _ = stream.set_nodelay(true);
+                Ok((Io::Tcp(stream), PeerAddr::Tcp(addr)))
+            }
+            Inner::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Io::Unix(stream), PeerAddr::Unix))
+            }
+        }
+    }
+}
+
+fn remove_stale_socket(path: &Path, shown: &str) -> Result<(), Error> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::bind(&shown, e))?;
+    if !meta.file_type().is_socket() {
+        return Err(Error::new(
+            ErrorKind::Bind,
+            format!("{shown} exists and is not a socket; not removing it"),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(Error::new(
+            ErrorKind::AddressInUse,
+            format!("address in use: {shown} has a live listener"),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            tracing::info!(path = %path.display(), "removing stale unix socket");
+            std::fs::remove_file(path).map_err(|e| Error::bind(&shown, e))
+        }
+        Err(e) => Err(Error::bind(&shown, e)),
+    }
+}
+
+/// Accept errors that concern one connection only (the peer reset it before
+/// we got it); the listener is fine.
+pub(crate) fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Out of file descriptors: accepting again at once would spin.
+pub(crate) fn is_fd_exhaustion(error: &io::Error) -> bool {
+    let code = error.raw_os_error();
+    code == Some(nix::errno::Errno::EMFILE as i32) || code == Some(nix::errno::Errno::ENFILE as i32)
+}

@@ -1,0 +1,543 @@
+//! [`Server`]: listens on TCP or a Unix socket and serves a kernel's sessions.
+//!
+//! ```no_run
+//! use ikc_core::{Kernel, Request, service_fn};
+//! use ikc_server::Server;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kernel = Kernel::new("Server");
+//! kernel.publish("echo", ["say"], service_fn(|req: Request| async move {
+//!     Ok::<_, ikc_core::BoxError>(req.into_arg())
+//! }))?;
+//! let server = Server::builder()
+//!     .kernel(kernel)
+//!     .bind("127.0.0.1:6030".parse()?)
+//!     .serve_with_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! println!("listening on {}", server.local_addr());
+//! let report = server.stopped().await;
+//! println!("stopped: {report:?}");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Each accepted connection goes through the connection stack, outermost
+//! first: [`ConnectionTrace`](crate::trace::ConnectionTrace) (a span per
+//! connection), [`ConnectionLimit`](crate::limit::ConnectionLimit) (a permit
+//! taken before accept), [`ShutdownMonitor`](crate::shutdown::ShutdownMonitor)
+//! (drain and abort), then the handshake and the channel. Each request goes
+//! through [`RequestTrace`](crate::trace::RequestTrace), the layers added
+//! with [`Server::layer`], the request timeout, then the kernel's router.
+//!
+//! # Graceful shutdown
+//!
+//! On [`ServerHandle::shutdown`], the shutdown signal, or `IKC/shutdown`
+//! from a peer (only with [`Server::allow_remote_shutdown`]), the server stops
+//! accepting (a Unix socket file is removed), emits `Shutdown` on the
+//! monitor bus, and sends every peer `GoAway`. Requests already accepted
+//! finish and are answered; new ones get `ShuttingDown`. Connections close
+//! once idle. After the grace period, what is left is aborted, and
+//! [`ServerHandle::stopped`] reports how many.
+
+mod conn;
+mod error;
+mod listener;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use ikc_core::{Kernel, MonitorEvent, Request, SessionService, Value};
+use ikc_proto::codec::{Builder as CodecBuilder, DEFAULT_MAX_FRAME_LENGTH};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower::layer::util::{Identity, Stack};
+use tower::timeout::TimeoutLayer;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+pub use self::conn::{Connection, ConnectionOutcome, ServeConnection};
+pub use self::error::{Error, ErrorKind};
+pub use self::listener::{Io, ListenAddr, Listener, PeerAddr};
+use self::listener::{is_connection_error, is_fd_exhaustion};
+use crate::BoxError;
+use crate::limit::ConnectionLimitLayer;
+use crate::shutdown::{Shutdown, ShutdownMonitorLayer};
+use crate::trace::{ConnectionTraceLayer, RequestTrace};
+
+/// Default TCP address: 127.0.0.1:6030. IKC listened on 0.0.0.0:603; ikc
+/// listens on loopback unless told otherwise, since anyone who can connect
+/// can call every published session.
+pub const DEFAULT_BIND: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 6030));
+
+/// Default for [`Server::max_connections`]: 10,000.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Default for [`Server::handshake_timeout`]: 5 seconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default for [`Server::grace_period`]: 30 seconds.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// Default kernel name when neither [`Server::name`] nor [`Server::kernel`]
+/// is given.
+pub const DEFAULT_NAME: &str = "ikc";
+
+/// Pause after an accept error that is not about one connection (out of
+/// file descriptors): accepting again at once would spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Builds and runs an ikc server, in the manner of tonic's `Server`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Server<L = Identity> {
+    kernel: Option<Kernel>,
+    name: String,
+    aliases: Vec<String>,
+    bind: SocketAddr,
+    unix: Option<PathBuf>,
+    max_connections: usize,
+    max_in_flight: usize,
+    request_timeout: Option<Duration>,
+    call_timeout: Option<Duration>,
+    max_frame_length: usize,
+    handshake_timeout: Duration,
+    grace_period: Duration,
+    allow_remote_shutdown: bool,
+    worker: u32,
+    layer: L,
+}
+
+impl Server {
+    /// A server with the defaults.
+    pub fn builder() -> Self {
+        Server {
+            kernel: None,
+            name: DEFAULT_NAME.to_owned(),
+            aliases: Vec::new(),
+            bind: DEFAULT_BIND,
+            unix: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_in_flight: ikc_core::channel::DEFAULT_MAX_IN_FLIGHT,
+            request_timeout: None,
+            call_timeout: Some(ikc_core::channel::DEFAULT_CALL_TIMEOUT),
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            allow_remote_shutdown: false,
+            worker: 0,
+            layer: Identity::new(),
+        }
+    }
+}
+
+impl<L> Server<L> {
+    /// Serves this kernel (its published sessions and its name). Without
+    /// it, the server makes a kernel from [`name`](Self::name).
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = Some(kernel);
+        self
+    }
+
+    /// The kernel name, when no [`kernel`](Self::kernel) is given. Default:
+    /// [`DEFAULT_NAME`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds an alias the kernel answers to. The bound `ip:port` is always
+    /// added as an alias, as in IKC.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.aliases.push(alias.into());
+        self
+    }
+
+    /// The TCP address to listen on. Default: [`DEFAULT_BIND`]
+    /// (127.0.0.1:6030); port 0 picks a free port, reported by
+    /// [`ServerHandle::local_addr`].
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Listen on a Unix socket at `path` instead of TCP.
+    pub fn unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.unix = Some(path.into());
+        self
+    }
+
+    /// Connections held at once; when full, the server stops accepting
+    /// until one closes. Default: [`DEFAULT_MAX_CONNECTIONS`] (10,000).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Requests run at once per connection; more are answered `Overloaded`.
+    /// Default: 1024.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// How long a request may run before its caller is answered `Timeout`
+    /// (the handler is dropped). Default: none; callers' own deadlines
+    /// still apply.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// How long calls the server makes to its peers wait. Default: 30 s.
+    pub fn call_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Largest frame accepted or sent, in bytes. Default: 16 MiB.
+    pub fn max_frame_length(mut self, bytes: usize) -> Self {
+        self.max_frame_length = bytes;
+        self
+    }
+
+    /// How long a peer has to complete the handshake. Default: 5 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful shutdown waits for connections to finish before
+    /// aborting them. Default: 30 s.
+    pub fn grace_period(mut self, period: Duration) -> Self {
+        self.grace_period = period;
+        self
+    }
+
+    /// Lets peers shut the server down with `IKC/shutdown`. Default: off.
+    pub fn allow_remote_shutdown(mut self, allow: bool) -> Self {
+        self.allow_remote_shutdown = allow;
+        self
+    }
+
+    /// The pre-forked worker number reported in `Welcome` (0 = single
+    /// process). Set by the prefork supervisor.
+    pub fn worker(mut self, worker: u32) -> Self {
+        self.worker = worker;
+        self
+    }
+
+    /// Adds a tower layer around request handling (timeouts, concurrency
+    /// limits, rate limits, your own middleware). The first layer added is
+    /// the outermost.
+    pub fn layer<NL>(self, layer: NL) -> Server<Stack<NL, L>> {
+        Server {
+            kernel: self.kernel,
+            name: self.name,
+            aliases: self.aliases,
+            bind: self.bind,
+            unix: self.unix,
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+            request_timeout: self.request_timeout,
+            call_timeout: self.call_timeout,
+            max_frame_length: self.max_frame_length,
+            handshake_timeout: self.handshake_timeout,
+            grace_period: self.grace_period,
+            allow_remote_shutdown: self.allow_remote_shutdown,
+            worker: self.worker,
+            layer: Stack::new(layer, self.layer),
+        }
+    }
+}
+
+impl<L> Server<L>
+where
+    L: Layer<SessionService>,
+    L::Service: Service<Request, Response = Value> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Error: Into<BoxError>,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
+    /// Binds the configured address and serves until
+    /// [`ServerHandle::shutdown`].
+    ///
+    /// # Errors
+    ///
+    /// When binding fails ([`ErrorKind::AddressInUse`] names the address)
+    /// or a setting is invalid.
+    pub async fn serve(self) -> Result<ServerHandle, Error> {
+        let listener = self.bind_listener().await?;
+        self.serve_internal(listener, None)
+    }
+
+    /// Like [`serve`](Self::serve), and also shuts down gracefully when
+    /// `signal` completes.
+    ///
+    /// # Errors
+    ///
+    /// As [`serve`](Self::serve).
+    pub async fn serve_with_shutdown<F>(self, signal: F) -> Result<ServerHandle, Error>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let listener = self.bind_listener().await?;
+        self.serve_internal(listener, Some(Box::pin(signal)))
+    }
+
+    /// Serves on a listener bound elsewhere (a pre-forking supervisor binds
+    /// once in the parent).
+    ///
+    /// # Errors
+    ///
+    /// When a setting is invalid.
+    pub fn serve_with_listener(self, listener: Listener) -> Result<ServerHandle, Error> {
+        self.serve_internal(listener, None)
+    }
+
+    /// [`serve_with_listener`](Self::serve_with_listener) with a shutdown
+    /// signal.
+    ///
+    /// # Errors
+    ///
+    /// When a setting is invalid.
+    pub fn serve_with_listener_shutdown<F>(
+        self,
+        listener: Listener,
+        signal: F,
+    ) -> Result<ServerHandle, Error>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.serve_internal(listener, Some(Box::pin(signal)))
+    }
+
+    async fn bind_listener(&self) -> Result<Listener, Error> {
+        match &self.unix {
+            Some(path) => Listener::bind_unix(path),
+            None => Listener::bind_tcp(self.bind).await,
+        }
+    }
+
+    /// Every entry point ends here.
+    fn serve_internal(
+        self,
+        listener: Listener,
+        signal: Option<BoxFuture<'static, ()>>,
+    ) -> Result<ServerHandle, Error> {
+        let kernel = match self.kernel {
+            Some(kernel) => kernel,
+            None => Kernel::try_new(&self.name)
+                .map_err(|e| Error::new(ErrorKind::Config, "invalid kernel name").with_source(e))?,
+        };
+        for alias in &self.aliases {
+            kernel.add_alias(alias).map_err(|e| {
+                Error::new(ErrorKind::Config, format!("invalid alias {alias:?}")).with_source(e)
+            })?;
+        }
+        if let ListenAddr::Tcp(addr) = listener.local_addr() {
+            // `ip:port` is always a valid kernel name.
+            let _ = kernel.add_alias(&addr.to_string());
+        }
+
+        let stop = CancellationToken::new();
+        if self.allow_remote_shutdown {
+            let stop = stop.clone();
+            kernel.allow_remote_shutdown(move || stop.cancel());
+        }
+
+        let router = ServiceBuilder::new()
+            .option_layer(self.request_timeout.map(TimeoutLayer::new))
+            .service(kernel.router().map_err(BoxError::from));
+        let requests = self.layer.layer(SessionService::new(router));
+        let requests =
+            SessionService::new(RequestTrace::new(requests.map_err(Into::<BoxError>::into)));
+
+        let mut codec = CodecBuilder::new();
+        codec.max_frame_length(self.max_frame_length);
+        let shutdown = Shutdown::new();
+        let connections = ServiceBuilder::new()
+            .layer(ConnectionTraceLayer::new())
+            .layer(ConnectionLimitLayer::new(self.max_connections))
+            .layer(ShutdownMonitorLayer::new(shutdown.clone()))
+            .service(ServeConnection::new(conn::Settings {
+                kernel: kernel.clone(),
+                codec,
+                handshake_timeout: self.handshake_timeout,
+                max_in_flight: self.max_in_flight,
+                call_timeout: self.call_timeout,
+                requests,
+                worker: self.worker,
+            }));
+
+        let local_addr = listener.local_addr().clone();
+        let (report_tx, report_rx) = watch::channel(None);
+        let accept = AcceptLoop {
+            listener,
+            stop: stop.clone(),
+            signal,
+            kernel: kernel.clone(),
+            shutdown,
+            grace_period: self.grace_period,
+        };
+        tokio::spawn(async move {
+            let report = accept.run(connections).await;
+            let _ = report_tx.send(Some(report));
+        });
+        Ok(ServerHandle {
+            local_addr,
+            kernel,
+            stop,
+            report: report_rx,
+        })
+    }
+}
+
+/// What a finished shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections open when the shutdown began.
+    pub connections: usize,
+    /// Of those, how many were still open at the end of the grace period
+    /// and were aborted.
+    pub aborted: usize,
+}
+
+/// A running server: its address, its kernel, and its shutdown.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    local_addr: ListenAddr,
+    kernel: Kernel,
+    stop: CancellationToken,
+    report: watch::Receiver<Option<ShutdownReport>>,
+}
+
+impl ServerHandle {
+    /// Where the server listens (the real port when bound to port 0).
+    #[must_use]
+    pub fn local_addr(&self) -> &ListenAddr {
+        &self.local_addr
+    }
+
+    /// The served kernel (publish, retract, monitor, call peers).
+    #[must_use]
+    pub fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    /// Starts a graceful shutdown; see the [module docs](self).
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Completes when the server has stopped, with what the shutdown did.
+    pub async fn stopped(&self) -> ShutdownReport {
+        let mut report = self.report.clone();
+        // The sender lives until the report is sent; if the accept task
+        // died (panicked), report what we know: nothing.
+        match report.wait_for(Option::is_some).await {
+            Ok(report) => report.unwrap_or_default(),
+            Err(_) => ShutdownReport::default(),
+        }
+    }
+}
+
+struct AcceptLoop {
+    listener: Listener,
+    stop: CancellationToken,
+    signal: Option<BoxFuture<'static, ()>>,
+    kernel: Kernel,
+    shutdown: Shutdown,
+    grace_period: Duration,
+}
+
+impl AcceptLoop {
+    async fn run<S>(self, mut connections: S) -> ShutdownReport
+    where
+        S: Service<Connection, Error = BoxError> + Send,
+        S::Future: Send + 'static,
+        S::Response: Send,
+    {
+        let AcceptLoop {
+            listener,
+            stop,
+            signal,
+            kernel,
+            shutdown,
+            grace_period,
+        } = self;
+        tracing::info!(addr = %listener.local_addr(), kernel = kernel.name(), "listening");
+        let signal = async move {
+            match signal {
+                Some(signal) => signal.await,
+                None => std::future::pending().await,
+            }
+        };
+        let stopping = async {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = signal => {}
+            }
+        };
+        let mut stopping = std::pin::pin!(stopping);
+        loop {
+            // Readiness first: a full server stops accepting (backpressure).
+            tokio::select! {
+                biased;
+                () = &mut stopping => break,
+                ready = connections.ready() => if ready.is_err() { break },
+            }
+            let (io, peer) = tokio::select! {
+                biased;
+                () = &mut stopping => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) if is_connection_error(&error) => continue,
+                    Err(error) => {
+                        if is_fd_exhaustion(&error) {
+                            tracing::error!(%error, "out of file descriptors; pausing accept");
+                        } else {
+                            tracing::error!(%error, "accept failed; pausing accept");
+                        }
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                },
+            };
+            let connection = connections.call(Connection::new(io, peer));
+            tokio::spawn(async move {
+                // The trace layer has logged how it ended.
+                let _ = connection.await;
+            });
+        }
+
+        // Stop accepting: the listening socket closes (a Unix socket file of
+        // ours is removed) before the drain begins.
+        drop(listener);
+        let open = shutdown.connections();
+        tracing::info!(connections = open, grace = ?grace_period, "shutting down");
+        kernel.emit(MonitorEvent::Shutdown);
+        shutdown.drain();
+        let aborted = if tokio::time::timeout(grace_period, shutdown.wait())
+            .await
+            .is_ok()
+        {
+            0
+        } else {
+            let left = shutdown.connections();
+            tracing::warn!(
+                connections = left,
+                "grace period over; aborting connections"
+            );
+            shutdown.abort();
+            shutdown.wait().await;
+            left
+        };
+        ShutdownReport {
+            connections: open,
+            aborted,
+        }
+    }
+}

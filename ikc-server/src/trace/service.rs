@@ -1,0 +1,97 @@
+use std::task::{Context, Poll};
+
+use ikc_core::Request;
+use tower::Service;
+use tracing::Instrument;
+
+use super::future::{ConnectionFuture, RequestFuture};
+use crate::server::Connection;
+
+macro_rules! wrapper_accessors {
+    ($name:ident) => {
+        impl<S> $name<S> {
+            /// Wraps `inner`.
+            pub fn new(inner: S) -> Self {
+                $name { inner }
+            }
+
+            /// The inner service.
+            pub fn get_ref(&self) -> &S {
+                &self.inner
+            }
+
+            /// The inner service, mutably.
+            pub fn get_mut(&mut self) -> &mut S {
+                &mut self.inner
+            }
+
+            /// The inner service, unwrapped.
+            pub fn into_inner(self) -> S {
+                self.inner
+            }
+        }
+    };
+}
+
+/// Runs each connection in an `ikc.conn` span.
+#[derive(Debug, Clone)]
+pub struct ConnectionTrace<S> {
+    inner: S,
+}
+
+wrapper_accessors!(ConnectionTrace);
+
+impl<S> Service<Connection> for ConnectionTrace<S>
+where
+    S: Service<Connection>,
+    S::Response: std::fmt::Debug,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ConnectionFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, conn: Connection) -> Self::Future {
+        let span = tracing::debug_span!("ikc.conn", peer.addr = %conn.peer_addr(), kernel = tracing::field::Empty);
+        span.in_scope(|| tracing::debug!("connection opened"));
+        let inner = span.in_scope(|| self.inner.call(conn));
+        ConnectionFuture::new(inner.instrument(span))
+    }
+}
+
+/// Runs each request in an `ikc.request` span.
+#[derive(Debug, Clone)]
+pub struct RequestTrace<S> {
+    inner: S,
+}
+
+wrapper_accessors!(RequestTrace);
+
+impl<S> Service<Request> for RequestTrace<S>
+where
+    S: Service<Request>,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let span = tracing::trace_span!(
+            "ikc.request",
+            session = req.session(),
+            event = req.event(),
+            kind = if req.is_post() { "post" } else { "call" },
+        );
+        let inner = span.in_scope(|| self.inner.call(req));
+        RequestFuture::new(inner.instrument(span))
+    }
+}
