@@ -6,22 +6,40 @@
 //! tokio-util codec carrying protobuf messages, tower services for sessions,
 //! tower layers for middleware, tracing for logs.
 //!
-//! This crate re-exports the workspace's crates:
+//! This crate gathers the workspace's crates:
 //!
 //! - [`proto`]: the wire protocol, codecs and [`Value`].
+//! - [`core`]: [`Kernel`], sessions, the router, channels, monitors.
+//! - [`server`]: [`Server`] and [`Client`] on real sockets.
+//! - [`prefork`]: a supervisor that pre-forks worker processes.
+//! - [`demo`]: the `echo` session that `ikc serve` publishes.
 //!
 //! # Examples
 //!
 //! ```
-//! use ikc::Value;
+//! use ikc::{Client, Kernel, Server, Value};
 //!
-//! let arg = Value::from("hello");
-//! assert_eq!(arg.as_str(), Some("hello"));
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kernel = Kernel::new("Server");
+//! ikc::demo::publish_echo(&kernel)?;
+//! let server = Server::builder().kernel(kernel).bind("127.0.0.1:0".parse()?).serve().await?;
+//!
+//! let client = Client::connect(&server.local_addr().to_string()).await?;
+//! assert_eq!(client.call("echo/upper", "hi").await?, Value::from("HI"));
+//! # Ok(())
+//! # }
 //! ```
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
+pub mod demo;
+
+pub use ikc_core as core;
+pub use ikc_core::{ErrorKind, IkcError, Kernel, Request, Specifier, Value, service_fn};
+pub use ikc_prefork as prefork;
 pub use ikc_proto as proto;
-pub use ikc_proto::Value;
+pub use ikc_server as server;
+pub use ikc_server::{Client, Server};

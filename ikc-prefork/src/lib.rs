@@ -1,1 +1,2 @@
-//! placeholder
+//! ikc-prefork (in progress).
+#![forbid(unsafe_code)]

@@ -1,30 +1,269 @@
-//! The `ikc` command line: serve, call, post, ping, monitor.
+//! The `ikc` command line: serve sessions, and call, post, ping or monitor a
+//! running server.
+//!
+//! Exit status: 0 on success; 1 when a call ends with an error (its kind is
+//! printed, e.g. `error: NoSession: ...`); 2 for a usage error; 3 when the
+//! server cannot be reached or refuses the connection.
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ikc::core::BoxError;
+use ikc::server::Error as ServerError;
+use ikc::{Client, Kernel, Request, Server, Value, service_fn};
 
 /// Inter-kernel communication: serve sessions and call them from other processes.
 #[derive(Debug, Parser)]
-#[command(name = "ikc", version, about)]
+#[command(name = "ikc", version, about, propagate_version = true)]
 struct Cli {
+    /// Log more: -v for debug, -vv for trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run an ikc server publishing the demo `echo` session.
-    Serve,
+    /// Run a server publishing the demo `echo` session (events `say`, `upper`) and `IKC`.
+    Serve(ServeArgs),
+    /// Call an event and print the answer as JSON.
+    Call(CallArgs),
+    /// Post an event (no answer).
+    Post(CallArgs),
+    /// Ping a server (`IKC/ping`) and print who answered.
+    Ping(AddrArgs),
+    /// Print the server's monitor events (register, unregister, subscribe...) as they happen.
+    Monitor(AddrArgs),
 }
 
-fn main() {
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The server kernel's name.
+    #[arg(long, default_value = ikc::server::server::DEFAULT_NAME)]
+    name: String,
+    /// TCP address to listen on.
+    #[arg(long, default_value_t = ikc::server::server::DEFAULT_BIND)]
+    bind: SocketAddr,
+    /// Listen on this Unix socket instead of TCP.
+    #[arg(long)]
+    unix: Option<PathBuf>,
+    /// Connections held at once.
+    #[arg(long, default_value_t = ikc::server::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Let peers stop the server with `IKC/shutdown`.
+    #[arg(long)]
+    allow_remote_shutdown: bool,
+}
+
+#[derive(Debug, Args)]
+struct AddrArgs {
+    /// Server address: HOST:PORT or unix:PATH.
+    #[arg(long, default_value = "127.0.0.1:6030")]
+    addr: String,
+}
+
+#[derive(Debug, Args)]
+struct CallArgs {
+    #[command(flatten)]
+    addr: AddrArgs,
+    /// The event: poe://kernel/session/event, or session/event on the server.
+    specifier: String,
+    /// The argument, as JSON (default: null).
+    arg: Option<String>,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve => {
-            eprintln!(
-                "ikc {}: the server is not built yet",
-                env!("CARGO_PKG_VERSION")
-            );
-            std::process::exit(1);
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
         }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Call(args) => call(args, false).await,
+        Command::Post(args) => call(args, true).await,
+        Command::Ping(args) => ping(args).await,
+        Command::Monitor(args) => monitor(args).await,
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the server with IKC/shutdown");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn report(error: &ServerError) -> ExitCode {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    eprintln!("error: {text}");
+    ExitCode::from(3)
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let kernel = match Kernel::try_new(&args.name) {
+        Ok(kernel) => kernel,
+        Err(error) => {
+            eprintln!("error: invalid --name {:?}: {error}", args.name);
+            return ExitCode::from(2);
+        }
+    };
+    ikc::demo::publish_echo(&kernel).expect("demo names are valid");
+    let mut server = Server::builder()
+        .kernel(kernel)
+        .bind(args.bind)
+        .max_connections(args.max_connections)
+        .allow_remote_shutdown(args.allow_remote_shutdown);
+    if let Some(path) = args.unix {
+        server = server.unix(path);
+    }
+    let handle = match server.serve_with_shutdown(termination()).await {
+        Ok(handle) => handle,
+        Err(error) => return report(&error),
+    };
+    let report = handle.stopped().await;
+    tracing::info!(
+        connections = report.connections,
+        aborted = report.aborted,
+        "stopped"
+    );
+    ExitCode::SUCCESS
+}
+
+async fn connect(addr: &str) -> Result<Client, ExitCode> {
+    Client::connect(addr).await.map_err(|error| report(&error))
+}
+
+fn print_json(value: &Value) {
+    match serde_json::to_string(value) {
+        Ok(json) => println!("{json}"),
+        Err(error) => eprintln!("error: answer is not printable as JSON: {error}"),
+    }
+}
+
+async fn call(args: CallArgs, post: bool) -> ExitCode {
+    let arg = match args
+        .arg
+        .as_deref()
+        .map(serde_json::from_str::<Value>)
+        .transpose()
+    {
+        Ok(arg) => arg.unwrap_or_default(),
+        Err(error) => {
+            eprintln!("error: ARG is not valid JSON: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = match connect(&args.addr.addr).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let result = if post {
+        client.post(&args.specifier, arg).await.map(|()| None)
+    } else {
+        client.call(&args.specifier, arg).await.map(Some)
+    };
+    // Let the post reach the server before the connection closes.
+    client.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), client.closed()).await;
+    match result {
+        Ok(Some(value)) => {
+            print_json(&value);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ping(args: AddrArgs) -> ExitCode {
+    let client = match connect(&args.addr).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    match client.call("IKC/ping", Value::Null).await {
+        Ok(value) => {
+            print_json(&value);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn monitor(args: AddrArgs) -> ExitCode {
+    let client = match connect(&args.addr).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let printer = service_fn(|req: Request| async move {
+        print_json(req.arg());
+        Ok::<_, BoxError>(Value::Null)
+    });
+    client
+        .publish("monitor", ["event"], printer)
+        .expect("names are valid");
+    let target = format!("poe://{}/monitor/event", client.kernel().name());
+    if let Err(error) = client.call("IKC/monitor", target).await {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
+    tokio::select! {
+        () = client.closed() => {
+            eprintln!("server closed the connection");
+            ExitCode::SUCCESS
+        }
+        () = termination() => ExitCode::SUCCESS,
     }
 }

@@ -468,7 +468,11 @@ impl AcceptLoop {
             shutdown,
             grace_period,
         } = self;
-        tracing::info!(addr = %listener.local_addr(), kernel = kernel.name(), "listening");
+        tracing::info!(
+            kernel = kernel.name(),
+            "listening on {}",
+            listener.local_addr()
+        );
         let signal = async move {
             match signal {
                 Some(signal) => signal.await,

@@ -1,0 +1,258 @@
+//! The `ikc` binary end to end: `serve` in a subprocess, and `call`, `post`,
+//! `ping` and `monitor` against it, as a user would run them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn ikc() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ikc"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// A running `ikc serve`; killed when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Served {
+        let mut child = ikc()
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ikc serve starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Served {
+            child,
+            addr: String::new(),
+            log: rx,
+        };
+        let line = served.wait_for_log("listening on ");
+        let addr = line.split("listening on ").nth(1).expect("address follows");
+        served.addr = addr.split_whitespace().next().expect("address").to_owned();
+        served
+    }
+
+    fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(error) => panic!("server never logged {needle:?}: {error}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
+        kill(pid, signal).expect("signal delivered");
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut child = ikc()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ikc runs");
+    let deadline = std::time::Instant::now() + WAIT;
+    while child.try_wait().expect("wait works").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ikc {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn call_prints_the_answer_as_json() {
+    let server = Served::start(&["--bind", "127.0.0.1:0", "--name", "Srv"]);
+    let output = run(&[
+        "call",
+        "--addr",
+        &server.addr,
+        "echo/say",
+        r#"{"list":[1,2.5,"x"],"n":null}"#,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout(&output), r#"{"list":[1,2.5,"x"],"n":null}"#);
+
+    let output = run(&[
+        "call",
+        "--addr",
+        &server.addr,
+        "poe://Srv/echo/upper",
+        r#""hello""#,
+    ]);
+    assert_eq!(stdout(&output), r#""HELLO""#);
+}
+
+#[test]
+fn failed_call_exits_non_zero_and_names_the_error_kind() {
+    let server = Served::start(&["--bind", "127.0.0.1:0"]);
+    let output = run(&["call", "--addr", &server.addr, "nosuch/event"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("NoSession"),
+        "{output:?}"
+    );
+
+    let output = run(&["call", "--addr", &server.addr, "echo/upper", "42"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("BadRequest"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn unreachable_server_exits_with_status_3() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = run(&["ping", "--addr", &format!("127.0.0.1:{port}")]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot connect"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn ping_reports_the_answering_kernel_and_pid() {
+    let server = Served::start(&["--bind", "127.0.0.1:0", "--name", "Pinged"]);
+    let output = run(&["ping", "--addr", &server.addr]);
+    assert!(output.status.success(), "{output:?}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert_eq!(answer["kernel"], "Pinged");
+    assert_eq!(answer["pid"], server.child.id());
+}
+
+#[test]
+fn serve_on_a_unix_socket_answers_and_removes_the_socket_at_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ikc.sock");
+    let path_text = path.to_str().unwrap();
+    let mut server = Served::start(&["--unix", path_text]);
+    assert_eq!(server.addr, format!("unix:{path_text}"));
+    let output = run(&["post", "--addr", &server.addr, "echo/say", "1"]);
+    assert!(output.status.success(), "{output:?}");
+    let output = run(&["call", "--addr", &server.addr, "echo/say", "[true]"]);
+    assert_eq!(stdout(&output), "[true]");
+
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit().success());
+    assert!(!path.exists(), "socket file removed at shutdown");
+}
+
+#[test]
+fn sigint_stops_the_server_with_status_0() {
+    let mut server = Served::start(&["--bind", "127.0.0.1:0"]);
+    server.signal(Signal::SIGINT);
+    server.wait_for_log("stopped");
+    assert!(server.wait_exit().success());
+}
+
+#[test]
+fn bind_to_a_port_in_use_fails_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run(&["serve", "--bind", &addr]);
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("address in use") && stderr.contains(&addr),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn monitor_prints_register_and_unregister_of_other_clients() {
+    let server = Served::start(&["--bind", "127.0.0.1:0"]);
+    let mut monitor = ikc()
+        .args(["monitor", "--addr", &server.addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("monitor starts");
+    let stdout = monitor.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The monitor subscribes some time after it starts: ping until one
+    // whole visit (register, then unregister) of a pinging client shows.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seen: Vec<String> = Vec::new();
+    let visited = |seen: &[String]| {
+        let first_register = seen.iter().position(|l| l.contains("\"register\""));
+        first_register.is_some_and(|i| seen[i..].iter().any(|l| l.contains("\"unregister\"")))
+    };
+    while !visited(&seen) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "monitor printed only {seen:?}"
+        );
+        let output = run(&["ping", "--addr", &server.addr]);
+        assert!(output.status.success());
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+}
