@@ -10,6 +10,7 @@ use tower::{Service, ServiceExt};
 
 use crate::channel::ChannelHandle;
 use crate::monitor::{MONITOR_CAPACITY, Monitor, MonitorEvent};
+use crate::router::{self, Destination};
 use crate::specifier::{self, Part};
 use crate::{
     BoxError, IkcError, KernelTarget, ParseSpecifierError, RemoteSession, Request, Router,
@@ -424,17 +425,30 @@ impl Kernel {
             .await
     }
 
-    /// Posts to `target`: delivered, but nobody waits for an answer.
+    /// Posts to `target`: delivered, but nobody waits for an answer. A post
+    /// to a local session returns once the session has handled it.
     ///
     /// # Errors
     ///
     /// When the target cannot be reached (unknown kernel, session or event);
-    /// a failure of the session itself is only logged.
+    /// a failure of the session itself is only logged and reported on the
+    /// monitor bus as [`MonitorEvent::Error`].
     pub async fn post(&self, target: &Specifier, arg: Value) -> Result<(), IkcError> {
-        self.router()
-            .oneshot(Request::post(target.clone(), arg))
-            .await
-            .map(drop)
+        let req = Request::post(target.clone(), arg);
+        let Destination::Local(published) = router::resolve(self, &req)? else {
+            return self.router().oneshot(req).await.map(drop);
+        };
+        // The session's failure is not the poster's: report it as a peer's
+        // failing post is reported.
+        if let Err(error) = published.service.clone().oneshot(req).await {
+            let error = IkcError::from_box(error);
+            tracing::warn!(%target, %error, "post failed");
+            self.emit(MonitorEvent::Error {
+                kernel: None,
+                message: format!("post to {target} failed: {error}"),
+            });
+        }
+        Ok(())
     }
 
     /// Checks that the connected kernel named in `target`

@@ -1,0 +1,805 @@
+//! `Channel`: calls both ways over one connection, ids that match answers to
+//! calls, deadlines, disconnection, cancellation, posts, the in-flight limit,
+//! bad input from a peer, and graceful close. All in memory, most of it on
+//! paused time.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use ikc_core::transport::memory;
+use ikc_core::{
+    BoxError, Channel, ChannelError, ErrorKind, IkcError, Kernel, MonitorEvent, PeerInfo, Request,
+    SessionService, Value, service_fn,
+};
+use ikc_proto::pb;
+use support::{
+    answers, connect, connect_with, driver_end, echo, failing, faulty, held, next_event, raw_peer,
+    raw_request, recording, spec, typed, within,
+};
+use tokio::time::Instant;
+use tower::ServiceBuilder;
+
+#[tokio::test]
+async fn both_ends_of_one_channel_call_each_other() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    server.publish("who", ["ask"], answers("server")).unwrap();
+    client.publish("who", ["ask"], answers("client")).unwrap();
+    let link = connect(&client, &server);
+
+    let from_server = within(
+        "the server's answer",
+        link.a_to_b.call(&spec("poe://Server/who/ask"), Value::Null),
+    )
+    .await;
+    let from_client = within(
+        "the client's answer",
+        link.b_to_a.call(&spec("poe://Client/who/ask"), Value::Null),
+    )
+    .await;
+    assert_eq!(from_server, Ok(Value::from("server")));
+    assert_eq!(from_client, Ok(Value::from("client")));
+    assert_eq!(link.a_to_b.peer().kernel, "Server");
+    assert_eq!(link.b_to_a.peer().kernel, "Client");
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_concurrent_calls_each_get_their_own_answer_even_out_of_order() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    // The first call sleeps longest, so answers come back in reverse order.
+    server
+        .publish(
+            "echo",
+            ["late"],
+            service_fn(|req: Request| async move {
+                let n: u64 = req.arg_as()?;
+                tokio::time::sleep(Duration::from_millis(200 - n)).await;
+                Ok::<_, BoxError>(req.into_arg())
+            }),
+        )
+        .unwrap();
+    let link = connect(&client, &server);
+
+    let target = spec("poe://Server/echo/late");
+    let calls = (0..200_u32).map(|n| link.a_to_b.call(&target, Value::from(n)));
+    let answers = within("every answer", join_all(calls)).await;
+    for (n, answer) in (0..200_u32).zip(answers) {
+        assert_eq!(answer, Ok(Value::from(n)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_past_its_deadline_is_a_timeout_and_its_handler_is_dropped() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let link = connect(&client, &server);
+
+    let start = Instant::now();
+    let error = within(
+        "the deadline",
+        link.a_to_b.call_timeout(
+            &spec("poe://Server/slow/wait"),
+            Value::from("late"),
+            Duration::from_millis(250),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert!(error.may_have_run());
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    assert_eq!(control.dropped().await, Value::from("late"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_channel_call_timeout_applies_to_every_call() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, _control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let link = connect_with(
+        &client,
+        &server,
+        |b| b.call_timeout(Some(Duration::from_secs(2))),
+        |b| b,
+    );
+
+    let start = Instant::now();
+    let error = within(
+        "the channel's call timeout",
+        link.a_to_b
+            .call(&spec("poe://Server/slow/wait"), Value::Null),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_travels_with_the_request_to_the_handler() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    server
+        .publish(
+            "clock",
+            ["left"],
+            service_fn(|req: Request| async move {
+                let left = req
+                    .deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()));
+                let millis = left.map(|l| u32::try_from(l.as_millis()).unwrap());
+                Ok::<_, BoxError>(Value::from(millis))
+            }),
+        )
+        .unwrap();
+    let link = connect(&client, &server);
+
+    let left = within(
+        "the handler's view of the deadline",
+        link.a_to_b.call_timeout(
+            &spec("poe://Server/clock/left"),
+            Value::Null,
+            Duration::from_secs(5),
+        ),
+    )
+    .await;
+    assert_eq!(left, Ok(Value::from(5_000)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_peer_goes_away_every_pending_call_fails_disconnected_at_once() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let link = connect(&client, &server);
+
+    let pending: Vec<_> = (0..3)
+        .map(|n| {
+            let to_server = link.a_to_b.clone();
+            tokio::spawn(async move {
+                to_server
+                    .call(&spec("poe://Server/slow/wait"), Value::from(n))
+                    .await
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        control.started().await;
+    }
+
+    let start = Instant::now();
+    link.b_driver.abort();
+    for call in pending {
+        let error = within("the pending call to fail", call)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Disconnected);
+        assert!(error.may_have_run(), "the request had been sent");
+    }
+    // No timer ran: the calls failed when the connection ended, not at their
+    // 30 s call timeout.
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert!(link.a_to_b.is_closed());
+    within("the closed signal", link.a_to_b.closed()).await;
+
+    // New calls fail fast, and once the driver ended the kernel is unknown.
+    let error = link
+        .a_to_b
+        .call(&spec("poe://Server/slow/wait"), Value::Null)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Disconnected);
+    assert!(!error.may_have_run());
+    driver_end(link.a_driver).await.unwrap();
+    let error = client
+        .call(&spec("poe://Server/slow/wait"), Value::Null)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoKernel);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_transport_is_dropped_pending_calls_fail_disconnected() {
+    let kernel = Kernel::new("Client");
+    let (mut raw, to_raw, driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    let call = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/any/thing"), Value::Null).await }
+    });
+    let request = raw.recv_request().await;
+    assert_eq!(request.target, "poe://Raw/any/thing");
+    drop(raw);
+
+    let error = within("the pending call", call).await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Disconnected);
+    assert!(driver_end(driver).await.is_ok());
+    assert!(kernel.peer("Raw").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_drops_its_call_cancels_the_handler_on_the_peer() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let link = connect(&client, &server);
+
+    let call = tokio::spawn({
+        let to_server = link.a_to_b.clone();
+        async move {
+            to_server
+                .call(&spec("poe://Server/slow/wait"), Value::from("abandoned"))
+                .await
+        }
+    });
+    assert_eq!(control.started().await, Value::from("abandoned"));
+
+    let start = Instant::now();
+    call.abort();
+    assert_eq!(control.dropped().await, Value::from("abandoned"));
+    assert_eq!(start.elapsed(), Duration::ZERO, "cancelled at once");
+
+    // The channel keeps working after the cancel.
+    control.release();
+    let answer = within(
+        "a call after the cancel",
+        link.a_to_b
+            .call(&spec("poe://Server/slow/wait"), Value::from("next")),
+    )
+    .await;
+    assert_eq!(answer, Ok(Value::from("next")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_times_out_with_tokio_timeout_cancels_the_handler_on_the_peer() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let link = connect(&client, &server);
+
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        link.a_to_b
+            .call(&spec("poe://Server/slow/wait"), Value::from("gave up")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the held call cannot answer");
+    assert_eq!(control.dropped().await, Value::from("gave up"));
+}
+
+#[tokio::test]
+async fn a_post_gets_no_answer() {
+    let kernel = Kernel::new("Server");
+    let (service, mut seen) = recording();
+    kernel.publish("log", ["line"], service).unwrap();
+    let (mut raw, _handle, _driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    raw.send(raw_request(0, "log/line", "posted")).await;
+    raw.send(raw_request(7, "log/line", "called")).await;
+
+    let posted = within("the post", seen.recv()).await.unwrap();
+    assert!(posted.is_post());
+    assert_eq!(posted.arg(), &Value::from("posted"));
+    // The first frame back answers the call: the post got nothing.
+    let reply = raw.recv_reply().await;
+    assert_eq!(reply.id, 7);
+    let called = within("the call", seen.recv()).await.unwrap();
+    assert!(!called.is_post());
+}
+
+#[tokio::test]
+async fn a_post_sent_through_the_handle_is_delivered_without_waiting() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (service, mut seen) = recording();
+    server.publish("log", ["line"], service).unwrap();
+    let link = connect(&client, &server);
+
+    link.a_to_b
+        .post(
+            &spec("poe://Server/log/line"),
+            Value::from("fire and forget"),
+        )
+        .await
+        .unwrap();
+    let req = within("the post", seen.recv()).await.unwrap();
+    assert!(req.is_post());
+    assert_eq!(req.arg(), &Value::from("fire and forget"));
+}
+
+#[tokio::test]
+async fn a_failing_post_is_reported_on_the_receivers_monitor() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    server
+        .publish("broken", ["go"], failing("disk full"))
+        .unwrap();
+    let mut monitor = server.monitor();
+    let link = connect(&client, &server);
+    assert!(matches!(
+        next_event(&mut monitor).await,
+        MonitorEvent::Register { .. }
+    ));
+
+    link.a_to_b
+        .post(&spec("poe://Server/broken/go"), Value::Null)
+        .await
+        .unwrap();
+    let MonitorEvent::Error { kernel, message } = next_event(&mut monitor).await else {
+        panic!("expected an Error event");
+    };
+    assert_eq!(kernel.as_deref(), Some("Client"));
+    assert!(message.contains("poe://Server/broken/go"), "{message}");
+    assert!(message.contains("disk full"), "{message}");
+
+    link.a_to_b
+        .post(&spec("poe://Server/nowhere/go"), Value::Null)
+        .await
+        .unwrap();
+    let MonitorEvent::Error { message, .. } = next_event(&mut monitor).await else {
+        panic!("expected an Error event");
+    };
+    assert!(message.contains("NoSession"), "{message}");
+}
+
+#[tokio::test]
+async fn above_max_in_flight_a_call_is_overloaded_with_a_retry_hint_not_left_waiting() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let link = connect_with(&client, &server, |b| b, |b| b.max_in_flight(2));
+
+    let running: Vec<_> = (0..2)
+        .map(|n| {
+            let to_server = link.a_to_b.clone();
+            tokio::spawn(async move {
+                to_server
+                    .call(&spec("poe://Server/slow/wait"), Value::from(n))
+                    .await
+            })
+        })
+        .collect();
+    control.started().await;
+    control.started().await;
+
+    let error = within(
+        "the third call's answer",
+        link.a_to_b
+            .call(&spec("poe://Server/slow/wait"), Value::from(2)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Overloaded);
+    assert!(error.retry_after().is_some_and(|d| d > Duration::ZERO));
+
+    control.release();
+    for (n, call) in (0..2).zip(running) {
+        let answer = within("a running call", call).await.unwrap();
+        assert_eq!(answer, Ok(Value::from(n)));
+    }
+    let after = within(
+        "a call once there is room",
+        link.a_to_b
+            .call(&spec("poe://Server/slow/wait"), Value::from(3)),
+    )
+    .await;
+    assert_eq!(after, Ok(Value::from(3)));
+}
+
+#[tokio::test]
+async fn a_wrong_argument_type_is_a_bad_request_and_a_handler_error_keeps_its_message() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    server
+        .publish(
+            "calc",
+            ["add"],
+            service_fn(|req: Request| async move {
+                let (a, b): (i64, i64) = req.arg_as()?;
+                Ok::<_, BoxError>(Value::from(a + b))
+            }),
+        )
+        .unwrap();
+    server
+        .publish("broken", ["go"], failing("disk full"))
+        .unwrap();
+    let link = connect(&client, &server);
+
+    let sum = within(
+        "the sum",
+        link.a_to_b
+            .call(&spec("poe://Server/calc/add"), Value::from(vec![2, 3])),
+    )
+    .await;
+    assert_eq!(sum, Ok(Value::from(5)));
+
+    let error = within(
+        "the bad argument's answer",
+        link.a_to_b
+            .call(&spec("poe://Server/calc/add"), Value::from("two")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::BadRequest);
+    assert!(error.message().starts_with("bad argument"), "{error}");
+
+    let error = within(
+        "the handler's error",
+        link.a_to_b
+            .call(&spec("poe://Server/broken/go"), Value::Null),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Handler);
+    assert_eq!(error.message(), "disk full");
+}
+
+#[tokio::test]
+async fn a_malformed_target_from_the_peer_is_answered_bad_request() {
+    let kernel = Kernel::new("Server");
+    kernel.publish("echo", ["say"], echo()).unwrap();
+    let (mut raw, _handle, _driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    for (id, target) in [
+        (1, "a//b"),
+        (2, ""),
+        (3, "echo"),
+        (4, "a/b/c/d"),
+        (5, "e\0/x"),
+    ] {
+        raw.send(raw_request(id, target, Value::Null)).await;
+        let error = raw.recv_error().await;
+        assert_eq!(error.id, id);
+        let error = typed(error);
+        assert_eq!(error.kind(), ErrorKind::BadRequest, "{target:?}");
+        assert!(error.message().starts_with("bad target"), "{error}");
+    }
+
+    raw.send(raw_request(6, "echo/say", "still served")).await;
+    let reply = raw.recv_reply().await;
+    assert_eq!(reply.id, 6);
+    assert_eq!(
+        Value::from_proto(reply.value),
+        Ok(Value::from("still served"))
+    );
+}
+
+#[tokio::test]
+async fn an_argument_nested_too_deep_is_answered_bad_request() {
+    let kernel = Kernel::new("Server");
+    let (service, mut seen) = recording();
+    kernel.publish("echo", ["say"], service).unwrap();
+    let (mut raw, _handle, _driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    let mut deep = pb::Value::default();
+    for _ in 0..100 {
+        deep = pb::Value {
+            kind: Some(pb::value::Kind::List(pb::List { items: vec![deep] })),
+        };
+    }
+    let mut request = raw_request(1, "echo/say", Value::Null);
+    request.arg = Some(deep);
+    raw.send(request).await;
+    let error = raw.recv_error().await;
+    assert_eq!(error.id, 1);
+    assert_eq!(typed(error).kind(), ErrorKind::BadRequest);
+    assert!(seen.try_recv().is_err(), "the session never saw it");
+}
+
+#[tokio::test]
+async fn unknown_frame_kinds_and_stray_answers_are_ignored() {
+    let kernel = Kernel::new("Server");
+    kernel.publish("echo", ["say"], echo()).unwrap();
+    let (mut raw, _handle, _driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    raw.send(pb::Frame { kind: None }).await;
+    raw.send(pb::Reply {
+        id: 99,
+        value: None,
+    })
+    .await;
+    raw.send(IkcError::new(ErrorKind::Handler, "stray").to_proto(98))
+        .await;
+    raw.send(pb::Cancel { id: 97 }).await;
+    raw.send(pb::Pong { nonce: 1 }).await;
+    raw.send(raw_request(1, "echo/say", "after the noise"))
+        .await;
+
+    // The first thing that comes back is the answer to the request.
+    let reply = raw.recv_reply().await;
+    assert_eq!(reply.id, 1);
+    assert_eq!(
+        Value::from_proto(reply.value),
+        Ok(Value::from("after the noise"))
+    );
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_with_a_pong_carrying_its_nonce() {
+    let kernel = Kernel::new("Server");
+    let (mut raw, _handle, _driver) = raw_peer(&kernel, "Raw", |b| b);
+    raw.send(pb::Ping { nonce: 0xfeed }).await;
+    assert_eq!(raw.recv().await, Some(pb::Pong { nonce: 0xfeed }.into()));
+}
+
+#[tokio::test]
+async fn answers_the_caller_cannot_use_become_typed_errors() {
+    let kernel = Kernel::new("Client");
+    let (mut raw, to_raw, _driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    // An error kind from a newer protocol revision.
+    let call = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/s/e"), Value::Null).await }
+    });
+    let request = raw.recv_request().await;
+    raw.send(pb::Error {
+        id: request.id,
+        kind: 999,
+        message: "from the future".to_owned(),
+        may_have_run: false,
+        retry_after_ms: 0,
+    })
+    .await;
+    let error = within("the call", call).await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unknown);
+    assert_eq!(error.message(), "from the future");
+
+    // A reply nested deeper than the limit.
+    let call = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/s/e"), Value::Null).await }
+    });
+    let request = raw.recv_request().await;
+    let mut deep = pb::Value::default();
+    for _ in 0..100 {
+        deep = pb::Value {
+            kind: Some(pb::value::Kind::List(pb::List { items: vec![deep] })),
+        };
+    }
+    raw.send(pb::Reply {
+        id: request.id,
+        value: Some(deep),
+    })
+    .await;
+    let error = within("the call", call).await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::BadRequest);
+}
+
+#[tokio::test]
+async fn a_transport_error_ends_the_channel_without_panicking_and_is_reported() {
+    let kernel = Kernel::new("Server");
+    let mut monitor = kernel.monitor();
+    let (kernel_end, mut raw_end) = memory::pair(16);
+    let (transport, faults) = faulty(kernel_end);
+    let info = PeerInfo {
+        kernel: "Raw".to_owned(),
+        aliases: vec![],
+        pid: 1,
+    };
+    let (handle, driver) = Channel::builder(kernel.clone())
+        .connect(info, transport)
+        .unwrap();
+    let driver = tokio::spawn(driver);
+    assert!(matches!(
+        next_event(&mut monitor).await,
+        MonitorEvent::Register { .. }
+    ));
+
+    let pending = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.call(&spec("poe://Raw/s/e"), Value::Null).await }
+    });
+    let first = within("the call to go out", futures::StreamExt::next(&mut raw_end))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first.kind, Some(pb::frame::Kind::Request(_))));
+
+    faults
+        .unbounded_send(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "garbage on the wire",
+        ))
+        .unwrap();
+
+    let ended = driver_end(driver).await;
+    assert!(matches!(ended, Err(ChannelError::Read(_))), "{ended:?}");
+    let error = within("the pending call", pending)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Disconnected);
+
+    // The peer was told why, with a Protocol error for no call in particular.
+    let told = within("the peer's notice", futures::StreamExt::next(&mut raw_end))
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(pb::frame::Kind::Error(notice)) = told.kind else {
+        panic!("expected an Error frame, got {told:?}");
+    };
+    assert_eq!(notice.id, 0);
+    let notice = typed(notice);
+    assert_eq!(notice.kind(), ErrorKind::Protocol);
+    assert!(notice.message().contains("garbage on the wire"));
+
+    let MonitorEvent::Error {
+        kernel: peer,
+        message,
+    } = next_event(&mut monitor).await
+    else {
+        panic!("expected an Error event");
+    };
+    assert_eq!(peer.as_deref(), Some("Raw"));
+    assert!(message.contains("garbage on the wire"));
+    assert_eq!(
+        next_event(&mut monitor).await,
+        MonitorEvent::Unregister {
+            kernel: "Raw".to_owned()
+        }
+    );
+}
+
+#[tokio::test]
+async fn go_away_tells_the_peer_answers_in_flight_requests_refuses_new_ones_and_completes() {
+    let kernel = Kernel::new("Server");
+    let (slow, mut control) = held();
+    kernel.publish("slow", ["wait"], slow).unwrap();
+    let (mut raw, to_raw, driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    raw.send(raw_request(1, "slow/wait", "in flight")).await;
+    control.started().await;
+
+    to_raw.go_away();
+    let Some(pb::Frame {
+        kind: Some(pb::frame::Kind::GoAway(go_away)),
+    }) = raw.recv().await
+    else {
+        panic!("expected GoAway");
+    };
+    assert_eq!(go_away.last_id, 1);
+
+    // A new request is refused; our own new calls are refused too.
+    raw.send(raw_request(2, "slow/wait", "too late")).await;
+    let refused = raw.recv_error().await;
+    assert_eq!(refused.id, 2);
+    assert_eq!(typed(refused).kind(), ErrorKind::ShuttingDown);
+    let own = to_raw
+        .call(&spec("poe://Raw/s/e"), Value::Null)
+        .await
+        .unwrap_err();
+    assert_eq!(own.kind(), ErrorKind::ShuttingDown);
+    assert!(!driver.is_finished(), "a request is still in flight");
+
+    // The request in flight is still answered, then the driver completes.
+    control.release();
+    let reply = raw.recv_reply().await;
+    assert_eq!(reply.id, 1);
+    assert_eq!(Value::from_proto(reply.value), Ok(Value::from("in flight")));
+    assert!(driver_end(driver).await.is_ok());
+    assert_eq!(raw.recv().await, None, "the connection is closed");
+    assert!(kernel.peer("Raw").is_none());
+}
+
+#[tokio::test]
+async fn after_go_away_the_peer_kernel_refuses_new_calls_and_both_drivers_complete() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let link = connect(&client, &server);
+
+    let in_flight = tokio::spawn({
+        let to_server = link.a_to_b.clone();
+        async move {
+            to_server
+                .call(&spec("poe://Server/slow/wait"), Value::from("in flight"))
+                .await
+        }
+    });
+    control.started().await;
+
+    link.b_to_a.go_away();
+    let refused = within(
+        "the refusal",
+        link.a_to_b
+            .call(&spec("poe://Server/slow/wait"), Value::Null),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ShuttingDown);
+
+    control.release();
+    let answer = within("the in-flight answer", in_flight).await.unwrap();
+    assert_eq!(answer, Ok(Value::from("in flight")));
+    assert!(driver_end(link.b_driver).await.is_ok());
+    assert!(driver_end(link.a_driver).await.is_ok());
+    assert!(server.kernels().is_empty());
+    assert!(client.kernels().is_empty());
+}
+
+#[tokio::test]
+async fn tower_layers_around_the_router_serve_the_peer_and_their_errors_become_typed() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    server.publish("echo", ["say"], echo()).unwrap();
+    let layered = SessionService::new(
+        ServiceBuilder::new()
+            .load_shed()
+            .concurrency_limit(1)
+            .service(server.router()),
+    );
+    let link = connect_with(&client, &server, |b| b, |b| b.service(layered));
+
+    let busy = tokio::spawn({
+        let to_server = link.a_to_b.clone();
+        async move {
+            to_server
+                .call(&spec("poe://Server/slow/wait"), Value::from("first"))
+                .await
+        }
+    });
+    control.started().await;
+    let shed = within(
+        "the shed call",
+        link.a_to_b
+            .call(&spec("poe://Server/echo/say"), Value::Null),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(shed.kind(), ErrorKind::Overloaded);
+
+    control.release();
+    assert_eq!(
+        within("the first call", busy).await.unwrap(),
+        Ok(Value::from("first"))
+    );
+    let answer = within(
+        "a call once the limit has room",
+        link.a_to_b
+            .call(&spec("poe://Server/echo/say"), Value::from("again")),
+    )
+    .await;
+    assert_eq!(answer, Ok(Value::from("again")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_layer_on_the_serving_side_answers_timeout() {
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    server.publish("slow", ["wait"], slow).unwrap();
+    let layered = SessionService::new(
+        ServiceBuilder::new()
+            .timeout(Duration::from_millis(40))
+            .service(server.router()),
+    );
+    let link = connect_with(&client, &server, |b| b, |b| b.service(layered));
+
+    let start = Instant::now();
+    let error = within(
+        "the server's timeout",
+        link.a_to_b
+            .call(&spec("poe://Server/slow/wait"), Value::from("slow")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(start.elapsed(), Duration::from_millis(40));
+    assert_eq!(control.dropped().await, Value::from("slow"));
+}
