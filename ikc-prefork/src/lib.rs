@@ -1,2 +1,57 @@
-//! ikc-prefork (in progress).
-#![forbid(unsafe_code)]
+//! Pre-forked ikc workers under a supervisor: IKC::Server's `processes`,
+//! `babysit` and `connections`, rebuilt safely.
+//!
+//! The [`Supervisor`] binds the listening socket ([`Bound`]) in the parent,
+//! forks the workers and never accepts. Each worker builds its own tokio
+//! runtime after the fork and serves the ikc-server stack on the inherited
+//! socket ([`WorkerContext::serve`]). The supervisor:
+//!
+//! - reaps exited workers, logs why each ended (exit code or signal;
+//!   drained, recycled, rogue, died), and replaces them;
+//! - babysits every `babysit` seconds: a worker over the CPU limit (600 s,
+//!   as IKC 0.13), whose heartbeat stopped (hung), or that never became
+//!   ready is a rogue and gets SIGINT, SIGTERM, then SIGKILL, one step per
+//!   `2 x babysit`;
+//! - retries failed forks (EAGAIN, ENOMEM) and re-starts workers that crash
+//!   at start-up with a capped exponential backoff, never in a hot loop;
+//! - recycles a worker after `connections` accepted connections (it stops
+//!   accepting, finishes them, exits 0);
+//! - on SIGINT/SIGTERM drains every worker (SIGKILL after the grace period)
+//!   and returns; on SIGUSR2 logs each worker's pid, age, connections, CPU
+//!   time, heartbeat age and state; on SIGHUP replaces every worker one at a
+//!   time, each new one ready before an old one drains; on SIGTTIN/SIGTTOU
+//!   runs one worker more/less.
+//!
+//! The supervisor is synchronous and single-threaded, and never touches
+//! tokio: forking a multi-threaded process would leave the child only
+//! async-signal-safe functions. The only `unsafe` code of ikc is the fork
+//! wrapper in this crate.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
+
+pub mod babysit;
+mod heartbeat;
+mod signals;
+mod supervisor;
+#[allow(unsafe_code)]
+mod sys;
+mod worker;
+
+pub use supervisor::{
+    Bound, DEFAULT_BABYSIT, DEFAULT_CPU_LIMIT, DEFAULT_GRACE_PERIOD, DEFAULT_HANG_TIMEOUT,
+    Supervisor,
+};
+pub use worker::{HEARTBEAT_INTERVAL, WorkerContext};
+
+/// Why the supervisor could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PreforkError {
+    /// Binding the listening socket failed (address in use, permission).
+    #[error("cannot listen")]
+    Bind(#[from] ikc_server::Error),
+    /// A system call the supervisor needs failed.
+    #[error("supervisor set-up failed")]
+    Io(#[source] std::io::Error),
+}

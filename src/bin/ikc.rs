@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ikc::core::BoxError;
@@ -39,6 +40,8 @@ enum Command {
     Ping(AddrArgs),
     /// Print the server's monitor events (register, unregister, subscribe...) as they happen.
     Monitor(AddrArgs),
+    /// Load a server with calls and print throughput and latency.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +61,31 @@ struct ServeArgs {
     /// Let peers stop the server with `IKC/shutdown`.
     #[arg(long)]
     allow_remote_shutdown: bool,
+    /// Pre-forked worker processes; 0 serves in this process.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// With --workers: connections a worker accepts before it is recycled (default: no limit).
+    #[arg(long)]
+    connections: Option<u64>,
+    /// With --workers: seconds between the babysitter's checks.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    babysit: Duration,
+    /// With --workers: seconds without a heartbeat before a worker counts as hung.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    hang_timeout: Duration,
+    /// With --workers: seconds of CPU time before a worker counts as a rogue.
+    #[arg(long, default_value = "600", value_parser = parse_secs)]
+    cpu_limit: Duration,
+    /// Seconds a graceful shutdown waits for connections before aborting them.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    grace: Duration,
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +93,34 @@ struct AddrArgs {
     /// Server address: HOST:PORT or unix:PATH.
     #[arg(long, default_value = "127.0.0.1:6030")]
     addr: String,
+}
+
+/// `ikc bench`: see `ikc::bench` for what is measured.
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    addr: AddrArgs,
+    /// The event to call, with a bytes payload; it must answer the payload.
+    #[arg(long, default_value = ikc::bench::DEFAULT_TARGET)]
+    target: String,
+    /// Connections, one client each.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Calls in flight on each connection.
+    #[arg(long, default_value_t = 1)]
+    inflight: usize,
+    /// Payload bytes per call.
+    #[arg(long, default_value_t = ikc::bench::DEFAULT_PAYLOAD)]
+    payload: usize,
+    /// Measured seconds.
+    #[arg(long, default_value = "5", value_parser = ikc::bench::parse_secs)]
+    secs: std::time::Duration,
+    /// Seconds of load before measuring, not counted.
+    #[arg(long, default_value = "0.5", value_parser = ikc::bench::parse_secs)]
+    warmup: std::time::Duration,
+    /// Print one JSON object instead of the summary line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +151,12 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // The pre-fork supervisor must fork before any runtime or thread exists.
+    if let Command::Serve(args) = &cli.command {
+        if args.workers > 0 {
+            return serve_prefork(args);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,6 +177,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Post(args) => call(args, true).await,
         Command::Ping(args) => ping(args).await,
         Command::Monitor(args) => monitor(args).await,
+        Command::Bench(args) => bench(args).await,
     }
 }
 
@@ -146,20 +209,71 @@ fn report(error: &ServerError) -> ExitCode {
     ExitCode::from(3)
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
+/// The server `ikc serve` runs, in this process or in each worker.
+fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
     let kernel = match Kernel::try_new(&args.name) {
         Ok(kernel) => kernel,
         Err(error) => {
             eprintln!("error: invalid --name {:?}: {error}", args.name);
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
     };
     ikc::demo::publish_echo(&kernel).expect("demo names are valid");
-    let mut server = Server::builder()
+    Ok(Server::builder()
         .kernel(kernel)
         .bind(args.bind)
         .max_connections(args.max_connections)
-        .allow_remote_shutdown(args.allow_remote_shutdown);
+        .grace_period(args.grace)
+        .allow_remote_shutdown(args.allow_remote_shutdown))
+}
+
+fn serve_prefork(args: &ServeArgs) -> ExitCode {
+    use ikc::prefork::{Bound, Supervisor};
+    if let Err(code) = demo_server(args) {
+        return code;
+    }
+    let bound = match &args.unix {
+        Some(path) => Bound::unix(path),
+        None => Bound::tcp(args.bind),
+    };
+    let bound = match bound {
+        Ok(bound) => bound,
+        Err(ikc::prefork::PreforkError::Bind(error)) => return report(&error),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let supervisor = Supervisor::builder()
+        .workers(args.workers)
+        .connections(args.connections)
+        .babysit(args.babysit)
+        .hang_timeout(args.hang_timeout)
+        .cpu_limit(args.cpu_limit)
+        // Workers get the grace period; the supervisor kills stragglers a
+        // little later.
+        .grace_period(args.grace + Duration::from_secs(1));
+    let result = supervisor.run(bound, |worker| match demo_server(args) {
+        Ok(server) => worker.serve(server),
+        Err(code) => code,
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let mut server = match demo_server(&args) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
     if let Some(path) = args.unix {
         server = server.unix(path);
     }
@@ -266,4 +380,38 @@ async fn monitor(args: AddrArgs) -> ExitCode {
         }
         () = termination() => ExitCode::SUCCESS,
     }
+}
+
+/// Exit status: 0 when every call was answered with its payload, 1 when a
+/// call failed or nothing was measured, 2 for bad options, 3 when the server
+/// cannot be reached.
+async fn bench(args: BenchArgs) -> ExitCode {
+    let mut options = ikc::bench::BenchOptions::new(args.addr.addr);
+    options.target = args.target;
+    options.conns = args.conns;
+    options.inflight = args.inflight;
+    options.payload = args.payload;
+    options.secs = args.secs;
+    options.warmup = args.warmup;
+    let report = match ikc::bench::run(options).await {
+        Ok(report) => report,
+        Err(ikc::bench::BenchError::Connect { source, .. }) => return report(&source),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.summary_line());
+    }
+    if report.is_success() {
+        return ExitCode::SUCCESS;
+    }
+    match &report.first_problem {
+        Some(problem) => eprintln!("error: {problem}"),
+        None => eprintln!("error: no call was answered in the measured window"),
+    }
+    ExitCode::FAILURE
 }

@@ -121,7 +121,7 @@ impl AsyncWrite for Io {
 /// A Unix socket file this process created; removed on drop only if the
 /// path still names the same inode (another server may have replaced it).
 #[derive(Debug)]
-struct SocketFile {
+pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
@@ -184,21 +184,12 @@ impl Listener {
     /// As above, and [`ErrorKind::Bind`] for other failures.
     pub fn bind_unix(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
+        let (listener, file) = bind_unix_std(path)?;
         let shown = format!("unix:{}", path.display());
-        let listener = match UnixListener::bind(path) {
-            Ok(listener) => listener,
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                remove_stale_socket(path, &shown)?;
-                UnixListener::bind(path).map_err(|e| Error::bind(&shown, e))?
-            }
-            Err(e) => return Err(Error::bind(&shown, e)),
-        };
-        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::bind(&shown, e))?;
-        let file = SocketFile {
-            path: path.to_owned(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::bind(&shown, e))?;
+        let listener = UnixListener::from_std(listener).map_err(|e| Error::bind(&shown, e))?;
         Ok(Listener {
             inner: Inner::Unix(listener),
             _socket_file: Some(file),
@@ -273,6 +264,43 @@ impl Listener {
             }
         }
     }
+}
+
+/// Binds a TCP listener without a runtime (a pre-forking supervisor binds
+/// in the parent, which never runs tokio).
+///
+/// # Errors
+///
+/// As [`Listener::bind_tcp`].
+pub fn bind_tcp_std(addr: SocketAddr) -> Result<std::net::TcpListener, Error> {
+    std::net::TcpListener::bind(addr).map_err(|e| Error::bind(&addr, e))
+}
+
+/// Binds a Unix socket without a runtime, probing an existing file as
+/// [`Listener::bind_unix`] does. The returned [`SocketFile`] removes the
+/// socket file when dropped, if it is still ours.
+///
+/// # Errors
+///
+/// As [`Listener::bind_unix`].
+pub fn bind_unix_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, SocketFile), Error> {
+    use std::os::unix::net::UnixListener;
+    let shown = format!("unix:{}", path.display());
+    let listener = match UnixListener::bind(path) {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            remove_stale_socket(path, &shown)?;
+            UnixListener::bind(path).map_err(|e| Error::bind(&shown, e))?
+        }
+        Err(e) => return Err(Error::bind(&shown, e)),
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::bind(&shown, e))?;
+    let file = SocketFile {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok((listener, file))
 }
 
 fn remove_stale_socket(path: &Path, shown: &str) -> Result<(), Error> {

@@ -47,6 +47,8 @@ mod listener;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -60,7 +62,9 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 pub use self::conn::{Connection, ConnectionOutcome, ServeConnection};
 pub use self::error::{Error, ErrorKind};
-pub use self::listener::{Io, ListenAddr, Listener, PeerAddr};
+pub use self::listener::{
+    Io, ListenAddr, Listener, PeerAddr, SocketFile, bind_tcp_std, bind_unix_std,
+};
 use self::listener::{is_connection_error, is_fd_exhaustion};
 use crate::BoxError;
 use crate::limit::ConnectionLimitLayer;
@@ -107,6 +111,7 @@ pub struct Server<L = Identity> {
     grace_period: Duration,
     allow_remote_shutdown: bool,
     worker: u32,
+    accept_limit: Option<u64>,
     layer: L,
 }
 
@@ -128,6 +133,7 @@ impl Server {
             grace_period: DEFAULT_GRACE_PERIOD,
             allow_remote_shutdown: false,
             worker: 0,
+            accept_limit: None,
             layer: Identity::new(),
         }
     }
@@ -229,6 +235,14 @@ impl<L> Server<L> {
         self
     }
 
+    /// Stops accepting after `connections` connections, lets them finish
+    /// on their own, then stops (IKC's `connections`: a pre-forked worker
+    /// recycles itself this way). Default: no limit.
+    pub fn accept_limit(mut self, connections: u64) -> Self {
+        self.accept_limit = Some(connections.max(1));
+        self
+    }
+
     /// Adds a tower layer around request handling (timeouts, concurrency
     /// limits, rate limits, your own middleware). The first layer added is
     /// the outermost.
@@ -248,6 +262,7 @@ impl<L> Server<L> {
             grace_period: self.grace_period,
             allow_remote_shutdown: self.allow_remote_shutdown,
             worker: self.worker,
+            accept_limit: self.accept_limit,
             layer: Stack::new(layer, self.layer),
         }
     }
@@ -373,7 +388,10 @@ where
 
         let local_addr = listener.local_addr().clone();
         let (report_tx, report_rx) = watch::channel(None);
+        let accepted = Arc::new(AtomicU64::new(0));
         let accept = AcceptLoop {
+            accepted: Arc::clone(&accepted),
+            accept_limit: self.accept_limit,
             listener,
             stop: stop.clone(),
             signal,
@@ -389,6 +407,7 @@ where
             local_addr,
             kernel,
             stop,
+            accepted,
             report: report_rx,
         })
     }
@@ -411,6 +430,7 @@ pub struct ServerHandle {
     local_addr: ListenAddr,
     kernel: Kernel,
     stop: CancellationToken,
+    accepted: Arc<AtomicU64>,
     report: watch::Receiver<Option<ShutdownReport>>,
 }
 
@@ -425,6 +445,12 @@ impl ServerHandle {
     #[must_use]
     pub fn kernel(&self) -> &Kernel {
         &self.kernel
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Starts a graceful shutdown; see the [module docs](self).
@@ -445,6 +471,8 @@ impl ServerHandle {
 }
 
 struct AcceptLoop {
+    accepted: Arc<AtomicU64>,
+    accept_limit: Option<u64>,
     listener: Listener,
     stop: CancellationToken,
     signal: Option<BoxFuture<'static, ()>>,
@@ -461,6 +489,8 @@ impl AcceptLoop {
         S::Response: Send,
     {
         let AcceptLoop {
+            accepted,
+            accept_limit,
             listener,
             stop,
             signal,
@@ -515,33 +545,54 @@ impl AcceptLoop {
                 // The trace layer has logged how it ended.
                 let _ = connection.await;
             });
+            let count = accepted.fetch_add(1, Ordering::Relaxed) + 1;
+            if accept_limit.is_some_and(|limit| count >= limit) {
+                tracing::info!(
+                    accepted = count,
+                    "accept limit reached; finishing the open connections"
+                );
+                drop(listener);
+                // Recycling: the connections end on their own, unless a
+                // shutdown arrives meanwhile.
+                shutdown.close();
+                tokio::select! {
+                    () = shutdown.wait() => return ShutdownReport::default(),
+                    () = &mut stopping => {}
+                }
+                return drain(&kernel, &shutdown, grace_period).await;
+            }
         }
 
         // Stop accepting: the listening socket closes (a Unix socket file of
         // ours is removed) before the drain begins.
         drop(listener);
-        let open = shutdown.connections();
-        tracing::info!(connections = open, grace = ?grace_period, "shutting down");
-        kernel.emit(MonitorEvent::Shutdown);
-        shutdown.drain();
-        let aborted = if tokio::time::timeout(grace_period, shutdown.wait())
-            .await
-            .is_ok()
-        {
-            0
-        } else {
-            let left = shutdown.connections();
-            tracing::warn!(
-                connections = left,
-                "grace period over; aborting connections"
-            );
-            shutdown.abort();
-            shutdown.wait().await;
-            left
-        };
-        ShutdownReport {
-            connections: open,
-            aborted,
-        }
+        drain(&kernel, &shutdown, grace_period).await
+    }
+}
+
+/// Drains every connection, aborting what is left after `grace_period`.
+async fn drain(kernel: &Kernel, shutdown: &Shutdown, grace_period: Duration) -> ShutdownReport {
+    let open = shutdown.connections();
+    tracing::info!(connections = open, grace = ?grace_period, "shutting down");
+    kernel.emit(MonitorEvent::Shutdown);
+    shutdown.drain();
+    let aborted = if tokio::time::timeout(grace_period, shutdown.wait())
+        .await
+        .is_ok()
+    {
+        0
+    } else {
+        let left = shutdown.connections();
+        tracing::warn!(
+            connections = left,
+            "grace period over; aborting connections"
+        );
+        shutdown.abort();
+        shutdown.wait().await;
+        left
+    };
+    ShutdownReport {
+        connections: open,
+        aborted,
     }
 }

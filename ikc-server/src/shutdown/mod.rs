@@ -36,6 +36,13 @@ impl Shutdown {
         Self::default()
     }
 
+    /// Marks that no new connection will come, without telling the open
+    /// ones to close: [`wait`](Self::wait) completes when they have ended on
+    /// their own.
+    pub fn close(&self) {
+        self.tracker.close();
+    }
+
     /// Stops accepting and tells every connection to close gracefully.
     pub fn drain(&self) {
         self.tracker.close();

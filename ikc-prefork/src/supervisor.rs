@@ -1,0 +1,648 @@
+//! [`Supervisor`]: the parent process. It binds, forks the workers, never
+//! accepts, and keeps the workers healthy. Synchronous and single-threaded:
+//! it never touches tokio.
+
+use std::collections::BTreeMap;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ikc_server::server::{ListenAddr, SocketFile, bind_tcp_std, bind_unix_std};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::PreforkError;
+use crate::babysit::{self, Facts, Limits, WorkerState};
+use crate::heartbeat::{self, Beat, BeatReader};
+use crate::signals::{Received, Signals};
+use crate::sys::{self, Forked};
+use crate::worker::{Inherited, WorkerContext};
+
+/// Default for [`Supervisor::babysit`]: every 5 seconds.
+pub const DEFAULT_BABYSIT: Duration = Duration::from_secs(5);
+/// Default for [`Supervisor::cpu_limit`]: 600 s of CPU time, as IKC 0.13.
+pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(600);
+/// Default for [`Supervisor::hang_timeout`]: 30 s without a heartbeat.
+pub const DEFAULT_HANG_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`Supervisor::grace_period`]: 30 s to drain.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+/// A worker that dies sooner than this after starting, without having
+/// reported ready, counts as a crash at start-up.
+const MIN_UPTIME: Duration = Duration::from_secs(1);
+/// First pause after a failed fork or a crash at start-up; it doubles.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest pause between such attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The listening socket the supervisor binds before forking.
+#[derive(Debug)]
+pub struct Bound {
+    inner: BoundInner,
+    addr: ListenAddr,
+}
+
+#[derive(Debug)]
+enum BoundInner {
+    Tcp(std::net::TcpListener),
+    // The file guard removes the socket when the supervisor exits; workers
+    // get only the descriptor, so they never remove it.
+    Unix {
+        listener: std::os::unix::net::UnixListener,
+        _file: SocketFile,
+    },
+}
+
+impl Bound {
+    /// Binds a TCP address, before any fork.
+    ///
+    /// # Errors
+    ///
+    /// Address in use or permission denied, naming the address.
+    pub fn tcp(addr: std::net::SocketAddr) -> Result<Bound, PreforkError> {
+        let listener = bind_tcp_std(addr)?;
+        let addr = ListenAddr::Tcp(listener.local_addr().map_err(PreforkError::Io)?);
+        Ok(Bound {
+            inner: BoundInner::Tcp(listener),
+            addr,
+        })
+    }
+
+    /// Binds a Unix socket, before any fork (probing a stale socket file
+    /// first, as the server does).
+    ///
+    /// # Errors
+    ///
+    /// As [`Bound::tcp`], and a path that is not a socket.
+    pub fn unix(path: impl Into<PathBuf>) -> Result<Bound, PreforkError> {
+        let path = path.into();
+        let (listener, file) = bind_unix_std(&path)?;
+        Ok(Bound {
+            inner: BoundInner::Unix {
+                listener,
+                _file: file,
+            },
+            addr: ListenAddr::Unix(path),
+        })
+    }
+
+    /// Where the workers will listen.
+    #[must_use]
+    pub fn local_addr(&self) -> &ListenAddr {
+        &self.addr
+    }
+
+    fn inherit(&self) -> std::io::Result<Inherited> {
+        Ok(match &self.inner {
+            BoundInner::Tcp(listener) => Inherited::Tcp(listener.try_clone()?),
+            BoundInner::Unix { listener, .. } => Inherited::Unix(listener.try_clone()?),
+        })
+    }
+}
+
+/// Runs pre-forked workers on one listening socket: IKC::Server's
+/// `processes`, `babysit` and `connections`.
+///
+/// ```no_run
+/// use ikc_prefork::{Bound, Supervisor, WorkerContext};
+/// use ikc_server::Server;
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let bound = Bound::tcp("127.0.0.1:6030".parse()?)?;
+///     Supervisor::builder().workers(4).run(bound, |worker: WorkerContext| {
+///         // Runs in each worker, after the fork.
+///         let kernel = ikc_core::Kernel::new("Server");
+///         worker.serve(Server::builder().kernel(kernel))
+///     })?;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Supervisor {
+    workers: usize,
+    connections: Option<u64>,
+    babysit: Duration,
+    cpu_limit: Duration,
+    hang_timeout: Duration,
+    grace_period: Duration,
+}
+
+impl Supervisor {
+    /// A supervisor with the defaults: 1 worker, unlimited connections per
+    /// worker.
+    pub fn builder() -> Self {
+        Supervisor {
+            workers: 1,
+            connections: None,
+            babysit: DEFAULT_BABYSIT,
+            cpu_limit: DEFAULT_CPU_LIMIT,
+            hang_timeout: DEFAULT_HANG_TIMEOUT,
+            grace_period: DEFAULT_GRACE_PERIOD,
+        }
+    }
+
+    /// Workers to keep running (IKC's `processes` minus the parent). At
+    /// least 1. Default: 1.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Connections a worker accepts before it stops accepting, finishes
+    /// them and exits; the supervisor starts a replacement. Default: no
+    /// limit. (IKC defaulted to 1, which forks once per connection; ikc's
+    /// connections carry many requests and are cheap to keep, so recycling
+    /// is opt-in, for leaky handlers.)
+    pub fn connections(mut self, connections: Option<u64>) -> Self {
+        self.connections = connections.map(|c| c.max(1));
+        self
+    }
+
+    /// How often the babysitter checks the workers. Default: 5 s.
+    pub fn babysit(mut self, every: Duration) -> Self {
+        self.babysit = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Lifetime CPU time after which a worker is stopped as a rogue.
+    /// Default: 600 s (IKC 0.13).
+    pub fn cpu_limit(mut self, limit: Duration) -> Self {
+        self.cpu_limit = limit;
+        self
+    }
+
+    /// Time without a heartbeat after which a worker is stopped as hung (and
+    /// the time a new worker has to report ready). Default: 30 s.
+    pub fn hang_timeout(mut self, timeout: Duration) -> Self {
+        self.hang_timeout = timeout;
+        self
+    }
+
+    /// Time a draining worker has to finish before SIGKILL. Default: 30 s.
+    pub fn grace_period(mut self, period: Duration) -> Self {
+        self.grace_period = period;
+        self
+    }
+
+    /// Forks the workers on `bound` and supervises them until SIGINT or
+    /// SIGTERM, then stops them gracefully and returns. `worker` runs in
+    /// each forked child; its return value is the child's exit status.
+    ///
+    /// Call this before any tokio runtime or thread exists in the process:
+    /// the supervisor forks, and a forked child of a multi-threaded process
+    /// may not run ordinary code.
+    ///
+    /// # Errors
+    ///
+    /// When the signal handlers cannot be installed.
+    pub fn run<F>(self, bound: Bound, worker: F) -> Result<(), PreforkError>
+    where
+        F: Fn(WorkerContext) -> ExitCode,
+    {
+        let signals = Signals::install().map_err(PreforkError::Io)?;
+        let limits = Limits {
+            cpu: self.cpu_limit,
+            hang: self.hang_timeout,
+            boot: self.hang_timeout,
+            step: self.babysit * 2,
+            grace: self.grace_period,
+        };
+        let mut state = State {
+            config: self,
+            limits,
+            bound,
+            signals,
+            workers: BTreeMap::new(),
+            target: 0,
+            old: Vec::new(),
+            stopping: None,
+            failures: 0,
+            next_spawn: Instant::now(),
+        };
+        state.target = state.config.workers;
+        tracing::info!(workers = state.target, "listening on {}", state.bound.addr);
+        state.run(&worker);
+        Ok(())
+    }
+}
+
+/// One worker, as the supervisor tracks it.
+#[derive(Debug)]
+struct Worker {
+    id: u32,
+    started: Instant,
+    last_beat: Instant,
+    accepted: u64,
+    ready: bool,
+    state: WorkerState,
+    beats: Option<BeatReader>,
+}
+
+struct State {
+    config: Supervisor,
+    limits: Limits,
+    bound: Bound,
+    signals: Signals,
+    workers: BTreeMap<Pid, Worker>,
+    target: usize,
+    /// Workers a reload (SIGHUP) still has to replace.
+    old: Vec<Pid>,
+    /// When the graceful stop began.
+    stopping: Option<Instant>,
+    /// Consecutive failed forks or crashes at start-up.
+    failures: u32,
+    next_spawn: Instant,
+}
+
+impl State {
+    fn run(&mut self, worker: &dyn Fn(WorkerContext) -> ExitCode) {
+        let mut next_babysit = Instant::now() + self.config.babysit;
+        loop {
+            let now = Instant::now();
+            let mut wake = next_babysit.min(self.next_spawn.max(now + Duration::from_millis(1)));
+            if self.stopping.is_some() {
+                wake = wake.min(now + Duration::from_millis(100));
+            }
+            self.wait(wake.saturating_duration_since(now));
+
+            let received = self.signals.take();
+            self.on_signals(received);
+            self.read_beats();
+            self.reap();
+            let now = Instant::now();
+            if now >= next_babysit {
+                self.babysit(now);
+                next_babysit = now + self.config.babysit;
+            }
+            if let Some(since) = self.stopping {
+                if self.workers.is_empty() {
+                    tracing::info!("all workers stopped");
+                    return;
+                }
+                if since.elapsed() > self.config.grace_period + self.config.babysit {
+                    for pid in self.workers.keys() {
+                        let _ = kill(*pid, Signal::SIGKILL);
+                    }
+                }
+                continue;
+            }
+            self.reload_step();
+            self.fill(worker);
+        }
+    }
+
+    /// Sleeps in `poll` until a signal, a heartbeat, or `timeout`.
+    fn wait(&self, timeout: Duration) {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.workers.len() + 1);
+        fds.push(PollFd::new(self.signals.wake_fd(), PollFlags::POLLIN));
+        for worker in self.workers.values() {
+            if let Some(beats) = &worker.beats {
+                let fd: BorrowedFd<'_> = beats.fd();
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+        }
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        // EINTR (a signal arrived) is the normal way to wake up.
+        let _ = poll(&mut fds, PollTimeout::from(millis));
+    }
+
+    fn on_signals(&mut self, received: Received) {
+        if received.stop && self.stopping.is_none() {
+            tracing::info!(
+                workers = self.workers.len(),
+                "stopping: draining the workers"
+            );
+            self.stopping = Some(Instant::now());
+            let pids: Vec<Pid> = self.workers.keys().copied().collect();
+            for pid in pids {
+                self.drain(pid);
+            }
+        }
+        if received.status {
+            self.dump_status();
+        }
+        if self.stopping.is_some() {
+            return;
+        }
+        if received.reload {
+            self.old = self.serving().collect();
+            tracing::info!(
+                workers = self.old.len(),
+                "reloading: replacing every worker, one at a time"
+            );
+        }
+        if received.more {
+            self.target += 1;
+            tracing::info!(target = self.target, "one worker more");
+        }
+        if received.fewer && self.target > 1 {
+            self.target -= 1;
+            tracing::info!(target = self.target, "one worker less");
+            // Prefer retiring a worker a reload would replace anyway.
+            let retire = self.old.pop().or_else(|| self.serving().last());
+            if let Some(pid) = retire {
+                self.drain(pid);
+            }
+        }
+    }
+
+    fn serving(&self) -> impl DoubleEndedIterator<Item = Pid> + '_ {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.state.is_serving())
+            .map(|(pid, _)| *pid)
+    }
+
+    /// Tells a worker to finish and exit.
+    fn drain(&mut self, pid: Pid) {
+        if let Some(worker) = self.workers.get_mut(&pid) {
+            if worker.state.is_serving() {
+                worker.state = WorkerState::Draining {
+                    since: Instant::now(),
+                    killed: false,
+                };
+                let _ = kill(pid, Signal::SIGTERM);
+            }
+        }
+    }
+
+    fn read_beats(&mut self) {
+        let now = Instant::now();
+        for worker in self.workers.values_mut() {
+            let Some(beats) = &mut worker.beats else {
+                continue;
+            };
+            match beats.read() {
+                Ok(Some(list)) => {
+                    for beat in list {
+                        worker.last_beat = now;
+                        match beat {
+                            Beat::Ready => {
+                                worker.ready = true;
+                                if worker.state == WorkerState::Booting {
+                                    worker.state = WorkerState::Running;
+                                }
+                                self.failures = 0;
+                            }
+                            Beat::Alive { accepted } => worker.accepted = accepted,
+                        }
+                    }
+                }
+                // The worker closed its end (it is exiting): stop polling it.
+                Ok(None) | Err(_) => worker.beats = None,
+            }
+        }
+    }
+
+    /// Collects every exited worker and logs why it ended.
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(status) => status,
+                Err(Errno::EINTR) => continue,
+                Err(error) => {
+                    tracing::error!(%error, "waitpid failed");
+                    return;
+                }
+            };
+            let (pid, cause) = match status {
+                WaitStatus::Exited(pid, code) => (pid, format!("exit code {code}")),
+                WaitStatus::Signaled(pid, signal, _) => (pid, format!("signal {signal}")),
+                _ => continue,
+            };
+            if let Some(worker) = self.workers.remove(&pid) {
+                self.retired(pid, &worker, &cause);
+            }
+        }
+    }
+
+    fn retired(&mut self, pid: Pid, worker: &Worker, cause: &str) {
+        self.old.retain(|p| *p != pid);
+        let lived = worker.started.elapsed();
+        let why = match worker.state {
+            WorkerState::Draining { killed: true, .. } => {
+                "killed after the grace period".to_owned()
+            }
+            WorkerState::Draining { .. } => "drained".to_owned(),
+            WorkerState::Rogue { reason, .. } => format!("rogue ({reason})"),
+            _ if cause == "exit code 0" && self.config.connections.is_some() => {
+                "recycled".to_owned()
+            }
+            _ => "died".to_owned(),
+        };
+        if why == "died" {
+            tracing::warn!(pid = pid.as_raw(), worker = worker.id, %cause, ?lived, "worker died");
+            if !worker.ready && lived < MIN_UPTIME {
+                self.failures += 1;
+                let pause = backoff(self.failures);
+                tracing::warn!(
+                    failures = self.failures,
+                    ?pause,
+                    "worker crashed at start-up; backing off"
+                );
+                self.next_spawn = Instant::now() + pause;
+            }
+        } else {
+            tracing::info!(pid = pid.as_raw(), worker = worker.id, %cause, reason = %why, ?lived, "worker exited");
+        }
+    }
+
+    fn babysit(&mut self, now: Instant) {
+        for (pid, worker) in &mut self.workers {
+            // A worker that vanished without a wait status (reaped elsewhere)
+            // is forgotten on the next reap; here it only must not be signalled.
+            if kill(*pid, None).is_err() {
+                continue;
+            }
+            let facts = Facts {
+                started: worker.started,
+                last_beat: worker.last_beat,
+                cpu: cpu_time(*pid),
+            };
+            let before = worker.state;
+            if let Some(signal) = babysit::check(&mut worker.state, facts, now, &self.limits) {
+                if before != worker.state
+                    && matches!(worker.state, WorkerState::Rogue { step: 1, .. })
+                {
+                    tracing::warn!(pid = pid.as_raw(), worker = worker.id, state = %worker.state, "rogue worker");
+                }
+                tracing::info!(pid = pid.as_raw(), %signal, "signalling worker");
+                let _ = kill(*pid, signal);
+            }
+        }
+        // Workers that disappeared without our wait seeing them.
+        let vanished: Vec<Pid> = self
+            .workers
+            .keys()
+            .copied()
+            .filter(|pid| kill(*pid, None) == Err(Errno::ESRCH))
+            .collect();
+        for pid in vanished {
+            if let Some(worker) = self.workers.remove(&pid) {
+                self.retired(pid, &worker, "vanished");
+            }
+        }
+    }
+
+    /// During a reload: once the new workers are ready, retire one old one.
+    fn reload_step(&mut self) {
+        if self.old.is_empty() {
+            return;
+        }
+        let booting = self
+            .workers
+            .values()
+            .any(|w| w.state == WorkerState::Booting);
+        let serving = self.serving().count();
+        if !booting && serving > self.target {
+            if let Some(pid) = self.old.pop() {
+                self.drain(pid);
+            }
+        }
+    }
+
+    /// Starts workers until enough serve (one extra during a reload).
+    fn fill(&mut self, worker: &dyn Fn(WorkerContext) -> ExitCode) {
+        let wanted = self.target + usize::from(!self.old.is_empty());
+        while self.serving().count() < wanted && Instant::now() >= self.next_spawn {
+            if self.spawn(worker).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn spawn(&mut self, worker: &dyn Fn(WorkerContext) -> ExitCode) -> Result<(), ()> {
+        let id = (1..)
+            .find(|id| self.workers.values().all(|w| w.id != *id))
+            .unwrap_or(0);
+        let prepared = heartbeat::pipe()
+            .and_then(|(reader, heartbeat)| Ok((reader, heartbeat, self.bound.inherit()?)));
+        let (reader, heartbeat, listener) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.spawn_failed(&format!("cannot prepare a worker: {error}"));
+                return Err(());
+            }
+        };
+        match sys::fork() {
+            Ok(Forked::Child) => {
+                // In the worker: drop what belongs to the supervisor, then
+                // never return into its code.
+                self.signals.unregister();
+                drop(reader);
+                for other in self.workers.values_mut() {
+                    other.beats = None;
+                }
+                let context = WorkerContext {
+                    id,
+                    listener,
+                    connections: self.config.connections,
+                    heartbeat,
+                };
+                let code =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(context)))
+                        .unwrap_or(ExitCode::FAILURE);
+                std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 });
+            }
+            Ok(Forked::Parent(pid)) => {
+                let now = Instant::now();
+                tracing::info!(pid = pid.as_raw(), worker = id, "worker started");
+                self.workers.insert(
+                    pid,
+                    Worker {
+                        id,
+                        started: now,
+                        last_beat: now,
+                        accepted: 0,
+                        ready: false,
+                        state: WorkerState::Booting,
+                        beats: Some(reader),
+                    },
+                );
+                Ok(())
+            }
+            Err(error) => {
+                self.spawn_failed(&format!("fork failed: {error}"));
+                Err(())
+            }
+        }
+    }
+
+    fn spawn_failed(&mut self, what: &str) {
+        self.failures += 1;
+        let pause = backoff(self.failures);
+        tracing::error!(failures = self.failures, ?pause, "{what}; retrying");
+        self.next_spawn = Instant::now() + pause;
+    }
+
+    fn dump_status(&self) {
+        let now = Instant::now();
+        let degraded = self.failures > 0;
+        tracing::info!(
+            workers = self.workers.len(),
+            target = self.target,
+            reloading = self.old.len(),
+            degraded,
+            "status"
+        );
+        for (pid, worker) in &self.workers {
+            tracing::info!(
+                "worker {} pid={} age={:.1}s connections={} cpu={:.2}s heartbeat_age={:.1}s state={}",
+                worker.id,
+                pid.as_raw(),
+                now.duration_since(worker.started).as_secs_f64(),
+                worker.accepted,
+                cpu_time(*pid).as_secs_f64(),
+                now.duration_since(worker.last_beat).as_secs_f64(),
+                worker.state,
+            );
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    (BACKOFF_MIN * factor).min(BACKOFF_MAX)
+}
+
+/// A process's lifetime CPU time (user + system), from `/proc`.
+fn cpu_time(pid: Pid) -> Duration {
+    let ticks = procfs::ticks_per_second().max(1);
+    procfs::process::Process::new(pid.as_raw())
+        .and_then(|process| process.stat())
+        .map_or(Duration::ZERO, |stat| {
+            let ticks_used = stat.utime + stat.stime;
+            Duration::from_secs(ticks_used / ticks)
+                + Duration::from_nanos((ticks_used % ticks) * 1_000_000_000 / ticks)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_minimum_up_to_the_cap() {
+        assert_eq!(backoff(1), BACKOFF_MIN);
+        assert_eq!(backoff(2), BACKOFF_MIN * 2);
+        assert_eq!(backoff(4), BACKOFF_MIN * 8);
+        assert_eq!(backoff(40), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_is_read_from_proc() {
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(30) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(cpu_time(Pid::this()) > Duration::ZERO);
+    }
+}

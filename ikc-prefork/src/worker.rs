@@ -1,0 +1,130 @@
+//! The worker side: what a forked worker gets, and how it serves.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ikc_server::BoxError;
+use ikc_server::server::ServerHandle;
+use ikc_server::server::{Listener, Server};
+
+use crate::heartbeat::{Beat, Heartbeat};
+
+/// How often a worker's runtime reports it is alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The listening socket a worker inherits from the supervisor.
+#[derive(Debug)]
+pub(crate) enum Inherited {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// What a forked worker gets from the supervisor: its number, the listener,
+/// its connection budget and its heartbeat pipe.
+#[derive(Debug)]
+pub struct WorkerContext {
+    pub(crate) id: u32,
+    pub(crate) listener: Inherited,
+    pub(crate) connections: Option<u64>,
+    pub(crate) heartbeat: Heartbeat,
+}
+
+impl WorkerContext {
+    /// The worker's number, from 1 (reported in `Welcome`).
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Builds this worker's tokio runtime (single-threaded, as IKC workers
+    /// were) and serves `server` on the inherited listener until SIGINT or
+    /// SIGTERM (graceful drain) or until the connection budget is used up.
+    /// Build the server's kernel inside the worker, so `IKC/ping` reports the
+    /// worker's pid.
+    #[must_use]
+    pub fn serve<L>(self, server: Server<L>) -> ExitCode
+    where
+        L: tower::Layer<ikc_core::SessionService>,
+        L::Service: tower::Service<ikc_core::Request, Response = ikc_core::Value>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<ikc_core::Request>>::Error: Into<BoxError>,
+        <L::Service as tower::Service<ikc_core::Request>>::Future: Send + 'static,
+    {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "worker cannot start its runtime");
+                return ExitCode::FAILURE;
+            }
+        };
+        let WorkerContext {
+            id,
+            listener,
+            connections,
+            heartbeat,
+        } = self;
+        runtime.block_on(async move {
+            let listener = match listener {
+                Inherited::Tcp(listener) => Listener::from_std_tcp(listener),
+                Inherited::Unix(listener) => Listener::from_std_unix(listener),
+            };
+            let listener = match listener {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::error!(%error, "worker cannot use the inherited listener");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut server = server.worker(id);
+            if let Some(connections) = connections {
+                server = server.accept_limit(connections);
+            }
+            let handle = match server.serve_with_listener_shutdown(listener, termination()) {
+                Ok(handle) => handle,
+                Err(error) => {
+                    tracing::error!(%error, "worker cannot serve");
+                    return ExitCode::FAILURE;
+                }
+            };
+            heartbeat.send(Beat::Ready);
+            tokio::select! {
+                () = beat(&heartbeat, &handle) => {}
+                _ = handle.stopped() => {}
+            }
+            ExitCode::SUCCESS
+        })
+    }
+}
+
+/// Reports liveness from inside the runtime: if the runtime hangs, the
+/// beats stop and the supervisor notices.
+async fn beat(heartbeat: &Heartbeat, handle: &ServerHandle) {
+    let mut interval = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        interval.tick().await;
+        heartbeat.send(Beat::Alive {
+            accepted: handle.accepted(),
+        });
+    }
+}
+
+/// Completes on SIGINT or SIGTERM: the supervisor asks a worker to drain.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
