@@ -261,6 +261,10 @@ impl ChannelHandle {
     }
 
     fn check_open(&self) -> Result<(), IkcError> {
+        // A closed connection is the more useful answer than why it closed.
+        if self.is_closed() {
+            return Err(IkcError::disconnected(false));
+        }
         if self.shared.draining.load(Ordering::Acquire) {
             return Err(IkcError::new(
                 ErrorKind::ShuttingDown,

@@ -179,6 +179,19 @@ struct Inner {
     current: RwLock<Connected>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last clone is gone, so nobody can use or close the connection
+        // any more: close it gracefully instead of leaving the server holding
+        // it (and one of its connection slots) until it restarts.
+        self.current
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .handle
+            .go_away();
+    }
+}
+
 impl Inner {
     fn connected(&self) -> Connected {
         self.current
@@ -188,7 +201,9 @@ impl Inner {
     }
 }
 
-/// A kernel connected to an ikc server. Cheap to clone.
+/// A kernel connected to an ikc server. Cheap to clone; dropping the last
+/// clone closes the connection as [`close`](Client::close) does (handles and
+/// remote sessions taken from it then answer `ShuttingDown`).
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -360,8 +375,9 @@ impl Client {
     }
 
     /// Closes the connection gracefully: the server gets `GoAway`, calls in
-    /// flight are answered, then the connection closes. A reconnecting
-    /// client stops reconnecting once every clone is dropped.
+    /// flight are answered, then the connection closes. Dropping the last
+    /// clone does the same. A reconnecting client stops reconnecting once
+    /// every clone is dropped.
     pub fn close(&self) {
         self.handle().go_away();
     }
