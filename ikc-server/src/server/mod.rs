@@ -51,6 +51,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use ikc_core::{Kernel, MonitorEvent, Request, SessionService, Value};
 use ikc_proto::codec::{Builder as CodecBuilder, DEFAULT_MAX_FRAME_LENGTH};
@@ -540,11 +541,7 @@ impl AcceptLoop {
                     }
                 },
             };
-            let connection = connections.call(Connection::new(io, peer));
-            tokio::spawn(async move {
-                // The trace layer has logged how it ended.
-                let _ = connection.await;
-            });
+            detach(connections.call(Connection::new(io, peer)));
             let count = accepted.fetch_add(1, Ordering::Relaxed) + 1;
             if accept_limit.is_some_and(|limit| count >= limit) {
                 tracing::info!(
@@ -563,11 +560,26 @@ impl AcceptLoop {
             }
         }
 
+        // Peers already waiting in the backlog are taken in, so they hear
+        // why (a ShuttingDown refusal or GoAway) instead of a reset.
+        while let Some(Ok(_)) = connections.ready().now_or_never() {
+            let Some(Ok((io, peer))) = listener.accept().now_or_never() else {
+                break;
+            };
+            detach(connections.call(Connection::new(io, peer)));
+        }
         // Stop accepting: the listening socket closes (a Unix socket file of
         // ours is removed) before the drain begins.
         drop(listener);
         drain(&kernel, &shutdown, grace_period).await
     }
+}
+
+/// Runs a connection on its own task; the trace layer logs how it ended.
+fn detach<F: Future + Send + 'static>(connection: F) {
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
 }
 
 /// Drains every connection, aborting what is left after `grace_period`.
