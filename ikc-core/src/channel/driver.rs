@@ -504,11 +504,25 @@ impl State {
         let frame = match answer {
             // Cancelled by the caller: nobody waits for an answer.
             None => return,
-            Some(Ok(value)) => pb::Reply {
-                id,
-                value: Some(value.into_proto()),
+            Some(Ok(value)) => {
+                let reply: pb::Frame = pb::Reply {
+                    id,
+                    value: Some(value.into_proto()),
+                }
+                .into();
+                match self.shared.oversized(&reply) {
+                    // Sending it would break the connection for every call on it.
+                    Some((len, max)) => IkcError::new(
+                        ErrorKind::Protocol,
+                        format!(
+                            "reply of {len} bytes exceeds the peer's frame limit of {max} bytes"
+                        ),
+                    )
+                    .to_proto(id)
+                    .into(),
+                    None => reply,
+                }
             }
-            .into(),
             Some(Err(error)) => error.to_proto(id).into(),
         };
         self.outbox.push_back(frame);

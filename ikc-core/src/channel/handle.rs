@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     call_timeout: Option<Duration>,
+    /// Largest frame the peer accepts.
+    max_frame_length: usize,
     /// The peer sent GoAway: it takes no new requests.
     peer_going_away: AtomicBool,
     /// We were asked to drain: no new requests either way.
@@ -44,12 +46,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(peer: PeerInfo, call_timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        peer: PeerInfo,
+        call_timeout: Option<Duration>,
+        max_frame_length: usize,
+    ) -> Self {
         Shared {
             peer,
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             call_timeout,
+            max_frame_length,
             peer_going_away: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             driver_waker: AtomicWaker::new(),
@@ -97,6 +104,16 @@ impl Shared {
             let _ = tx.send(Err(IkcError::disconnected(true)));
         }
         self.closed.cancel();
+    }
+
+    /// The frame's length and the peer's limit, when the frame is over it.
+    pub(crate) fn oversized(&self, frame: &pb::Frame) -> Option<(usize, usize)> {
+        let max = self.max_frame_length;
+        if max == usize::MAX {
+            return None;
+        }
+        let len = prost::Message::encoded_len(frame);
+        (len > max).then_some((len, max))
     }
 
     pub(crate) fn set_peer_going_away(&self) {
@@ -294,10 +311,22 @@ impl ChannelHandle {
             from: from.unwrap_or_default(),
             deadline_ms: 0,
         };
+        let frame = self.fits(request.into())?;
         self.commands
-            .send(Command::Frame(request.into()))
+            .send(Command::Frame(frame))
             .await
             .map_err(|_| IkcError::disconnected(false))
+    }
+
+    /// Refuses a frame the peer would reject for its size, before it is sent.
+    fn fits(&self, frame: pb::Frame) -> Result<pb::Frame, IkcError> {
+        match self.shared.oversized(&frame) {
+            Some((len, max)) => Err(IkcError::new(
+                ErrorKind::BadRequest,
+                format!("request of {len} bytes exceeds the peer's frame limit of {max} bytes"),
+            )),
+            None => Ok(frame),
+        }
     }
 
     async fn request(
@@ -318,7 +347,8 @@ impl ChannelHandle {
                 u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
             }),
         };
-        self.exchange(id, request.into(), timeout).await
+        let frame = self.fits(request.into())?;
+        self.exchange(id, frame, timeout).await
     }
 
     /// Sends `frame`, which carries call `id`, and waits for its answer.

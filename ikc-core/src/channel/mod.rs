@@ -96,6 +96,7 @@ impl Channel {
             kernel,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
+            max_frame_length: usize::MAX,
         }
     }
 }
@@ -107,6 +108,7 @@ pub struct ChannelBuilder {
     service: Option<SessionService>,
     max_in_flight: usize,
     call_timeout: Option<Duration>,
+    max_frame_length: usize,
 }
 
 impl ChannelBuilder {
@@ -115,6 +117,17 @@ impl ChannelBuilder {
     #[must_use]
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// The largest frame we may send: the smaller of our codec's maximum
+    /// and the one the peer announced in the handshake. A call or post
+    /// bigger than that fails with `BadRequest` before it is sent, and a
+    /// reply bigger than that is answered with a `Protocol` error instead,
+    /// so the connection survives. Default: no limit.
+    #[must_use]
+    pub fn max_frame_length(mut self, bytes: usize) -> Self {
+        self.max_frame_length = bytes;
         self
     }
 
@@ -165,7 +178,10 @@ impl ChannelBuilder {
     /// As [`connect`](Self::connect).
     pub fn register(self, peer: PeerInfo) -> Result<Registered, RegisterError> {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let handle = ChannelHandle::new(Arc::new(Shared::new(peer, self.call_timeout)), tx);
+        let handle = ChannelHandle::new(
+            Arc::new(Shared::new(peer, self.call_timeout, self.max_frame_length)),
+            tx,
+        );
         self.kernel.register(&handle)?;
         let registration = Registration {
             kernel: self.kernel.clone(),

@@ -8,6 +8,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 
 use super::ClientBuilder;
+use crate::server::conn::peer_frame_limit;
 use crate::server::{Error, ErrorKind, Io};
 
 /// A live connection: its channel and what the server said about itself.
@@ -104,8 +105,10 @@ pub(super) async fn establish(
         pid: welcome.pid,
     };
     let framed = framed.map_codec(HandshakeCodec::into_frame_codec);
+    let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
     let (handle, driver) = Channel::builder(kernel.clone())
         .call_timeout(settings.call_timeout)
+        .max_frame_length(send_limit)
         .connect(peer, framed)
         .map_err(|e| {
             Error::new(

@@ -174,9 +174,11 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         pid: hello.pid,
     };
     tracing::Span::current().record("kernel", peer.kernel.as_str());
+    let send_limit = peer_frame_limit(hello.limits.as_ref(), settings.codec.get_max_frame_length());
     let builder = Channel::builder(settings.kernel.clone())
         .max_in_flight(settings.max_in_flight)
         .call_timeout(settings.call_timeout)
+        .max_frame_length(send_limit)
         .service(settings.requests.clone());
     let registered = match builder.register(peer) {
         Ok(registered) => registered,
@@ -223,6 +225,15 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     tokio::select! {
         result = &mut driver => result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
         () = abort.cancelled() => Ok(ConnectionOutcome::Aborted),
+    }
+}
+
+/// The largest frame we may send a peer: ours, or less if the peer said so
+/// in its handshake (0 means it did not say).
+pub(crate) fn peer_frame_limit(limits: Option<&pb::Limits>, own: usize) -> usize {
+    match limits.map(|l| l.max_frame_len) {
+        Some(peer) if peer > 0 => own.min(usize::try_from(peer).unwrap_or(usize::MAX)),
+        _ => own,
     }
 }
 

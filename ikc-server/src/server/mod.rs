@@ -40,7 +40,7 @@
 //! once idle. After the grace period, what is left is aborted, and
 //! [`ServerHandle::stopped`] reports how many.
 
-mod conn;
+pub(crate) mod conn;
 mod error;
 mod listener;
 
