@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use ikc_core::{ErrorKind as CallErrorKind, MonitorEvent, Value};
+use ikc_core::{ErrorKind as CallErrorKind, Value};
 use ikc_proto::pb;
 use ikc_server::{Client, ErrorKind, ListenAddr, Server};
 use tokio::net::TcpStream;
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use support::{
     LOOPBACK, call_error, hello_bytes, read_handshake_answer, read_until_closed, server_kernel,
-    wait_for_event, within, write_raw,
+    within, write_raw,
 };
 
 #[tokio::test]
