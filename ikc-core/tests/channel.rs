@@ -15,8 +15,8 @@ use ikc_core::{
 };
 use ikc_proto::pb;
 use support::{
-    answers, connect, connect_with, driver_end, echo, failing, faulty, held, next_event, raw_peer,
-    raw_request, recording, spec, typed, within,
+    answers, connect, connect_with, counting, driver_end, echo, failing, faulty, held, next_event,
+    raw_peer, raw_request, recording, spec, typed, within,
 };
 use tokio::time::Instant;
 use tower::ServiceBuilder;
@@ -802,4 +802,71 @@ async fn a_timeout_layer_on_the_serving_side_answers_timeout() {
     assert_eq!(error.kind(), ErrorKind::Timeout);
     assert_eq!(start.elapsed(), Duration::from_millis(40));
     assert_eq!(control.dropped().await, Value::from("slow"));
+}
+
+#[tokio::test]
+async fn requests_wait_in_order_for_a_stack_that_is_not_ready_and_a_waiting_call_can_be_cancelled()
+{
+    let server = Kernel::new("Server");
+    let client = Kernel::new("Client");
+    let (slow, mut control) = held();
+    let (counted, count) = counting();
+    server.publish("slow", ["wait"], slow).unwrap();
+    server.publish("echo", ["say"], echo()).unwrap();
+    server.publish("counted", ["hit"], counted).unwrap();
+    // A stack that admits one request at a time: the others must wait for
+    // its readiness on the channel, not be refused and not be lost.
+    let stack = ServiceBuilder::new()
+        .concurrency_limit(1)
+        .service(tower::ServiceExt::map_err(
+            server.router(),
+            ikc_core::BoxError::from,
+        ));
+    let link = connect_with(
+        &client,
+        &server,
+        |b| b,
+        move |b| b.service(SessionService::new(stack)),
+    );
+
+    let first = tokio::spawn({
+        let to_server = link.a_to_b.clone();
+        async move {
+            to_server
+                .call(&spec("poe://Server/slow/wait"), Value::from("first"))
+                .await
+        }
+    });
+    control.started().await;
+    // Given up while still waiting for the stack: never runs.
+    let abandoned = link
+        .a_to_b
+        .call_timeout(
+            &spec("poe://Server/counted/hit"),
+            Value::from("abandoned"),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(abandoned.kind(), ErrorKind::Timeout);
+    let second = tokio::spawn({
+        let to_server = link.a_to_b.clone();
+        async move {
+            to_server
+                .call(&spec("poe://Server/echo/say"), Value::from("second"))
+                .await
+        }
+    });
+
+    control.release();
+    assert_eq!(
+        within("first", first).await.unwrap(),
+        Ok(Value::from("first"))
+    );
+    assert_eq!(
+        within("second", second).await.unwrap(),
+        Ok(Value::from("second"))
+    );
+    // The abandoned call was dropped before the stack let it through.
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -21,7 +21,7 @@ use futures::{FutureExt, Sink, Stream, StreamExt};
 use ikc_proto::{Value, pb};
 use pin_project::pin_project;
 use tokio::sync::mpsc;
-use tower::ServiceExt;
+use tower::Service;
 
 use super::ChannelError;
 use super::handle::{Command, Shared};
@@ -40,7 +40,7 @@ const READ_BUDGET: usize = 256;
 /// Hint sent with `Overloaded`: how long the peer should wait.
 const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(20);
 
-type HandlerFuture = BoxFuture<'static, Result<Value, IkcError>>;
+type HandlerFuture = BoxFuture<'static, Result<Value, BoxError>>;
 
 /// A running handler: a call can be cancelled by its caller, a post cannot.
 #[pin_project(project = InFlightProj)]
@@ -55,6 +55,14 @@ enum InFlight {
         #[pin]
         handler: HandlerFuture,
     },
+}
+
+/// A request waiting for the service to be ready.
+struct Waiting {
+    id: u64,
+    req: Request,
+    /// For a post: its target, for the log line if it fails.
+    target: Option<String>,
 }
 
 /// What a finished handler leaves to do.
@@ -78,12 +86,12 @@ impl Future for InFlight {
         match self.project() {
             InFlightProj::Call { id, handler } => handler.poll(cx).map(|answer| Finished::Call {
                 id: *id,
-                answer: answer.ok(),
+                answer: answer.ok().map(|answer| answer.map_err(IkcError::from_box)),
             }),
             InFlightProj::Post { target, handler } => {
                 handler.poll(cx).map(|result| Finished::Post {
                     target: target.take().unwrap_or_default(),
-                    result,
+                    result: result.map_err(IkcError::from_box),
                 })
             }
         }
@@ -103,6 +111,37 @@ impl Drop for Registration {
         self.handle.shared().close();
         self.kernel.unregister(&self.handle);
     }
+}
+
+/// How many of a peer's posts failed, so the log says so a few times
+/// rather than once per post; the total is logged when the channel ends.
+#[derive(Debug, Default)]
+struct FailedPosts {
+    count: u64,
+    peer: String,
+}
+
+impl FailedPosts {
+    /// Counts one more failure of `peer`'s posts; the count so far.
+    fn record(&mut self, peer: &str) -> u64 {
+        if self.count == 0 {
+            peer.clone_into(&mut self.peer);
+        }
+        self.count += 1;
+        self.count
+    }
+}
+
+impl Drop for FailedPosts {
+    fn drop(&mut self) {
+        if self.count > 1 && !is_power_of_ten(self.count) {
+            tracing::warn!(peer = %self.peer, failed = self.count, "posts from this peer failed");
+        }
+    }
+}
+
+fn is_power_of_ten(n: u64) -> bool {
+    n > 0 && 10_u64.pow(n.ilog10()) == n
 }
 
 /// Runs one connection: reads and dispatches the peer's frames and writes
@@ -128,6 +167,8 @@ struct State {
     // Declared before `registration` so running handlers are dropped before
     // the peer is unregistered: Unregister comes after its last request.
     in_flight: FuturesUnordered<InFlight>,
+    /// Requests waiting for the service to be ready, in arrival order.
+    waiting: VecDeque<Waiting>,
     cancels: HashMap<u64, AbortHandle>,
     outbox: VecDeque<pb::Frame>,
     max_in_flight: usize,
@@ -136,6 +177,7 @@ struct State {
     unflushed: bool,
     failed: Option<ChannelError>,
     last_request_id: u64,
+    failed_posts: FailedPosts,
     shared: Arc<Shared>,
     registration: Registration,
 }
@@ -166,6 +208,7 @@ where
             service,
             commands,
             in_flight: FuturesUnordered::new(),
+            waiting: VecDeque::new(),
             cancels: HashMap::new(),
             outbox: VecDeque::new(),
             max_in_flight,
@@ -174,6 +217,7 @@ where
             unflushed: false,
             failed: None,
             last_request_id: 0,
+            failed_posts: FailedPosts::default(),
             shared: Arc::clone(registration.handle.shared()),
             registration,
         };
@@ -260,6 +304,11 @@ where
                 }
             }
 
+            // Requests that waited for the service to be ready.
+            if state.failed.is_none() && state.dispatch(cx) {
+                progress = true;
+            }
+
             // Finished handlers.
             if state.failed.is_none() {
                 while let Poll::Ready(Some(finished)) = state.in_flight.poll_next_unpin(cx) {
@@ -305,9 +354,13 @@ where
         let done = if state.failed.is_some() {
             quiet
         } else if state.read_closed {
-            quiet && state.in_flight.is_empty()
+            quiet && state.in_flight.is_empty() && state.waiting.is_empty()
         } else {
-            state.draining && quiet && state.in_flight.is_empty() && !state.shared.has_pending()
+            state.draining
+                && quiet
+                && state.in_flight.is_empty()
+                && state.waiting.is_empty()
+                && !state.shared.has_pending()
         };
         if !done {
             return Poll::Pending;
@@ -352,6 +405,9 @@ impl State {
             Kind::Cancel(cancel) => {
                 if let Some(abort) = self.cancels.remove(&cancel.id) {
                     abort.abort();
+                } else if cancel.id != 0 {
+                    // Not started yet: it never will be.
+                    self.waiting.retain(|waiting| waiting.id != cancel.id);
                 }
             }
             Kind::Subscribe(subscribe) => {
@@ -404,13 +460,11 @@ impl State {
                 IkcError::new(ErrorKind::ShuttingDown, "kernel is shutting down"),
             );
         }
-        if self.in_flight.len() >= self.max_in_flight {
+        let running = self.in_flight.len() + self.waiting.len();
+        if running >= self.max_in_flight {
             let error = IkcError::new(
                 ErrorKind::Overloaded,
-                format!(
-                    "{} requests already running on this connection",
-                    self.in_flight.len()
-                ),
+                format!("{running} requests already running on this connection"),
             )
             .with_retry_after(OVERLOADED_RETRY_AFTER);
             return refuse(self, error);
@@ -436,58 +490,66 @@ impl State {
         if !request.from.is_empty() {
             req = req.with_from(request.from);
         }
-        let deadline = (request.deadline_ms > 0)
-            .then(|| Duration::from_millis(u64::from(request.deadline_ms)));
-        if let Some(deadline) = deadline {
+        // The deadline is passed on for the handler to use. It is not
+        // enforced here: the caller's own timeout ends the call and its
+        // Cancel drops the handler, without a timer per request.
+        if request.deadline_ms > 0 {
+            let deadline = Duration::from_millis(u64::from(request.deadline_ms));
             req = req.with_deadline(tokio::time::Instant::now() + deadline);
         }
-        let service = self.service.clone();
-        let handler = async move {
-            let call = service.oneshot(req);
-            let result = match deadline {
-                None => call.await,
-                Some(deadline) => match tokio::time::timeout(deadline, call).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        return Err(IkcError::new(
-                            ErrorKind::Timeout,
-                            format!("handler did not answer within {deadline:?}"),
-                        )
-                        .with_may_have_run(true));
-                    }
-                },
+        // Posts keep their target for the log line if they fail.
+        let target = (id == 0).then_some(request.target);
+        self.waiting.push_back(Waiting { id, req, target });
+        self.dispatch(cx);
+    }
+
+    /// Calls the service for waiting requests, in order, while it is ready.
+    /// The router (and most stacks) are always ready, so a request is
+    /// normally called as soon as it arrives; a stack with backpressure (a
+    /// concurrency limit) holds the rest here, counted against
+    /// `max_in_flight`. Calling this one instance avoids a clone of the
+    /// stack per request.
+    fn dispatch(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while !self.waiting.is_empty() {
+            let ready = match self.service.poll_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(ready) => ready,
             };
-            result.map_err(IkcError::from_box)
-        };
-        let mut handler: HandlerFuture = Box::pin(handler);
-        // Most handlers answer at once: poll inline and skip the queue.
-        if let Poll::Ready(answer) = handler.poll_unpin(cx) {
-            let finished = if id == 0 {
-                Finished::Post {
-                    target: request.target,
-                    result: answer,
-                }
+            let Some(Waiting { id, req, target }) = self.waiting.pop_front() else {
+                break;
+            };
+            progress = true;
+            let mut handler: HandlerFuture = match ready {
+                Ok(()) => self.service.call(req),
+                Err(error) => Box::pin(std::future::ready(Err(error))),
+            };
+            // Most handlers answer at once: poll inline and skip the queue.
+            if let Poll::Ready(answer) = handler.poll_unpin(cx) {
+                let answer = answer.map_err(IkcError::from_box);
+                let finished = match target {
+                    Some(target) => Finished::Post {
+                        target,
+                        result: answer,
+                    },
+                    None => Finished::Call {
+                        id,
+                        answer: Some(answer),
+                    },
+                };
+                self.complete(finished);
+            } else if target.is_some() {
+                self.in_flight.push(InFlight::Post { target, handler });
             } else {
-                Finished::Call {
+                let (abort, registration) = AbortHandle::new_pair();
+                self.cancels.insert(id, abort);
+                self.in_flight.push(InFlight::Call {
                     id,
-                    answer: Some(answer),
-                }
-            };
-            return self.complete(finished);
+                    handler: Abortable::new(handler, registration),
+                });
+            }
         }
-        if id == 0 {
-            self.in_flight.push(InFlight::Post {
-                target: Some(request.target),
-                handler,
-            });
-        } else {
-            let (abort, registration) = AbortHandle::new_pair();
-            self.cancels.insert(id, abort);
-            self.in_flight.push(InFlight::Call {
-                id,
-                handler: Abortable::new(handler, registration),
-            });
-        }
+        progress
     }
 
     fn complete(&mut self, finished: Finished) {
@@ -528,9 +590,19 @@ impl State {
         self.outbox.push_back(frame);
     }
 
-    fn failed_post(&self, target: &str, error: &IkcError) {
+    fn failed_post(&mut self, target: &str, error: &IkcError) {
         let peer = &self.registration.handle.peer().kernel;
-        tracing::warn!(%peer, %target, %error, "post failed");
+        // A peer can make posts fail as fast as it sends them: warn about
+        // the first, then at 10, 100, 1000... failures and at the end.
+        match self.failed_posts.record(peer) {
+            1 => {
+                tracing::warn!(%peer, %target, %error, "post failed (more failures from this peer are counted, not each logged)")
+            }
+            failed if is_power_of_ten(failed) => {
+                tracing::warn!(%peer, failed, %target, %error, "posts from this peer keep failing");
+            }
+            _ => tracing::debug!(%peer, %target, %error, "post failed"),
+        }
         self.registration.kernel.emit(MonitorEvent::Error {
             kernel: Some(peer.clone()),
             message: format!("post to {target} failed: {error}"),
