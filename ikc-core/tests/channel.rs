@@ -870,3 +870,39 @@ async fn requests_wait_in_order_for_a_stack_that_is_not_ready_and_a_waiting_call
     // The abandoned call was dropped before the stack let it through.
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn calls_the_peer_never_read_before_its_go_away_fail_as_shutting_down_not_run() {
+    let kernel = Kernel::new("Local");
+    let (mut raw, to_raw, _driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    let read = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/s/read"), Value::Null).await }
+    });
+    let first = raw.recv_request().await;
+    let unread = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/s/unread"), Value::Null).await }
+    });
+    let second = raw.recv_request().await;
+    assert!(second.id > first.id);
+
+    // The peer says it read up to the first call, then closes.
+    raw.send(pb::GoAway {
+        reason: "stopping".to_owned(),
+        last_id: first.id,
+    })
+    .await;
+    drop(raw);
+
+    let read = within("the read call", read).await.unwrap().unwrap_err();
+    assert_eq!(read.kind(), ErrorKind::Disconnected);
+    assert!(read.may_have_run());
+    let unread = within("the unread call", unread)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(unread.kind(), ErrorKind::ShuttingDown);
+    assert!(!unread.may_have_run(), "{unread}");
+}

@@ -439,7 +439,7 @@ impl State {
             Kind::Pong(_) => {}
             Kind::GoAway(go_away) => {
                 tracing::debug!(peer = %self.registration.handle.peer().kernel, reason = %go_away.reason, "peer is going away");
-                self.shared.set_peer_going_away();
+                self.shared.set_peer_going_away(go_away.last_id);
             }
         }
     }

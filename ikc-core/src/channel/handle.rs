@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     max_frame_length: usize,
     /// The peer sent GoAway: it takes no new requests.
     peer_going_away: AtomicBool,
+    /// The `last_id` of the peer's GoAway (`u64::MAX` before one came).
+    peer_last_id: AtomicU64,
     /// We were asked to drain: no new requests either way.
     draining: AtomicBool,
     pub(crate) driver_waker: AtomicWaker,
@@ -58,6 +60,7 @@ impl Shared {
             call_timeout,
             max_frame_length,
             peer_going_away: AtomicBool::new(false),
+            peer_last_id: AtomicU64::new(u64::MAX),
             draining: AtomicBool::new(false),
             driver_waker: AtomicWaker::new(),
             closed: CancellationToken::new(),
@@ -92,16 +95,30 @@ impl Shared {
         !self.lock().calls.is_empty()
     }
 
-    /// Fails every pending call with `Disconnected` and refuses new ones.
+    /// Fails every pending call and refuses new ones. A call the peer
+    /// never read (its id is above the `last_id` of the peer's GoAway) is
+    /// `ShuttingDown` and safe to retry elsewhere; any other is
+    /// `Disconnected`, and may have run.
     pub(crate) fn close(&self) {
         let calls = {
             let mut pending = self.lock();
             pending.closed = true;
             std::mem::take(&mut pending.calls)
         };
-        for (_, tx) in calls {
-            // The request went out, so the peer may have run it.
-            let _ = tx.send(Err(IkcError::disconnected(true)));
+        let last_read = self.peer_last_id.load(Ordering::Acquire);
+        for (id, tx) in calls {
+            let error = if id > last_read {
+                IkcError::new(
+                    ErrorKind::ShuttingDown,
+                    format!(
+                        "kernel {:?} went away before reading the request",
+                        self.peer.kernel
+                    ),
+                )
+            } else {
+                IkcError::disconnected(true)
+            };
+            let _ = tx.send(Err(error));
         }
         self.closed.cancel();
     }
@@ -116,7 +133,10 @@ impl Shared {
         (len > max).then_some((len, max))
     }
 
-    pub(crate) fn set_peer_going_away(&self) {
+    /// The peer sent GoAway: it read our requests up to `last_id` and takes
+    /// no new ones.
+    pub(crate) fn set_peer_going_away(&self, last_id: u64) {
+        self.peer_last_id.store(last_id, Ordering::Release);
         self.peer_going_away.store(true, Ordering::Release);
     }
 
