@@ -36,6 +36,7 @@
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
 pub mod client;
+pub mod legacy;
 pub mod limit;
 pub mod server;
 pub mod shutdown;

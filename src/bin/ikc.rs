@@ -79,6 +79,17 @@ struct ServeArgs {
     /// Seconds a graceful shutdown waits for connections before aborting them.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
     grace: Duration,
+    /// Accept Perl POE::Component::IKC clients too (told apart by their first line): on or off.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    legacy: bool,
+}
+
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?} is not on or off")),
+    }
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {
@@ -224,6 +235,7 @@ fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
         .bind(args.bind)
         .max_connections(args.max_connections)
         .grace_period(args.grace)
+        .legacy(args.legacy)
         .allow_remote_shutdown(args.allow_remote_shutdown))
 }
 

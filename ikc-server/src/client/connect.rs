@@ -41,6 +41,9 @@ pub(super) async fn establish(
     settings: &ClientBuilder,
 ) -> Result<Connected, Error> {
     let io = open(addr).await?;
+    if settings.legacy {
+        return establish_legacy(kernel, addr, settings, io).await;
+    }
     let mut codec = Builder::new();
     codec.max_frame_length(settings.max_frame_length);
     let mut framed = Framed::new(io, codec.new_client_handshake());
@@ -137,4 +140,49 @@ fn ikc_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// [`establish`] with a Perl IKC server.
+async fn establish_legacy(
+    kernel: &Kernel,
+    addr: &str,
+    settings: &ClientBuilder,
+    io: Io,
+) -> Result<Connected, Error> {
+    let negotiation = crate::legacy::negotiate(io, kernel, settings.max_frame_length);
+    let (peer, transport) = tokio::time::timeout(settings.handshake_timeout, negotiation)
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Handshake,
+                format!(
+                    "{addr} did not finish the IKC negotiation within {:?}",
+                    settings.handshake_timeout
+                ),
+            )
+        })?
+        .map_err(|e| {
+            let kind = match e {
+                crate::legacy::LegacyError::Refused { .. } => ErrorKind::Refused,
+                _ => ErrorKind::Handshake,
+            };
+            Error::new(kind, format!("IKC negotiation with {addr} failed")).with_source(e)
+        })?;
+    let (handle, driver) = Channel::builder(kernel.clone())
+        .call_timeout(settings.call_timeout)
+        .max_frame_length(settings.max_frame_length)
+        .connect(peer, transport)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Handshake,
+                format!("cannot register the server at {addr}"),
+            )
+            .with_source(e)
+        })?;
+    tokio::spawn(async move {
+        if let Err(error) = driver.await {
+            tracing::debug!(error = %ikc_error_chain(&error), "connection to the Perl server failed");
+        }
+    });
+    Ok(Connected { handle, worker: 0 })
 }

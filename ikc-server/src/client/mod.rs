@@ -69,6 +69,7 @@ pub struct ClientBuilder {
     handshake_timeout: Duration,
     max_frame_length: usize,
     reconnect: Option<Reconnect>,
+    legacy: bool,
 }
 
 impl Default for ClientBuilder {
@@ -81,6 +82,7 @@ impl Default for ClientBuilder {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             reconnect: None,
+            legacy: false,
         }
     }
 }
@@ -122,6 +124,15 @@ impl ClientBuilder {
     /// Largest frame accepted or sent, in bytes. Default: 16 MiB.
     pub fn max_frame_length(mut self, bytes: usize) -> Self {
         self.max_frame_length = bytes;
+        self
+    }
+
+    /// Speaks Perl POE::Component::IKC's protocol, to call the sessions a
+    /// Perl IKC server publishes: the IKC0 `SETUP` negotiation as ClientLite
+    /// does it (falling back to the old dialect when refused), then
+    /// Storable messages; see [`legacy`](crate::legacy). Default: off.
+    pub fn legacy(mut self, legacy: bool) -> Self {
+        self.legacy = legacy;
         self
     }
 
@@ -222,6 +233,28 @@ impl Client {
     /// As [`ClientBuilder::connect`].
     pub async fn connect(addr: &str) -> Result<Client, Error> {
         Client::builder().connect(addr).await
+    }
+
+    /// Connects to a Perl POE::Component::IKC server at `addr` with the
+    /// defaults; see [`ClientBuilder::legacy`].
+    ///
+    /// ```no_run
+    /// use ikc_server::Client;
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let perl = Client::connect_legacy("127.0.0.1:603").await?;
+    /// let answer = perl.call("echo/say", "hello").await?;
+    /// println!("{answer:?}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientBuilder::connect`].
+    pub async fn connect_legacy(addr: &str) -> Result<Client, Error> {
+        Client::builder().legacy(true).connect(addr).await
     }
 
     /// The client's own kernel.

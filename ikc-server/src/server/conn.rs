@@ -10,12 +10,12 @@ use futures::{SinkExt, StreamExt};
 use ikc_core::{Channel, IkcError, Kernel, PeerInfo, RegisterError, SessionService};
 use ikc_proto::codec::Builder;
 use ikc_proto::{CodecError, HandshakeCodec, pb};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use super::listener::{Io, PeerAddr};
-use crate::BoxError;
+use crate::{BoxError, legacy};
 
 /// An accepted connection on its way through the connection stack.
 ///
@@ -82,6 +82,8 @@ pub(crate) struct Settings {
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) requests: SessionService,
     pub(crate) worker: u32,
+    /// Accept Perl IKC peers (text negotiation) too.
+    pub(crate) legacy: bool,
 }
 
 /// The innermost connection service: runs the handshake, then the channel.
@@ -122,12 +124,30 @@ fn refuse(code: pb::RefuseCode, reason: impl Into<String>) -> pb::Handshake {
 
 async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOutcome, BoxError> {
     let Connection {
-        io,
+        mut io,
         peer: _,
         drain,
         abort,
     } = conn;
-    let mut framed = Framed::new(io, settings.codec.new_server_handshake());
+    // A Perl IKC peer opens with a text line instead of the preface.
+    let mut read = bytes::BytesMut::new();
+    if settings.legacy {
+        let sniffed = tokio::select! {
+            sniffed = tokio::time::timeout(settings.handshake_timeout, legacy::sniff(&mut io, &mut read)) => sniffed,
+            () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
+        };
+        match sniffed {
+            Err(_) => return Ok(ConnectionOutcome::Refused),
+            Ok(Err(error)) => return Err(error.into()),
+            Ok(Ok(legacy::Protocol::Legacy)) => {
+                return legacy::serve(io, read, legacy_accept(&settings), drain, abort).await;
+            }
+            Ok(Ok(legacy::Protocol::Native)) => {}
+        }
+    }
+    let mut parts = FramedParts::new::<pb::Handshake>(io, settings.codec.new_server_handshake());
+    parts.read_buf = read;
+    let mut framed = Framed::from_parts(parts);
 
     let first = tokio::select! {
         first = tokio::time::timeout(settings.handshake_timeout, framed.next()) => first,
@@ -144,6 +164,14 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
             let reason =
                 format!("protocol version {version} is not supported; this server speaks 1");
             send_refusal(&mut framed, refuse(pb::RefuseCode::Version, reason)).await;
+            return Ok(ConnectionOutcome::Refused);
+        }
+        Ok(Some(Err(error @ (CodecError::Decode(_) | CodecError::FrameTooLarge { .. })))) => {
+            // A Hello that does not decode (a name that is not UTF-8) or is
+            // too long: tell the peer why instead of just closing.
+            tracing::debug!(%error, "refusing an invalid Hello");
+            let reason = format!("invalid Hello: {error}");
+            send_refusal(&mut framed, refuse(pb::RefuseCode::BadHello, reason)).await;
             return Ok(ConnectionOutcome::Refused);
         }
         Ok(Some(Err(error))) => return Err(error.into()),
@@ -234,6 +262,19 @@ pub(crate) fn peer_frame_limit(limits: Option<&pb::Limits>, own: usize) -> usize
     match limits.map(|l| l.max_frame_len) {
         Some(peer) if peer > 0 => own.min(usize::try_from(peer).unwrap_or(usize::MAX)),
         _ => own,
+    }
+}
+
+fn legacy_accept(settings: &Settings) -> legacy::Accept<'_> {
+    legacy::Accept {
+        builder: Channel::builder(settings.kernel.clone())
+            .max_in_flight(settings.max_in_flight)
+            .call_timeout(settings.call_timeout)
+            .max_frame_length(settings.codec.get_max_frame_length())
+            .service(settings.requests.clone()),
+        kernel: &settings.kernel,
+        max_frame_length: settings.codec.get_max_frame_length(),
+        handshake_timeout: settings.handshake_timeout,
     }
 }
 

@@ -144,6 +144,8 @@ pub struct Listener {
     inner: Inner,
     _socket_file: Option<SocketFile>,
     addr: ListenAddr,
+    /// Bound elsewhere and shared (pre-forked workers all accept on it).
+    shared: bool,
 }
 
 #[derive(Debug)]
@@ -168,6 +170,7 @@ impl Listener {
             inner: Inner::Tcp(listener),
             _socket_file: None,
             addr: ListenAddr::Tcp(addr),
+            shared: false,
         })
     }
 
@@ -194,6 +197,7 @@ impl Listener {
             inner: Inner::Unix(listener),
             _socket_file: Some(file),
             addr: ListenAddr::Unix(path.to_owned()),
+            shared: false,
         })
     }
 
@@ -211,6 +215,7 @@ impl Listener {
             inner: Inner::Tcp(listener),
             _socket_file: None,
             addr,
+            shared: true,
         })
     }
 
@@ -232,6 +237,7 @@ impl Listener {
             inner: Inner::Unix(listener),
             _socket_file: None,
             addr: ListenAddr::Unix(path),
+            shared: true,
         })
     }
 
@@ -239,6 +245,14 @@ impl Listener {
     #[must_use]
     pub fn local_addr(&self) -> &ListenAddr {
         &self.addr
+    }
+
+    /// Whether the socket was bound elsewhere ([`from_std_tcp`](Self::from_std_tcp),
+    /// [`from_std_unix`](Self::from_std_unix)) and may be shared with other
+    /// processes.
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Accepts the next connection.

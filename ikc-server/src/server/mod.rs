@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use ikc_core::{Kernel, MonitorEvent, Request, SessionService, Value};
+use ikc_core::{IkcError, Kernel, MonitorEvent, Request, Router, SessionService, Value};
 use ikc_proto::codec::{Builder as CodecBuilder, DEFAULT_MAX_FRAME_LENGTH};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -94,6 +94,13 @@ pub const DEFAULT_NAME: &str = "ikc";
 /// file descriptors): accepting again at once would spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// The request service that [`Server::layer`] layers wrap: the kernel's
+/// router, its errors boxed, under the request timeout when one is set.
+pub type RouterStack = tower::util::Either<
+    tower::timeout::Timeout<tower::util::MapErr<Router, fn(IkcError) -> BoxError>>,
+    tower::util::MapErr<Router, fn(IkcError) -> BoxError>,
+>;
+
 /// Builds and runs an ikc server, in the manner of tonic's `Server`.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -113,6 +120,7 @@ pub struct Server<L = Identity> {
     allow_remote_shutdown: bool,
     worker: u32,
     accept_limit: Option<u64>,
+    legacy: bool,
     layer: L,
 }
 
@@ -135,6 +143,7 @@ impl Server {
             allow_remote_shutdown: false,
             worker: 0,
             accept_limit: None,
+            legacy: true,
             layer: Identity::new(),
         }
     }
@@ -244,6 +253,14 @@ impl<L> Server<L> {
         self
     }
 
+    /// Accepts Perl POE::Component::IKC peers too, told apart from native
+    /// ones by their first line (`SETUP` or `HELLO`); see
+    /// [`legacy`](crate::legacy). Default: on.
+    pub fn legacy(mut self, accept: bool) -> Self {
+        self.legacy = accept;
+        self
+    }
+
     /// Adds a tower layer around request handling (timeouts, concurrency
     /// limits, rate limits, your own middleware). The first layer added is
     /// the outermost.
@@ -264,6 +281,7 @@ impl<L> Server<L> {
             allow_remote_shutdown: self.allow_remote_shutdown,
             worker: self.worker,
             accept_limit: self.accept_limit,
+            legacy: self.legacy,
             layer: Stack::new(layer, self.layer),
         }
     }
@@ -271,7 +289,7 @@ impl<L> Server<L> {
 
 impl<L> Server<L>
 where
-    L: Layer<SessionService>,
+    L: Layer<RouterStack>,
     L::Service: Service<Request, Response = Value> + Clone + Send + Sync + 'static,
     <L::Service as Service<Request>>::Error: Into<BoxError>,
     <L::Service as Service<Request>>::Future: Send + 'static,
@@ -363,10 +381,13 @@ where
             kernel.allow_remote_shutdown(move || stop.cancel());
         }
 
-        let router = ServiceBuilder::new()
+        let into_box: fn(IkcError) -> BoxError = BoxError::from;
+        let router: RouterStack = ServiceBuilder::new()
             .option_layer(self.request_timeout.map(TimeoutLayer::new))
-            .service(kernel.router().map_err(BoxError::from));
-        let requests = self.layer.layer(SessionService::new(router));
+            .service(kernel.router().map_err(into_box));
+        // One box for the whole stack: each box costs an allocation per
+        // request.
+        let requests = self.layer.layer(router);
         let requests =
             SessionService::new(RequestTrace::new(requests.map_err(Into::<BoxError>::into)));
 
@@ -385,6 +406,7 @@ where
                 call_timeout: self.call_timeout,
                 requests,
                 worker: self.worker,
+                legacy: self.legacy,
             }));
 
         let local_addr = listener.local_addr().clone();
@@ -561,8 +583,9 @@ impl AcceptLoop {
         }
 
         // Peers already waiting in the backlog are taken in, so they hear
-        // why (a ShuttingDown refusal or GoAway) instead of a reset.
-        while let Some(Ok(_)) = connections.ready().now_or_never() {
+        // why (a ShuttingDown refusal or GoAway) instead of a reset. Not on a
+        // shared socket: the other workers will serve them.
+        while !listener.is_shared() && matches!(connections.ready().now_or_never(), Some(Ok(_))) {
             let Some(Ok((io, peer))) = listener.accept().now_or_never() else {
                 break;
             };
