@@ -70,6 +70,18 @@ impl Signals {
         }
     }
 
+    /// Whether SIGINT or SIGTERM arrived and was not taken yet. Unlike
+    /// [`Signals::take`] it leaves the flags and the wake pipe alone: a new
+    /// worker asks its copy of the flags, and the pipe is shared with the
+    /// supervisor.
+    pub(crate) fn stop_requested(&self) -> bool {
+        HANDLED
+            .iter()
+            .zip(&self.flags)
+            .filter(|(sig, _)| matches!(sig, Signal::SIGINT | Signal::SIGTERM))
+            .any(|(_, flag)| flag.load(Ordering::Acquire))
+    }
+
     /// The descriptor that becomes readable when a signal arrives.
     pub(crate) fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wake.as_fd()

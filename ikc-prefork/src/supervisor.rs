@@ -534,7 +534,18 @@ impl State {
             Ok(Forked::Child) => {
                 // In the worker: drop what belongs to the supervisor, then
                 // never return into its code.
+                //
+                // The supervisor may tell this worker to drain (SIGTERM)
+                // before its runtime listens for signals; catch it from now
+                // on, and take one that reached the supervisor's handlers in
+                // this process since the fork. (A stop the supervisor got
+                // just before the fork shows here too: the supervisor is then
+                // stopping, and drains this worker anyway.)
+                let stop = crate::worker::stop_flag();
                 self.signals.unregister();
+                if self.signals.stop_requested() {
+                    stop.store(true, std::sync::atomic::Ordering::Release);
+                }
                 drop(reader);
                 for other in self.workers.values_mut() {
                     other.beats = None;
@@ -544,6 +555,7 @@ impl State {
                     listener,
                     connections: self.config.connections,
                     heartbeat,
+                    stop,
                 };
                 let code =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(context)))

@@ -1,6 +1,8 @@
 //! The worker side: what a forked worker gets, and how it serves.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ikc_server::BoxError;
@@ -27,6 +29,9 @@ pub struct WorkerContext {
     pub(crate) listener: Inherited,
     pub(crate) connections: Option<u64>,
     pub(crate) heartbeat: Heartbeat,
+    /// Set by SIGINT or SIGTERM from the fork on, before the runtime's own
+    /// signal handling starts (see [`stop_flag`]).
+    pub(crate) stop: Arc<AtomicBool>,
 }
 
 impl WorkerContext {
@@ -44,7 +49,7 @@ impl WorkerContext {
     #[must_use]
     pub fn serve<L>(self, server: Server<L>) -> ExitCode
     where
-        L: tower::Layer<ikc_core::SessionService>,
+        L: tower::Layer<ikc_server::server::RouterStack>,
         L::Service: tower::Service<ikc_core::Request, Response = ikc_core::Value>
             + Clone
             + Send
@@ -68,6 +73,7 @@ impl WorkerContext {
             listener,
             connections,
             heartbeat,
+            stop,
         } = self;
         runtime.block_on(async move {
             let listener = match listener {
@@ -85,7 +91,7 @@ impl WorkerContext {
             if let Some(connections) = connections {
                 server = server.accept_limit(connections);
             }
-            let handle = match server.serve_with_listener_shutdown(listener, termination()) {
+            let handle = match server.serve_with_listener_shutdown(listener, termination(stop)) {
                 Ok(handle) => handle,
                 Err(error) => {
                     tracing::error!(%error, "worker cannot serve");
@@ -114,13 +120,34 @@ async fn beat(heartbeat: &Heartbeat, handle: &ServerHandle) {
     }
 }
 
+/// A flag that SIGINT and SIGTERM set, registered in a new worker right
+/// after the fork. A signal that arrives before the worker's runtime listens
+/// for it would otherwise be lost (the process-wide handler stays installed,
+/// so its default action, exit, does not happen either), and the worker
+/// would only end when the supervisor kills it after the grace period.
+pub(crate) fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(error) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            tracing::warn!(%error, signal, "cannot watch for an early stop signal");
+        }
+    }
+    stop
+}
+
 /// Completes on SIGINT or SIGTERM: the supervisor asks a worker to drain.
-async fn termination() {
+/// `stop` holds one that came before this runtime listened.
+async fn termination(stop: Arc<AtomicBool>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
+    );
+    // Checked after the handlers exist, so no signal falls between the two.
+    if stop.load(Ordering::Acquire) {
+        return;
+    }
+    let (Ok(mut int), Ok(mut term)) = handlers else {
         return std::future::pending().await;
     };
     tokio::select! {

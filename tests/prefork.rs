@@ -1,0 +1,880 @@
+//! `ikc serve --workers N` end to end (issue 6): the real binary runs in a
+//! subprocess and is driven with real signals. The test process never
+//! forks; it finds the supervisor's workers in `/proc` (a worker is a
+//! process whose parent is the supervisor) and asks them with `ikc ping`.
+//!
+//! Every wait is bounded: a deadline and polling for process state, a
+//! deadline on each log line. [`Prefork`] kills the supervisor and every
+//! worker it ever saw when dropped, so a failed test leaks no process.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Upper bound for anything a test waits for; the happy path takes a small
+/// fraction of it.
+const WAIT: Duration = Duration::from_secs(15);
+/// Pause between two looks at process state.
+const POLL: Duration = Duration::from_millis(20);
+
+fn ikc() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ikc"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// Runs `ikc ARGS` to completion, within [`WAIT`].
+fn run(args: &[&str]) -> Output {
+    let mut child = ikc()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ikc runs");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("wait works").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ikc {args:?} did not finish");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// `ikc ping --addr ADDR` (a new connection each time): the answering pid.
+fn ping(addr: &str) -> Result<i32, String> {
+    let output = run(&["ping", "--addr", addr]);
+    if !output.status.success() {
+        return Err(format!(
+            "ping failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let answer: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|error| error.to_string())?;
+    answer["pid"]
+        .as_i64()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .ok_or_else(|| format!("no pid in {answer}"))
+}
+
+/// What `/proc/PID/stat` says about a process.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    state: char,
+    ppid: i32,
+    /// Start time in clock ticks after boot: with the pid, it names one
+    /// process even if the pid is reused.
+    start: u64,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, may hold spaces and parentheses; the other
+    // fields follow its last ')': state (3), ppid (4), ... starttime (22).
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Live (not zombie) children of `parent`, with their start times.
+fn children(parent: i32) -> BTreeMap<i32, u64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .filter(|(_, stat)| stat.ppid == parent && !matches!(stat.state, 'Z' | 'X'))
+        .map(|(pid, stat)| (pid, stat.start))
+        .collect()
+}
+
+fn send(pid: i32, signal: Signal) {
+    kill(Pid::from_raw(pid), signal).unwrap_or_else(|error| panic!("{signal} to {pid}: {error}"));
+}
+
+/// The value of `key=` in a log line (up to the next space).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[start..].split_whitespace().next()
+}
+
+/// Seconds since midnight (UTC) of a log line's timestamp,
+/// `2026-01-02T03:04:05.678901Z ...`.
+fn timestamp(line: &str) -> f64 {
+    let time = line
+        .split_whitespace()
+        .next()
+        .and_then(|stamp| stamp.split('T').nth(1))
+        .and_then(|time| time.strip_suffix('Z'))
+        .unwrap_or_else(|| panic!("no timestamp in {line:?}"));
+    let parts: Vec<f64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(parts.len(), 3, "bad timestamp in {line:?}");
+    parts[0].mul_add(3600.0, parts[1].mul_add(60.0, parts[2]))
+}
+
+/// A running `ikc serve --workers N` (the supervisor) and its log.
+struct Prefork {
+    child: Child,
+    pid: i32,
+    /// The address of the supervisor's first "listening on" line.
+    addr: String,
+    lines: mpsc::Receiver<String>,
+    log: RefCell<Vec<String>>,
+    /// Every worker seen, with its start time, to kill leftovers on drop.
+    seen: RefCell<BTreeMap<i32, u64>>,
+}
+
+impl Prefork {
+    /// Starts `ikc serve ARGS` and waits until it listens.
+    fn start(args: &[&str]) -> Prefork {
+        let mut command = ikc();
+        command.arg("serve").args(args);
+        Prefork::spawn(command)
+            .unwrap_or_else(|log| panic!("ikc serve {args:?} never listened:\n{log}"))
+    }
+
+    /// Spawns `command` (an `ikc serve`) and waits for its first "listening
+    /// on" line: the supervisor's, logged before it forks (each worker logs
+    /// one too). `Err(log)` when it ends before.
+    fn spawn(mut command: Command) -> Result<Prefork, String> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ikc serve starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        let mut prefork = Prefork {
+            child,
+            pid,
+            addr: String::new(),
+            lines: rx,
+            log: RefCell::default(),
+            seen: RefCell::default(),
+        };
+        let Some(line) = prefork.find_log(0, WAIT, |line| line.contains("listening on ")) else {
+            return Err(prefork.log_text());
+        };
+        let addr = line.split("listening on ").nth(1).expect("address follows");
+        prefork.addr = addr.split_whitespace().next().expect("address").to_owned();
+        Ok(prefork)
+    }
+
+    /// The first log line from index `from` on that matches, waiting for
+    /// it at most `within`; `None` when it never comes (or stderr closed).
+    fn find_log(
+        &self,
+        from: usize,
+        within: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let mut next = from;
+        loop {
+            {
+                let log = self.log.borrow();
+                if let Some(line) = log.iter().skip(next).find(|line| wanted(line)) {
+                    return Some(line.clone());
+                }
+                next = next.max(log.len());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.log.borrow_mut().push(line);
+        }
+    }
+
+    /// As [`Prefork::find_log`] within [`WAIT`], failing the test with the
+    /// log when the line never comes.
+    fn wait_log(&self, from: usize, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        self.find_log(from, WAIT, wanted).unwrap_or_else(|| {
+            panic!(
+                "the supervisor never logged {what} within {WAIT:?}; log:\n{}",
+                self.log_text()
+            )
+        })
+    }
+
+    /// Index of the next log line: every line read so far is before it, so
+    /// what is logged from now on is at or after it.
+    fn mark(&self) -> usize {
+        let mut log = self.log.borrow_mut();
+        log.extend(self.lines.try_iter());
+        log.len()
+    }
+
+    fn log_text(&self) -> String {
+        self.mark();
+        self.log.borrow().join("\n")
+    }
+
+    fn signal(&self, signal: Signal) {
+        send(self.pid, signal);
+    }
+
+    /// The supervisor's live workers now.
+    fn workers(&self) -> BTreeSet<i32> {
+        let now = children(self.pid);
+        self.seen.borrow_mut().extend(&now);
+        now.into_keys().collect()
+    }
+
+    /// Polls the workers until `done` holds for them, within [`WAIT`].
+    fn wait_workers(&self, what: &str, done: impl Fn(&BTreeSet<i32>) -> bool) -> BTreeSet<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let workers = self.workers();
+            if done(&workers) {
+                return workers;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {what} within {WAIT:?}; workers now {workers:?}; log:\n{}",
+                self.log_text()
+            );
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Whether worker `pid` (seen before) no longer exists.
+    fn gone(&self, pid: i32) -> bool {
+        let seen = self.seen.borrow().get(&pid).copied();
+        match stat(pid) {
+            None => true,
+            Some(stat) if stat.state == 'Z' => true,
+            // The pid was reused by another process.
+            Some(stat) => seen.is_some_and(|start| start != stat.start),
+        }
+    }
+
+    /// SIGUSR2, then the per-worker lines of the status it logs.
+    fn status(&self) -> Vec<String> {
+        let from = self.mark();
+        self.signal(Signal::SIGUSR2);
+        let header = self.wait_log(from, "a status after SIGUSR2", |line| {
+            line.contains(" status workers=")
+        });
+        let count: usize = field(&header, "workers")
+            .and_then(|n| n.parse().ok())
+            .expect("worker count in the status line");
+        // Workers log to the same stderr, so keep only the status lines.
+        let mut rows = Vec::new();
+        let mut next = from;
+        while rows.len() < count {
+            let row = self.wait_log(next, "a worker status line", |line| {
+                line.contains("heartbeat_age=")
+            });
+            next = self
+                .log
+                .borrow()
+                .iter()
+                .position(|line| *line == row)
+                .expect("found above")
+                + 1;
+            rows.push(row);
+        }
+        rows
+    }
+
+    /// Polls the status (SIGUSR2) until exactly `n` workers run (they
+    /// reported ready); their pids.
+    fn wait_running(&self, n: usize) -> BTreeSet<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rows = self.status();
+            if rows.len() == n && rows.iter().all(|row| row.contains("state=running")) {
+                let pids: BTreeSet<i32> = rows
+                    .iter()
+                    .map(|row| field(row, "pid").and_then(|p| p.parse().ok()).expect("pid"))
+                    .collect();
+                self.workers();
+                return pids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {n} running workers within {WAIT:?}; last status {rows:?}"
+            );
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the supervisor to exit, within [`WAIT`].
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the supervisor did not exit within {WAIT:?}; log:\n{}",
+                self.log_text()
+            );
+            thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Prefork {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // Freeze the supervisor first, so it forks no replacement while
+            // its workers are killed.
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGSTOP);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while stat(self.pid).is_some_and(|stat| !matches!(stat.state, 'T' | 't' | 'Z' | 'X'))
+                && Instant::now() < deadline
+            {
+                thread::sleep(Duration::from_millis(2));
+            }
+            for pid in children(self.pid).into_keys() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        // Workers seen earlier that may have outlived the supervisor. SIGKILL
+        // also ends a worker a test stopped with SIGSTOP.
+        for (pid, start) in self.seen.borrow().iter() {
+            if stat(*pid).is_some_and(|stat| stat.start == *start) {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--workers 2` on 127.0.0.1:0, babysitting every 0.2 s, plus `extra`.
+fn two_workers(extra: &[&str]) -> Prefork {
+    let mut args = vec![
+        "--workers",
+        "2",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+    ];
+    args.extend_from_slice(extra);
+    Prefork::start(&args)
+}
+
+#[test]
+fn workers_answer_and_the_supervisor_never_accepts() {
+    let server = two_workers(&[]);
+    let mut answered = BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    // Each ping is a new connection; whichever worker accepts it answers.
+    while answered.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "only {answered:?} answered within {WAIT:?}"
+        );
+        let pid = ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+        assert_ne!(pid, server.pid, "the supervisor never accepts");
+        assert_eq!(
+            stat(pid).map(|stat| stat.ppid),
+            Some(server.pid),
+            "pid {pid} that answered is a worker of the supervisor"
+        );
+        answered.insert(pid);
+    }
+    assert_eq!(server.workers(), answered, "exactly the two workers");
+}
+
+#[test]
+fn killed_worker_is_replaced_and_the_signal_is_logged() {
+    let server = two_workers(&[]);
+    let before = server.wait_workers("2 workers", |w| w.len() == 2);
+    let victim = *before.first().expect("a worker");
+    send(victim, Signal::SIGKILL);
+
+    let after = server.wait_workers("a replacement for the killed worker", |w| {
+        w.len() == 2 && !w.contains(&victim)
+    });
+    assert_eq!(after.difference(&before).count(), 1, "one new worker");
+    let line = server.wait_log(0, "the killed worker's end", |line| {
+        line.contains(&format!(" pid={victim} ")) && line.contains("signal SIGKILL")
+    });
+    assert!(line.contains("worker died"), "{line}");
+    let pid = ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+    assert!(after.contains(&pid), "{pid} not in {after:?}");
+}
+
+#[test]
+fn worker_is_recycled_after_its_connection_budget() {
+    let server = Prefork::start(&[
+        "--workers",
+        "1",
+        "--connections",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+    ]);
+    let first = ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+    let second = ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+    assert_ne!(first, second, "one connection per worker");
+    for pid in [first, second] {
+        assert_ne!(pid, server.pid, "the supervisor never accepts");
+    }
+    let line = server.wait_log(0, "the first worker recycled", |line| {
+        line.contains(&format!(" pid={first} ")) && line.contains("reason=recycled")
+    });
+    assert!(line.contains("exit code 0"), "{line}");
+    // The second one goes the same way once its connection closed.
+    server.wait_log(0, "the second worker recycled", |line| {
+        line.contains(&format!(" pid={second} ")) && line.contains("reason=recycled")
+    });
+    server.wait_workers("a third worker", |w| {
+        w.len() == 1 && !w.contains(&first) && !w.contains(&second)
+    });
+}
+
+/// Stops `server` with `signal` and checks the graceful end: status 0, each
+/// worker drained with exit code 0, none left.
+fn assert_graceful_stop(mut server: Prefork, signal: Signal) {
+    let workers = server.wait_running(2);
+    assert_eq!(server.workers(), workers);
+    server.signal(signal);
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}; log:\n{}", server.log_text());
+    server.wait_log(0, "all workers stopped", |line| {
+        line.contains("all workers stopped")
+    });
+    for pid in &workers {
+        let line = server.wait_log(0, "each worker's end", |line| {
+            line.contains(&format!(" pid={pid} ")) && line.contains("worker exited")
+        });
+        assert!(
+            line.contains("exit code 0") && line.contains("reason=drained"),
+            "{line}"
+        );
+        assert!(server.gone(*pid), "worker {pid} still runs");
+    }
+}
+
+#[test]
+fn sigint_drains_every_worker_and_exits_0() {
+    let server = two_workers(&[]);
+    assert_graceful_stop(server, Signal::SIGINT);
+}
+
+#[test]
+fn sigterm_on_a_unix_socket_drains_and_removes_the_socket_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ikc.sock");
+    let path_text = path.to_str().expect("utf-8 path");
+    let server = two_workers(&["--unix", path_text]);
+    assert_eq!(server.addr, format!("unix:{path_text}"));
+    let before = server.wait_running(2);
+    let pid = ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+    assert!(before.contains(&pid));
+
+    // Workers that drain (here: all of them, at a reload) leave the
+    // supervisor's socket file alone.
+    server.signal(Signal::SIGHUP);
+    server.wait_workers("every worker replaced", |w| {
+        w.len() == 2 && w.is_disjoint(&before)
+    });
+    for pid in &before {
+        server.wait_log(0, "the old workers drained", |line| {
+            line.contains(&format!(" pid={pid} ")) && line.contains("reason=drained")
+        });
+    }
+    assert!(path.exists(), "the socket file outlives its old workers");
+    let output = run(&["call", "--addr", &server.addr, "echo/say", r#"{"x":[1]}"#]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        r#"{"x":[1]}"#
+    );
+
+    assert_graceful_stop(server, Signal::SIGTERM);
+    assert!(!path.exists(), "socket file removed at shutdown");
+}
+
+#[test]
+fn sigterm_while_workers_start_still_stops_at_once() {
+    // The default grace period (30 s) is longer than WAIT: a worker that
+    // missed its SIGTERM would hold the shutdown until it is killed.
+    let mut server = two_workers(&[]);
+    server.wait_log(0, "the second worker started", |line| {
+        line.contains("worker started") && line.contains("worker=2")
+    });
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}");
+    let log = server.log_text();
+    assert!(!log.contains("killed after the grace period"), "{log}");
+}
+
+#[test]
+fn sigusr2_logs_one_status_line_per_worker() {
+    let server = two_workers(&[]);
+    let workers = server.wait_running(2);
+    let rows = server.status();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        for key in ["pid", "age", "connections", "cpu", "heartbeat_age", "state"] {
+            assert!(field(row, key).is_some(), "no {key}= in {row:?}");
+        }
+        let pid: i32 = field(row, "pid").and_then(|p| p.parse().ok()).expect("pid");
+        assert!(workers.contains(&pid), "{pid} not in {workers:?}");
+    }
+    // A served connection shows up in the counts with the next heartbeat.
+    ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+    wait_connections(&server, 1);
+}
+
+/// One `ikc ping` of the pinger thread.
+#[derive(Debug)]
+struct Pinged {
+    started: Instant,
+    answer: Result<i32, String>,
+}
+
+/// Whether a failed ping is one of the two known races of a worker that
+/// begins to drain (in about 4 reloads out of 10, one ping of ~120 fails):
+///
+/// - the server's shutdown takes in the peers waiting in the backlog to
+///   refuse them ("server is shutting down"); in a worker that backlog is
+///   shared, and the other workers would have served them;
+/// - a connection that is idle when the drain starts is sent `GoAway` and
+///   closed at once, so a call already on its way is lost ("connection
+///   closed before the answer arrived"), and the client is not told to retry.
+///
+/// Both are in ikc-server, not in the supervisor. Once fixed, drop this
+/// allowance from the test below.
+fn drain_race(error: &str) -> bool {
+    let error = error.to_lowercase();
+    error.contains("closed before the answer arrived")
+        || error.contains("shutting down")
+        || error.contains("went away before reading the request")
+}
+
+/// Sums `connections=` over the status lines until it reaches `n`.
+fn wait_connections(server: &Prefork, n: u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let served: u64 = server
+            .status()
+            .iter()
+            .filter_map(|row| field(row, "connections")?.parse::<u64>().ok())
+            .sum();
+        if served >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {n} connections in the status (heartbeats carry the count)"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sighup_replaces_every_worker_while_pings_keep_working() {
+    let server = two_workers(&["--grace", "1"]);
+    let before = server.wait_running(2);
+    // A client that never says hello keeps the old worker that took it
+    // draining until the grace period ends, so the reload lasts about a
+    // second, and pings go on meanwhile.
+    let _slow = std::net::TcpStream::connect(&server.addr).expect("connect");
+    wait_connections(&server, 1);
+
+    // Ping without pause from another thread, before, during and after the
+    // reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, pings) = mpsc::channel::<Pinged>();
+    let pinger = {
+        let addr = server.addr.clone();
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let started = Instant::now();
+                let answer = ping(&addr);
+                if tx.send(Pinged { started, answer }).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut results = vec![pings.recv_timeout(WAIT).expect("a first ping")];
+
+    let hup = Instant::now();
+    server.signal(Signal::SIGHUP);
+    let after = server.wait_workers("every worker replaced", |w| {
+        w.len() == 2 && w.is_disjoint(&before)
+    });
+    for pid in &before {
+        server.wait_log(0, "the old workers drained", |line| {
+            line.contains(&format!(" pid={pid} ")) && line.contains("reason=drained")
+        });
+    }
+    let done = Instant::now();
+    // Let the pinger land a few pings on the new workers too.
+    let deadline = Instant::now() + WAIT;
+    while results.iter().filter(|p| p.started > done).count() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        results.push(pings.recv_timeout(left).expect("pings go on"));
+    }
+    stop.store(true, Ordering::Release);
+    results.extend(pings.iter());
+    pinger.join().expect("the pinger ends");
+
+    let log = server.log_text();
+    let during: Vec<&Pinged> = results
+        .iter()
+        .filter(|p| p.started > hup && p.started < done)
+        .collect();
+    assert!(
+        during
+            .iter()
+            .any(|p| p.answer.as_ref().is_ok_and(|pid| after.contains(pid))),
+        "no new worker answered while the reload went on: {during:?}"
+    );
+    for pinged in &results {
+        match &pinged.answer {
+            Ok(pid) if pinged.started > done => assert!(after.contains(pid), "{pinged:?}"),
+            Ok(pid) => assert!(
+                before.contains(pid) || after.contains(pid),
+                "{pinged:?} not from {before:?} or {after:?}"
+            ),
+            // Only a connection to a worker that began draining may fail.
+            Err(error) => assert!(
+                pinged.started < done && drain_race(error),
+                "ping failed: {pinged:?}; log:\n{log}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn sigttin_adds_a_worker_and_sigttou_removes_one() {
+    let server = two_workers(&[]);
+    let before = server.wait_workers("2 workers", |w| w.len() == 2);
+    server.signal(Signal::SIGTTIN);
+    let more = server.wait_workers("a third worker", |w| w.len() == 3);
+    assert!(before.is_subset(&more));
+    server.wait_log(0, "the new target", |line| {
+        line.contains("one worker more") && line.contains("target=3")
+    });
+
+    server.signal(Signal::SIGTTOU);
+    let fewer = server.wait_workers("back to 2 workers", |w| w.len() == 2);
+    assert!(fewer.is_subset(&more));
+    server.wait_log(0, "the new target", |line| {
+        line.contains("one worker less") && line.contains("target=2")
+    });
+    server.wait_log(0, "the retired worker drained", |line| {
+        line.contains("worker exited") && line.contains("reason=drained")
+    });
+    // It stays at 2: the retired worker is not replaced.
+    let rows = server.status();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+}
+
+#[test]
+fn hung_worker_is_stopped_as_a_rogue_and_replaced() {
+    let server = two_workers(&["--hang-timeout", "1"]);
+    let before = server.wait_running(2);
+    let victim = *before.first().expect("a worker");
+    // A stopped process's runtime no longer beats: it is hung.
+    send(victim, Signal::SIGSTOP);
+
+    let rogue = server.wait_log(0, "the stopped worker as a rogue", |line| {
+        line.contains("rogue worker") && line.contains(&format!(" pid={victim} "))
+    });
+    assert!(rogue.contains("hung"), "{rogue}");
+    // One signal per step: SIGINT, SIGTERM, then SIGKILL ends it.
+    for signal in ["SIGINT", "SIGTERM", "SIGKILL"] {
+        server.wait_log(0, "the escalation", |line| {
+            line.contains("signalling worker")
+                && line.contains(&format!(" pid={victim} "))
+                && line.contains(&format!("signal={signal}"))
+        });
+    }
+    let end = server.wait_log(0, "the rogue's end", |line| {
+        line.contains("worker exited") && line.contains(&format!(" pid={victim} "))
+    });
+    assert!(
+        end.contains("signal SIGKILL") && end.contains("reason=rogue (hung)"),
+        "{end}"
+    );
+    let after = server.wait_workers("a replacement for the rogue", |w| {
+        w.len() == 2 && !w.contains(&victim)
+    });
+    assert!(server.gone(victim));
+    let pid = ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+    assert!(after.contains(&pid), "{pid} not in {after:?}");
+}
+
+#[test]
+fn worker_over_the_cpu_limit_is_asked_to_stop_and_replaced() {
+    // Any CPU time at all is over a limit of 0: load the worker until the
+    // babysitter notices. The worker is not hung, so the first signal of the
+    // escalation (SIGINT) already drains it.
+    let server = Prefork::start(&[
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.5",
+        "--cpu-limit",
+        "0",
+    ]);
+    let is_rogue = |line: &str| line.contains("rogue worker") && line.contains("cpu limit");
+    let deadline = Instant::now() + WAIT;
+    let rogue = loop {
+        // Its answer does not matter: the worker may stop in the middle.
+        let _ = run(&[
+            "bench",
+            "--addr",
+            &server.addr,
+            "--secs",
+            "0.3",
+            "--warmup",
+            "0",
+        ]);
+        if let Some(line) = server.find_log(0, Duration::from_secs(1), is_rogue) {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never a cpu rogue; log:\n{}",
+            server.log_text()
+        );
+    };
+    let victim: i32 = field(&rogue, "pid")
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    server.wait_log(0, "the SIGINT", |line| {
+        line.contains("signalling worker")
+            && line.contains(&format!(" pid={victim} "))
+            && line.contains("signal=SIGINT")
+    });
+    let end = server.wait_log(0, "the rogue's end", |line| {
+        line.contains("worker exited") && line.contains(&format!(" pid={victim} "))
+    });
+    assert!(
+        end.contains("exit code 0") && end.contains("reason=rogue (cpu limit)"),
+        "{end}"
+    );
+    server.wait_workers("a replacement for the rogue", |w| {
+        w.len() == 1 && !w.contains(&victim)
+    });
+}
+
+#[test]
+fn bind_error_exits_3_before_forking() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = taken.local_addr().expect("address").to_string();
+    let output = run(&["serve", "--workers", "2", "--bind", &addr]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("address in use") && stderr.contains(&addr),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("worker started"), "{stderr}");
+}
+
+/// `ikc serve ARGS` under `ulimit -n LIMIT` (through `sh`, as the test
+/// process must not fork or change its own limits).
+fn serve_with_fd_limit(limit: u32, args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"ulimit -n "$1" || exit 99; shift; exec "$@""#)
+        .arg("sh")
+        .arg(limit.to_string())
+        .arg(env!("CARGO_BIN_EXE_ikc"))
+        .arg("serve")
+        .args(args)
+        .env_remove("RUST_LOG");
+    command
+}
+
+#[test]
+fn workers_that_cannot_be_started_are_retried_with_backoff() {
+    // A worker needs descriptors the supervisor must open before the fork
+    // (its heartbeat pipe, its copy of the listener). Under the lowest file
+    // limit at which the supervisor can listen at all, every attempt fails:
+    // that must not turn into a hot loop.
+    let args = [
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+    ];
+    let mut server = (4..=64)
+        .find_map(|limit| Prefork::spawn(serve_with_fd_limit(limit, &args)).ok())
+        .expect("the supervisor listens under some file limit");
+
+    let mut failures = Vec::new();
+    for n in 1..=4 {
+        let line = server.wait_log(0, "a failed start", |line| {
+            line.contains("cannot prepare a worker")
+                && field(line, "failures") == Some(&n.to_string())
+        });
+        failures.push(line);
+    }
+    assert!(
+        failures[0].contains("pause=100ms") && failures[3].contains("pause=800ms"),
+        "the pause doubles: {failures:#?}"
+    );
+    // Attempts 2, 3 and 4 came after pauses of 100, 200 and 400 ms.
+    let spread = timestamp(&failures[3]) - timestamp(&failures[0]);
+    let spread = if spread < 0.0 {
+        spread + 86_400.0
+    } else {
+        spread
+    };
+    assert!(
+        spread >= 0.65,
+        "attempts only {spread:.3}s apart: {failures:#?}"
+    );
+    assert!(server.workers().is_empty());
+    let log = server.log_text();
+    assert!(!log.contains("worker started"), "{log}");
+
+    let status = server.status();
+    assert!(status.is_empty(), "{status:?}");
+    assert!(
+        server.log_text().contains("degraded=true"),
+        "the status says so"
+    );
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}");
+}
