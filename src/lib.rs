@@ -13,6 +13,7 @@
 //! - [`server`]: [`Server`] and [`Client`] on real sockets.
 //! - [`prefork`]: a supervisor that pre-forks worker processes.
 //! - [`demo`]: the `echo` session that `ikc serve` publishes.
+//! - [`bench`](mod@bench): the closed-loop load generator behind `ikc bench`.
 //!
 //! # Examples
 //!
@@ -35,6 +36,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
+pub mod bench;
 pub mod demo;
 
 pub use ikc_core as core;

@@ -1,0 +1,450 @@
+//! A closed-loop load generator for ikc servers: the engine of `ikc bench`.
+//!
+//! [`run`] opens `conns` connections (one [`Client`] each) and keeps
+//! `inflight` calls outstanding on every one: each answer is checked against
+//! the payload sent, and the slot calls again at once. Answers that arrive
+//! during the warm-up are not counted; those that arrive during the next
+//! `secs` are, with their latency (send to answer) in a histogram. No call
+//! starts after the window.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ikc::bench::{BenchOptions, run};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut options = BenchOptions::new("127.0.0.1:6030");
+//! options.conns = 4;
+//! options.inflight = 32;
+//! options.secs = Duration::from_secs(5);
+//! let report = run(options).await?;
+//! println!("{}", report.summary_line());
+//! # Ok(())
+//! # }
+//! ```
+
+mod report;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use ikc_core::{IkcError, Value};
+use ikc_server::Client;
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use self::report::BenchReport;
+use self::report::Recorder;
+
+/// Default event called: the demo session's `echo/say`.
+pub const DEFAULT_TARGET: &str = "echo/say";
+
+/// Default measured time: 5 seconds.
+pub const DEFAULT_SECS: Duration = Duration::from_secs(5);
+
+/// Default warm-up before measuring: 0.5 seconds.
+pub const DEFAULT_WARMUP: Duration = Duration::from_millis(500);
+
+/// Default payload: 64 bytes.
+pub const DEFAULT_PAYLOAD: usize = 64;
+
+/// How long one call may take before it counts as an error: 10 seconds.
+/// It also bounds how long a run waits after its window for the last answers.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the progress bar is redrawn.
+const PROGRESS_TICK: Duration = Duration::from_millis(200);
+
+/// What to measure; see the [module docs](self).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BenchOptions {
+    /// Server address: `host:port` or `unix:PATH`.
+    pub addr: String,
+    /// The event to call. Default: [`DEFAULT_TARGET`].
+    pub target: String,
+    /// Connections, one client each. Default: 1.
+    pub conns: usize,
+    /// Calls outstanding on each connection. Default: 1.
+    pub inflight: usize,
+    /// Bytes in each call's [`Value::Bytes`] argument. Default:
+    /// [`DEFAULT_PAYLOAD`] (64).
+    pub payload: usize,
+    /// The measured window. Default: [`DEFAULT_SECS`] (5 s).
+    pub secs: Duration,
+    /// Load before the window, not counted. Default: [`DEFAULT_WARMUP`] (0.5 s).
+    pub warmup: Duration,
+    /// Draw a progress bar on stderr when it is a terminal. Default: on.
+    pub progress: bool,
+}
+
+impl BenchOptions {
+    /// Options with the defaults, for the server at `addr`.
+    #[must_use]
+    pub fn new(addr: impl Into<String>) -> Self {
+        BenchOptions {
+            addr: addr.into(),
+            target: DEFAULT_TARGET.to_owned(),
+            conns: 1,
+            inflight: 1,
+            payload: DEFAULT_PAYLOAD,
+            secs: DEFAULT_SECS,
+            warmup: DEFAULT_WARMUP,
+            progress: true,
+        }
+    }
+
+    fn validate(&self) -> Result<(), BenchError> {
+        if self.conns == 0 || self.inflight == 0 {
+            return Err(BenchError::Options(
+                "conns and inflight must be at least 1".to_owned(),
+            ));
+        }
+        if self.secs.is_zero() {
+            return Err(BenchError::Options("secs must be more than 0".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The payload every call carries: `payload` bytes in a recognisable
+    /// pattern (the peers' pattern, so a mismatch is easy to spot).
+    #[must_use]
+    pub fn payload_bytes(&self) -> Bytes {
+        // Truncation to u8 is the pattern.
+        #[allow(clippy::cast_possible_truncation)]
+        (0..self.payload).map(|i| (i * 31 + 7) as u8).collect()
+    }
+}
+
+/// Parses seconds given as a decimal number (`5`, `0.5`) for a command-line
+/// flag.
+///
+/// # Errors
+///
+/// When the text is not a finite, non-negative number of seconds.
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a usable duration"))
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// The options make no run.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// A connection could not be opened.
+    #[error("cannot open the benchmark's connections to {addr}")]
+    Connect {
+        /// The server address.
+        addr: String,
+        /// What failed.
+        #[source]
+        source: ikc_server::Error,
+    },
+}
+
+/// The time frame of one run: load starts at `start`, answers that arrive
+/// in `[measure_start, end)` are counted, and no call starts at or after
+/// `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// When the run began (connections are opened inside the warm-up).
+    pub start: Instant,
+    /// When counting begins.
+    pub measure_start: Instant,
+    /// When counting ends.
+    pub end: Instant,
+}
+
+impl Window {
+    /// The window of a run with `options` that starts now.
+    #[must_use]
+    pub fn starting_now(options: &BenchOptions) -> Self {
+        let start = Instant::now();
+        let measure_start = start + options.warmup;
+        Window {
+            start,
+            measure_start,
+            end: measure_start + options.secs,
+        }
+    }
+
+    fn counts(&self, at: Instant) -> bool {
+        at >= self.measure_start && at < self.end
+    }
+}
+
+/// Runs a benchmark with `options` and reports what it measured; see the
+/// [module docs](self).
+///
+/// # Errors
+///
+/// [`BenchError::Options`] for options that make no run,
+/// [`BenchError::Connect`] when a connection cannot be opened. Failed calls
+/// do not end the run: they are counted in [`BenchReport::errors`].
+pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
+    let window = Window::starting_now(&options);
+    run_in(options, window).await
+}
+
+/// [`run`] in a window fixed by the caller, who may want to sample
+/// something (CPU time) at its edges.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_in(options: BenchOptions, window: Window) -> Result<BenchReport, BenchError> {
+    options.validate()?;
+    let connect = (0..options.conns).map(|_| {
+        Client::builder()
+            .call_timeout(Some(CALL_TIMEOUT))
+            .connect(&options.addr)
+    });
+    let clients = futures::future::try_join_all(connect)
+        .await
+        .map_err(|source| BenchError::Connect {
+            addr: options.addr.clone(),
+            source,
+        })?;
+
+    let done =
+        (options.progress && std::io::stderr().is_terminal()).then(|| Arc::new(AtomicU64::new(0)));
+    let progress = done
+        .as_ref()
+        .map(|done| spawn_progress(window, Arc::clone(done)));
+
+    let payload = options.payload_bytes();
+    let target: Arc<str> = Arc::from(options.target.as_str());
+    let tasks: Vec<_> = clients
+        .iter()
+        .map(|client| {
+            let load = Load {
+                client: client.clone(),
+                target: Arc::clone(&target),
+                payload: payload.clone(),
+                inflight: options.inflight,
+                window,
+                done: done.clone(),
+            };
+            tokio::spawn(load.run())
+        })
+        .collect();
+
+    let mut total = Recorder::new();
+    for task in tasks {
+        match task.await {
+            Ok(recorder) => total.merge(&recorder),
+            Err(error) => total.error(&format!("connection task failed: {error}")),
+        }
+    }
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    for client in &clients {
+        client.close();
+    }
+    Ok(total.into_report(&options))
+}
+
+/// The load on one connection.
+struct Load {
+    client: Client,
+    target: Arc<str>,
+    payload: Bytes,
+    inflight: usize,
+    window: Window,
+    done: Option<Arc<AtomicU64>>,
+}
+
+/// One call: when it was sent, when it was answered, and the answer.
+async fn call(client: &Client, target: &str, payload: Bytes) -> (Instant, Instant, Answer) {
+    let sent = Instant::now();
+    let answer = client.call(target, Value::Bytes(payload)).await;
+    (sent, Instant::now(), answer)
+}
+
+type Answer = Result<Value, IkcError>;
+
+impl Load {
+    async fn run(self) -> Recorder {
+        let mut recorder = Recorder::new();
+        let mut calls = FuturesUnordered::new();
+        for _ in 0..self.inflight {
+            calls.push(call(&self.client, &self.target, self.payload.clone()));
+        }
+        while let Some((sent, answered, answer)) = calls.next().await {
+            if let Some(done) = &self.done {
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            match answer {
+                Ok(Value::Bytes(bytes)) if bytes == self.payload => {
+                    recorder.answer(&self.window, sent, answered);
+                }
+                Ok(other) => {
+                    recorder.answer(&self.window, sent, answered);
+                    recorder.mismatch(&other);
+                }
+                Err(error) => {
+                    recorder.error(&error.to_string());
+                    // A dead connection answers at once: calling again
+                    // would only spin.
+                    if self.client.is_closed() {
+                        continue;
+                    }
+                }
+            }
+            if answered < self.window.end {
+                calls.push(call(&self.client, &self.target, self.payload.clone()));
+            }
+        }
+        recorder
+    }
+}
+
+/// Draws a progress bar on stderr until aborted.
+fn spawn_progress(window: Window, done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    let total = window.end.duration_since(window.start);
+    let bar = ProgressBar::new(u64::try_from(total.as_millis()).unwrap_or(u64::MAX));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix:>8} [{bar:40}] {elapsed}/{duration} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROGRESS_TICK);
+        let mut last = (Instant::now(), 0);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let count = done.load(Ordering::Relaxed);
+            let rate = rate(count - last.1, now.duration_since(last.0));
+            last = (now, count);
+            bar.set_prefix(if now < window.measure_start {
+                "warm-up"
+            } else {
+                "measure"
+            });
+            bar.set_position(
+                u64::try_from(now.duration_since(window.start).as_millis()).unwrap_or(u64::MAX),
+            );
+            bar.set_message(format!("{rate:.0} calls/s"));
+            if now >= window.end {
+                bar.finish_and_clear();
+                return;
+            }
+        }
+    })
+}
+
+#[allow(clippy::cast_precision_loss)] // a rate for display
+fn rate(count: u64, over: Duration) -> f64 {
+    if over.is_zero() {
+        0.0
+    } else {
+        count as f64 / over.as_secs_f64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Kernel, Server};
+
+    async fn echo_server() -> ikc_server::ServerHandle {
+        let kernel = Kernel::new("Server");
+        crate::demo::publish_echo(&kernel).expect("demo names are valid");
+        Server::builder()
+            .kernel(kernel)
+            .bind("127.0.0.1:0".parse().expect("an address"))
+            .serve()
+            .await
+            .expect("a loopback port")
+    }
+
+    fn quick(addr: String) -> BenchOptions {
+        let mut options = BenchOptions::new(addr);
+        options.conns = 2;
+        options.inflight = 4;
+        options.secs = Duration::from_millis(300);
+        options.warmup = Duration::from_millis(100);
+        options.progress = false;
+        options
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn echo_run_measures_calls_and_counts_no_problem() {
+        let server = echo_server().await;
+        let report = run(quick(server.local_addr().to_string()))
+            .await
+            .expect("a run");
+        assert!(report.is_success(), "{report:?}");
+        assert!(report.measured > 0 && report.answered >= report.measured);
+        assert_eq!(report.latency.len(), report.measured);
+        let line = report.summary_line();
+        assert!(
+            line.starts_with("rps=") && line.ends_with("errors=0 mismatches=0"),
+            "{line}"
+        );
+        assert_eq!(report.to_json()["errors"], 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_calls_are_counted_as_errors() {
+        let server = echo_server().await;
+        let mut options = quick(server.local_addr().to_string());
+        // `upper` refuses bytes.
+        options.target = "echo/upper".to_owned();
+        let report = run(options).await.expect("a run");
+        assert!(!report.is_success());
+        assert!(report.errors > 0);
+        assert!(
+            report
+                .first_problem
+                .as_deref()
+                .is_some_and(|p| p.contains("BadRequest")),
+            "{:?}",
+            report.first_problem
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_a_connect_error() {
+        // Bind and drop a listener: its port is then very likely closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let error = run(quick(format!("127.0.0.1:{port}"))).await.unwrap_err();
+        assert!(matches!(error, BenchError::Connect { .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn zero_connections_are_refused_before_connecting() {
+        let mut options = quick("127.0.0.1:1".to_owned());
+        options.conns = 0;
+        assert!(matches!(run(options).await, Err(BenchError::Options(_))));
+    }
+
+    #[test]
+    fn seconds_parse_as_decimal_numbers() {
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("5"), Ok(Duration::from_secs(5)));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn payload_follows_the_peers_pattern() {
+        let mut options = BenchOptions::new("x");
+        options.payload = 3;
+        assert_eq!(&options.payload_bytes()[..], &[7, 38, 69]);
+    }
+}
