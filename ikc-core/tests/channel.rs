@@ -906,3 +906,57 @@ async fn calls_the_peer_never_read_before_its_go_away_fail_as_shutting_down_not_
     assert_eq!(unread.kind(), ErrorKind::ShuttingDown);
     assert!(!unread.may_have_run(), "{unread}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_probed_with_ping_and_dropped_when_it_stays_silent() {
+    let kernel = Kernel::new("Local");
+    // Shorter than the test helpers' own wait bound.
+    let interval = Duration::from_secs(1);
+    let (mut raw, to_raw, driver) = raw_peer(&kernel, "Raw", |b| b.keepalive(Some(interval)));
+    let pending = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/s/e"), Value::Null).await }
+    });
+    let request = raw.recv_request().await;
+    assert!(request.id > 0);
+
+    // Silence: after one interval a Ping, after another the channel is gone.
+    let ping = raw.recv().await;
+    assert!(
+        matches!(
+            ping,
+            Some(pb::Frame {
+                kind: Some(pb::frame::Kind::Ping(_))
+            })
+        ),
+        "{ping:?}"
+    );
+    let error = within("the pending call", pending)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Disconnected);
+    assert!(within("the driver", driver).await.unwrap().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_answers_pings_stays_connected_through_long_silences() {
+    let a = Kernel::new("A");
+    let b = Kernel::new("B");
+    b.publish("echo", ["say"], echo()).unwrap();
+    let interval = Duration::from_secs(10);
+    let link = connect_with(
+        &a,
+        &b,
+        |c| c.keepalive(Some(interval)),
+        |c| c.keepalive(Some(interval)),
+    );
+
+    tokio::time::sleep(interval * 10).await;
+    assert!(!link.a_to_b.is_closed());
+    let answer = link
+        .a_to_b
+        .call(&spec("poe://B/echo/say"), Value::from("still"))
+        .await;
+    assert_eq!(answer, Ok(Value::from("still")));
+}

@@ -57,6 +57,60 @@ enum InFlight {
     },
 }
 
+/// Detects a dead peer on a silent connection (half-open TCP): after
+/// `interval` without a frame from the peer, send a Ping; after another
+/// `interval` still without one, the peer is gone.
+struct Keepalive {
+    interval: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    last_heard: tokio::time::Instant,
+    probing: bool,
+    nonce: u64,
+}
+
+enum Probe {
+    Ping(u64),
+    Dead,
+}
+
+impl Keepalive {
+    fn new(interval: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        Keepalive {
+            interval,
+            timer: Box::pin(tokio::time::sleep_until(now + interval)),
+            last_heard: now,
+            probing: false,
+            nonce: 0,
+        }
+    }
+
+    /// `heard`: frames arrived since the last check. The timer is only
+    /// moved when it fires, so a busy connection costs no timer updates.
+    fn poll(&mut self, heard: bool, cx: &mut Context<'_>) -> Option<Probe> {
+        if heard {
+            self.last_heard = tokio::time::Instant::now();
+            self.probing = false;
+        }
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            let now = tokio::time::Instant::now();
+            if now < self.last_heard + self.interval {
+                self.timer.as_mut().reset(self.last_heard + self.interval);
+            } else if !self.probing {
+                self.probing = true;
+                self.nonce += 1;
+                self.timer.as_mut().reset(now + self.interval);
+                return Some(Probe::Ping(self.nonce));
+            } else {
+                return Some(Probe::Dead);
+            }
+        }
+    }
+}
+
 /// A request waiting for the service to be ready.
 struct Waiting {
     id: u64,
@@ -172,6 +226,9 @@ struct State {
     cancels: HashMap<u64, AbortHandle>,
     outbox: VecDeque<pb::Frame>,
     max_in_flight: usize,
+    keepalive: Option<Keepalive>,
+    /// Frames arrived since the keepalive last looked.
+    heard: bool,
     read_closed: bool,
     draining: bool,
     unflushed: bool,
@@ -203,8 +260,11 @@ where
         service: SessionService,
         commands: mpsc::Receiver<Command>,
         max_in_flight: usize,
+        keepalive: Option<Duration>,
     ) -> Self {
         let state = State {
+            keepalive: keepalive.map(Keepalive::new),
+            heard: false,
             service,
             commands,
             in_flight: FuturesUnordered::new(),
@@ -240,6 +300,33 @@ where
         let mut budget = READ_BUDGET;
         loop {
             let mut progress = false;
+
+            if !state.read_closed && state.failed.is_none() {
+                let heard = std::mem::take(&mut state.heard);
+                match state.keepalive.as_mut().and_then(|k| k.poll(heard, cx)) {
+                    None => {}
+                    Some(Probe::Ping(nonce)) => {
+                        state.outbox.push_back(pb::Ping { nonce }.into());
+                        progress = true;
+                    }
+                    Some(Probe::Dead) => {
+                        let silent = state
+                            .keepalive
+                            .as_ref()
+                            .map_or(Duration::ZERO, |k| k.interval * 2);
+                        tracing::debug!(peer = %state.registration.handle.peer().kernel, ?silent, "peer silent past the keepalive, closing");
+                        state.failed = Some(ChannelError::Read(
+                            format!(
+                                "no frame from the peer for {silent:?}, not even an answer to Ping"
+                            )
+                            .into(),
+                        ));
+                        state.read_closed = true;
+                        state.shared.close();
+                        progress = true;
+                    }
+                }
+            }
 
             if !state.draining && state.shared.drain_requested() {
                 state.draining = true;
@@ -279,6 +366,7 @@ where
                     Poll::Ready(Some(Ok(frame))) => {
                         budget -= 1;
                         progress = true;
+                        state.heard = true;
                         state.on_frame(frame, cx);
                     }
                     Poll::Ready(Some(Err(error))) => {

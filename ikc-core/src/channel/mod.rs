@@ -64,6 +64,9 @@ use crate::{BoxError, Kernel, PeerInfo, RegisterError};
 /// Default for [`ChannelBuilder::max_in_flight`]: 1024 requests.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
+/// Default for [`ChannelBuilder::keepalive`]: 30 seconds.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
 /// Default for [`ChannelBuilder::call_timeout`]: 30 seconds.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -97,6 +100,7 @@ impl Channel {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             max_frame_length: usize::MAX,
+            keepalive: Some(DEFAULT_KEEPALIVE),
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct ChannelBuilder {
     max_in_flight: usize,
     call_timeout: Option<Duration>,
     max_frame_length: usize,
+    keepalive: Option<Duration>,
 }
 
 impl ChannelBuilder {
@@ -117,6 +122,17 @@ impl ChannelBuilder {
     #[must_use]
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// After this long without a frame from the peer, send it a `Ping`;
+    /// when it stays silent as long again, it is gone (a half-open TCP
+    /// connection, a frozen process): the channel closes and pending calls
+    /// fail with `Disconnected`. Default: [`DEFAULT_KEEPALIVE`] (30 s);
+    /// `None` never probes.
+    #[must_use]
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive = interval.filter(|i| !i.is_zero());
         self
     }
 
@@ -235,6 +251,7 @@ impl Registered {
             service,
             commands,
             builder.max_in_flight,
+            builder.keepalive,
         );
         (handle, driver)
     }
