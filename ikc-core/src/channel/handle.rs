@@ -258,6 +258,34 @@ impl ChannelHandle {
         self.send_post(target.to_string(), arg, None).await
     }
 
+    /// Like [`call`](Self::call) with the target as text, sent as written:
+    /// the peer parses it (a malformed target is its `BadRequest`), and a
+    /// target without a kernel part means the peer's own session. Saves
+    /// parsing and printing a [`Specifier`] per call. `timeout` `None` uses
+    /// the channel's call timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn call_str(
+        &self,
+        target: &str,
+        arg: Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, IkcError> {
+        let timeout = timeout.or(self.shared.call_timeout);
+        self.request(target.to_owned(), arg, None, timeout).await
+    }
+
+    /// Like [`post`](Self::post) with the target as text, sent as written.
+    ///
+    /// # Errors
+    ///
+    /// As [`post`](Self::post).
+    pub async fn post_str(&self, target: &str, arg: Value) -> Result<(), IkcError> {
+        self.send_post(target.to_owned(), arg, None).await
+    }
+
     /// Asks the peer whether it publishes `session`, and returns a handle to
     /// call it.
     ///

@@ -24,8 +24,8 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use ikc_core::{
-    BoxError, ChannelHandle, ErrorKind as CallErrorKind, IkcError, Kernel, KernelTarget, PeerInfo,
-    RemoteSession, Request, Specifier, Value,
+    BoxError, ChannelHandle, ErrorKind as CallErrorKind, IkcError, Kernel, PeerInfo, RemoteSession,
+    Request, Specifier, Value,
 };
 use ikc_proto::codec::DEFAULT_MAX_FRAME_LENGTH;
 use tower::Service;
@@ -212,6 +212,14 @@ impl Inner {
     }
 }
 
+/// Where a client sends a call.
+enum Route {
+    /// Over the connection, to the server (which may forward it).
+    Server(ChannelHandle),
+    /// To a session of the client's own kernel.
+    Local(Specifier),
+}
+
 /// A kernel connected to an ikc server. Cheap to clone; dropping the last
 /// clone closes the connection as [`close`](Client::close) does (handles and
 /// remote sessions taken from it then answer `ShuttingDown`).
@@ -288,38 +296,38 @@ impl Client {
         self.handle().is_closed()
     }
 
-    /// Resolves `target` for this client: `session/event` (no kernel) means
-    /// the server's session; any kernel but the client's own is reached
-    /// through the server.
-    fn target(&self, target: &str) -> Result<(Specifier, Option<ChannelHandle>), IkcError> {
-        let spec: Specifier = target.parse().map_err(|e: ikc_core::ParseSpecifierError| {
-            IkcError::new(
-                CallErrorKind::BadRequest,
-                format!("bad target {target:?}: {e}"),
-            )
-        })?;
-        match spec.kernel() {
-            KernelTarget::Named(name) if self.inner.kernel.is_named(name) => Ok((spec, None)),
-            KernelTarget::Local => {
-                let handle = self.handle();
-                let event = spec.event().unwrap_or_default();
-                let spec = Specifier::remote(&handle.peer().kernel, spec.session(), event)
-                    .map_err(|e| IkcError::new(CallErrorKind::BadRequest, e.to_string()))?;
-                Ok((spec, Some(handle)))
-            }
-            _ => Ok((spec, Some(self.handle()))),
+    /// Where `target` goes: a target naming the client's own kernel runs
+    /// here; any other goes to the server as written (the server parses it,
+    /// routes it to another kernel it knows, and takes a target without a
+    /// kernel part as its own session).
+    fn route(&self, target: &str) -> Route {
+        let kernel = match target.strip_prefix("poe://") {
+            Some(rest) => rest.split('/').next(),
+            // `kernel/session/event` names a kernel; `session/event` does not.
+            None if target.matches('/').count() >= 2 => target.split('/').next(),
+            None => None,
+        };
+        match kernel {
+            Some(kernel) if self.inner.kernel.is_named(kernel) => match target.parse() {
+                Ok(spec) => Route::Local(spec),
+                // Malformed: let the server answer BadRequest like any other.
+                Err(_) => Route::Server(self.handle()),
+            },
+            _ => Route::Server(self.handle()),
         }
     }
 
     /// Calls `target` and waits for the answer (at most the call timeout).
+    /// `session/event` means the server's session; `poe://kernel/...` any
+    /// kernel the server can reach, or the client's own.
     ///
     /// # Errors
     ///
     /// The typed error the call ended with.
     pub async fn call(&self, target: &str, arg: impl Into<Value>) -> Result<Value, IkcError> {
-        match self.target(target)? {
-            (spec, Some(handle)) => handle.call(&spec, arg.into()).await,
-            (spec, None) => self.inner.kernel.call(&spec, arg.into()).await,
+        match self.route(target) {
+            Route::Server(handle) => handle.call_str(target, arg.into(), None).await,
+            Route::Local(spec) => self.inner.kernel.call(&spec, arg.into()).await,
         }
     }
 
@@ -334,9 +342,9 @@ impl Client {
         arg: impl Into<Value>,
         timeout: Duration,
     ) -> Result<Value, IkcError> {
-        match self.target(target)? {
-            (spec, Some(handle)) => handle.call_timeout(&spec, arg.into(), timeout).await,
-            (spec, None) => {
+        match self.route(target) {
+            Route::Server(handle) => handle.call_str(target, arg.into(), Some(timeout)).await,
+            Route::Local(spec) => {
                 tokio::time::timeout(timeout, self.inner.kernel.call(&spec, arg.into()))
                     .await
                     .unwrap_or_else(|_| {
@@ -353,11 +361,11 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// When the target is malformed or the connection is closed.
+    /// When the connection is closed, or the target cannot be reached.
     pub async fn post(&self, target: &str, arg: impl Into<Value>) -> Result<(), IkcError> {
-        match self.target(target)? {
-            (spec, Some(handle)) => handle.post(&spec, arg.into()).await,
-            (spec, None) => self.inner.kernel.post(&spec, arg.into()).await,
+        match self.route(target) {
+            Route::Server(handle) => handle.post_str(target, arg.into()).await,
+            Route::Local(spec) => self.inner.kernel.post(&spec, arg.into()).await,
         }
     }
 
