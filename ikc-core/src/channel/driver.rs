@@ -37,6 +37,10 @@ const OUTBOX_HIGH_WATER: usize = 256;
 /// Frames read per poll before the driver yields to other tasks.
 const READ_BUDGET: usize = 256;
 
+/// How often the driver looks for calls of ours past their deadline; a
+/// timeout fires up to this much late.
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
+
 /// Hint sent with `Overloaded`: how long the peer should wait.
 const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(20);
 
@@ -227,6 +231,8 @@ struct State {
     outbox: VecDeque<pb::Frame>,
     max_in_flight: usize,
     keepalive: Option<Keepalive>,
+    /// Wakes the driver to time out our calls; polled only while some wait.
+    sweep: Pin<Box<tokio::time::Sleep>>,
     /// Frames arrived since the keepalive last looked.
     heard: bool,
     read_closed: bool,
@@ -264,6 +270,7 @@ where
     ) -> Self {
         let state = State {
             keepalive: keepalive.map(Keepalive::new),
+            sweep: Box::pin(tokio::time::sleep(SWEEP_EVERY)),
             heard: false,
             service,
             commands,
@@ -326,6 +333,15 @@ where
                         progress = true;
                     }
                 }
+            }
+
+            if state.shared.has_pending() && state.sweep.as_mut().poll(cx).is_ready() {
+                let now = tokio::time::Instant::now();
+                for id in state.shared.expire(now) {
+                    state.outbox.push_back(pb::Cancel { id }.into());
+                }
+                state.sweep.as_mut().reset(now + SWEEP_EVERY);
+                progress = true;
             }
 
             if !state.draining && state.shared.drain_requested() {

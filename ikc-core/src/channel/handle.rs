@@ -22,9 +22,17 @@ pub(crate) enum Command {
 
 type Answer = Result<Value, IkcError>;
 
+/// A call waiting for its answer.
+#[derive(Debug)]
+struct PendingCall {
+    tx: oneshot::Sender<Answer>,
+    /// When the caller stops waiting, and the timeout it asked for.
+    deadline: Option<(Instant, Duration)>,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
-    calls: HashMap<u64, oneshot::Sender<Answer>>,
+    calls: HashMap<u64, PendingCall>,
     closed: bool,
 }
 
@@ -71,13 +79,39 @@ impl Shared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert(&self, id: u64, tx: oneshot::Sender<Answer>) -> Result<(), IkcError> {
+    fn insert(&self, id: u64, call: PendingCall) -> Result<(), IkcError> {
         let mut pending = self.lock();
         if pending.closed {
             return Err(IkcError::disconnected(false));
         }
-        pending.calls.insert(id, tx);
+        pending.calls.insert(id, call);
         Ok(())
+    }
+
+    /// Ends every call whose deadline passed with `Timeout`; returns their
+    /// ids so the driver can tell the peer to drop them. The driver sweeps
+    /// this way instead of a timer per call.
+    pub(crate) fn expire(&self, now: Instant) -> Vec<u64> {
+        let expired: Vec<(u64, PendingCall)> = {
+            let mut pending = self.lock();
+            let ids: Vec<u64> = pending
+                .calls
+                .iter()
+                .filter(|(_, call)| call.deadline.is_some_and(|(at, _)| at <= now))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter().filter_map(|id| pending.calls.remove(&id).map(|c| (id, c))).collect()
+        };
+        expired
+            .into_iter()
+            .map(|(id, call)| {
+                let timeout = call.deadline.map_or(Duration::ZERO, |(_, timeout)| timeout);
+                let error = IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
+                    .with_may_have_run(true);
+                let _ = call.tx.send(Err(error));
+                id
+            })
+            .collect()
     }
 
     /// Removes call `id`; whether it was still waiting.
@@ -87,8 +121,8 @@ impl Shared {
 
     /// Delivers the answer to call `id`; whether anybody was waiting.
     pub(crate) fn resolve(&self, id: u64, answer: Answer) -> bool {
-        let tx = self.lock().calls.remove(&id);
-        tx.is_some_and(|tx| tx.send(answer).is_ok())
+        let call = self.lock().calls.remove(&id);
+        call.is_some_and(|call| call.tx.send(answer).is_ok())
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -106,7 +140,7 @@ impl Shared {
             std::mem::take(&mut pending.calls)
         };
         let last_read = self.peer_last_id.load(Ordering::Acquire);
-        for (id, tx) in calls {
+        for (id, PendingCall { tx, .. }) in calls {
             let error = if id > last_read {
                 IkcError::new(
                     ErrorKind::ShuttingDown,
@@ -400,28 +434,23 @@ impl ChannelHandle {
     }
 
     /// Sends `frame`, which carries call `id`, and waits for its answer.
+    /// The deadline is kept in the pending table and enforced by the
+    /// driver's sweep, so a call costs no timer of its own.
     async fn exchange(&self, id: u64, frame: pb::Frame, timeout: Option<Duration>) -> Answer {
-        let (tx, rx) = oneshot::channel();
-        self.shared.insert(id, tx)?;
+        let (tx, mut rx) = oneshot::channel();
+        let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
+        self.shared.insert(id, PendingCall { tx, deadline })?;
         let _guard = CallGuard { handle: self, id };
-        let exchange = async {
-            self.commands
-                .send(Command::Frame(frame))
-                .await
-                .map_err(|_| IkcError::disconnected(false))?;
-            rx.await
-                .unwrap_or_else(|_| Err(IkcError::disconnected(true)))
+        let answer = tokio::select! {
+            // The sweep may time the call out while the queue to the
+            // driver is full.
+            biased;
+            answer = &mut rx => answer,
+            sent = self.commands.send(Command::Frame(frame)) => match sent {
+                Ok(()) => rx.await,
+                Err(_) => return Err(IkcError::disconnected(false)),
+            },
         };
-        match timeout {
-            None => exchange.await,
-            Some(timeout) => tokio::time::timeout(timeout, exchange)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(
-                        IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
-                            .with_may_have_run(true),
-                    )
-                }),
-        }
+        answer.unwrap_or_else(|_| Err(IkcError::disconnected(true)))
     }
 }
