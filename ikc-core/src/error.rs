@@ -258,8 +258,10 @@ impl fmt::Display for IkcError {
 
 impl std::error::Error for IkcError {}
 
-/// An error and all its sources, joined by `: ` (for log lines and replies).
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+/// An error and all its sources, joined by `: `, for log lines and error
+/// messages (`Display` of a well-behaved error shows only its own level).
+#[must_use]
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -55,7 +55,7 @@ pub use builtin::{IKC_EVENTS, event_value};
 pub use channel::{
     Channel, ChannelBuilder, ChannelDriver, ChannelError, ChannelHandle, Registered,
 };
-pub use error::{BoxError, ErrorKind, IkcError};
+pub use error::{BoxError, ErrorKind, IkcError, error_chain};
 pub use ikc_proto::Value;
 pub use kernel::{IKC_SESSION, Kernel, PeerInfo, RegisterError, SessionService};
 pub use monitor::{MONITOR_CAPACITY, Monitor, MonitorEvent};

@@ -209,14 +209,7 @@ async fn termination() {
 }
 
 fn report(error: &ServerError) -> ExitCode {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    eprintln!("error: {text}");
+    eprintln!("error: {}", ikc::core::error_chain(error));
     ExitCode::from(3)
 }
 
@@ -252,7 +245,7 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
         Ok(bound) => bound,
         Err(ikc::prefork::PreforkError::Bind(error)) => return report(&error),
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", ikc::core::error_chain(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -275,7 +268,7 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", ikc::core::error_chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -107,6 +107,9 @@ impl Keepalive {
                 self.probing = true;
                 self.nonce += 1;
                 self.timer.as_mut().reset(now + self.interval);
+                // Register for the new deadline: it decides whether the
+                // peer is gone.
+                let _ = self.timer.as_mut().poll(cx);
                 return Some(Probe::Ping(self.nonce));
             } else {
                 return Some(Probe::Dead);
@@ -304,45 +307,47 @@ where
         let mut transport = this.transport;
         let state = this.state;
         state.shared.driver_waker.register(cx.waker());
+        // Timers are looked at once per wake-up, not per loop turn: polling
+        // a timer is not free, and a busy connection turns the loop often.
+        if !state.read_closed && state.failed.is_none() {
+            let heard = std::mem::take(&mut state.heard);
+            match state.keepalive.as_mut().and_then(|k| k.poll(heard, cx)) {
+                None => {}
+                Some(Probe::Ping(nonce)) => {
+                    state.outbox.push_back(pb::Ping { nonce }.into());
+                }
+                Some(Probe::Dead) => {
+                    let silent = state
+                        .keepalive
+                        .as_ref()
+                        .map_or(Duration::ZERO, |k| k.interval * 2);
+                    tracing::debug!(peer = %state.registration.handle.peer().kernel, ?silent, "peer silent past the keepalive, closing");
+                    state.shared.close();
+                    // Close now, without flushing: a peer that stopped
+                    // reading would never let the outbox drain.
+                    return Poll::Ready(Err(ChannelError::Read(
+                        format!(
+                            "no frame from the peer for {silent:?}, not even an answer to Ping"
+                        )
+                        .into(),
+                    )));
+                }
+            }
+        }
+
+        if state.shared.has_pending() && state.sweep.as_mut().poll(cx).is_ready() {
+            let now = tokio::time::Instant::now();
+            for id in state.shared.expire(now) {
+                state.outbox.push_back(pb::Cancel { id }.into());
+            }
+            state.sweep.as_mut().reset(now + SWEEP_EVERY);
+            // Register for the next sweep.
+            let _ = state.sweep.as_mut().poll(cx);
+        }
+
         let mut budget = READ_BUDGET;
         loop {
             let mut progress = false;
-
-            if !state.read_closed && state.failed.is_none() {
-                let heard = std::mem::take(&mut state.heard);
-                match state.keepalive.as_mut().and_then(|k| k.poll(heard, cx)) {
-                    None => {}
-                    Some(Probe::Ping(nonce)) => {
-                        state.outbox.push_back(pb::Ping { nonce }.into());
-                        progress = true;
-                    }
-                    Some(Probe::Dead) => {
-                        let silent = state
-                            .keepalive
-                            .as_ref()
-                            .map_or(Duration::ZERO, |k| k.interval * 2);
-                        tracing::debug!(peer = %state.registration.handle.peer().kernel, ?silent, "peer silent past the keepalive, closing");
-                        state.failed = Some(ChannelError::Read(
-                            format!(
-                                "no frame from the peer for {silent:?}, not even an answer to Ping"
-                            )
-                            .into(),
-                        ));
-                        state.read_closed = true;
-                        state.shared.close();
-                        progress = true;
-                    }
-                }
-            }
-
-            if state.shared.has_pending() && state.sweep.as_mut().poll(cx).is_ready() {
-                let now = tokio::time::Instant::now();
-                for id in state.shared.expire(now) {
-                    state.outbox.push_back(pb::Cancel { id }.into());
-                }
-                state.sweep.as_mut().reset(now + SWEEP_EVERY);
-                progress = true;
-            }
 
             if !state.draining && state.shared.drain_requested() {
                 state.draining = true;

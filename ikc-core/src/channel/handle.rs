@@ -100,14 +100,17 @@ impl Shared {
                 .filter(|(_, call)| call.deadline.is_some_and(|(at, _)| at <= now))
                 .map(|(id, _)| *id)
                 .collect();
-            ids.into_iter().filter_map(|id| pending.calls.remove(&id).map(|c| (id, c))).collect()
+            ids.into_iter()
+                .filter_map(|id| pending.calls.remove(&id).map(|c| (id, c)))
+                .collect()
         };
         expired
             .into_iter()
             .map(|(id, call)| {
                 let timeout = call.deadline.map_or(Duration::ZERO, |(_, timeout)| timeout);
-                let error = IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
-                    .with_may_have_run(true);
+                let error =
+                    IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
+                        .with_may_have_run(true);
                 let _ = call.tx.send(Err(error));
                 id
             })

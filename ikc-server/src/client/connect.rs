@@ -122,24 +122,13 @@ pub(super) async fn establish(
         })?;
     tokio::spawn(async move {
         if let Err(error) = driver.await {
-            tracing::debug!(error = %ikc_error_chain(&error), "connection to the server failed");
+            tracing::debug!(error = %ikc_core::error_chain(&error), "connection to the server failed");
         }
     });
     Ok(Connected {
         handle,
         worker: welcome.worker,
     })
-}
-
-fn ikc_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// [`establish`] with a Perl IKC server.
@@ -181,7 +170,7 @@ async fn establish_legacy(
         })?;
     tokio::spawn(async move {
         if let Err(error) = driver.await {
-            tracing::debug!(error = %ikc_error_chain(&error), "connection to the Perl server failed");
+            tracing::debug!(error = %ikc_core::error_chain(&error), "connection to the Perl server failed");
         }
     });
     Ok(Connected { handle, worker: 0 })

@@ -17,6 +17,9 @@ use tower::Service;
 use super::listener::{Io, PeerAddr};
 use crate::{BoxError, legacy};
 
+/// Initial read buffer of a connection, as tokio-util's `Framed` uses.
+const READ_BUFFER_CAPACITY: usize = 8 * 1024;
+
 /// An accepted connection on its way through the connection stack.
 ///
 /// Layers may attach what the connection needs: the
@@ -129,8 +132,11 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         drain,
         abort,
     } = conn;
-    // A Perl IKC peer opens with a text line instead of the preface.
-    let mut read = bytes::BytesMut::new();
+    // A Perl IKC peer opens with a text line instead of the preface. The
+    // sniffed bytes stay in this buffer, which becomes the connection's read
+    // buffer: it needs `Framed`'s usual capacity, or every later read is a
+    // few bytes long and a syscall each.
+    let mut read = bytes::BytesMut::with_capacity(READ_BUFFER_CAPACITY);
     if settings.legacy {
         let sniffed = tokio::select! {
             sniffed = tokio::time::timeout(settings.handshake_timeout, legacy::sniff(&mut io, &mut read)) => sniffed,
