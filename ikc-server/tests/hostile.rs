@@ -3,9 +3,11 @@
 //! it came within a bound), the hostile peer's registration is gone once it
 //! has left, and a fresh client is served afterwards.
 //!
-//! Where the server has no defence yet (it never drops a peer that stopped
-//! reading, and never times out a half-sent frame), the test pins today's
-//! behaviour and RELIABILITY.md lists the gap.
+//! A peer that stopped reading, or went silent in the middle of a frame, is
+//! only let go by the channel keepalive (a Ping after 30 s of silence, the
+//! close 30 s later; ikc-core's `channel_hostile` test shows it on paused
+//! time); here the tests pin what happens before that, and RELIABILITY.md
+//! lists the gap.
 
 mod support;
 
@@ -273,8 +275,8 @@ fn nested(depth: usize) -> Value {
     (0..depth).fold(Value::from(1), |inner, _| Value::List(vec![inner]))
 }
 
-/// `message` encoded, with the bytes of `marker` (which must appear once)
-/// replaced by bytes that are not UTF-8.
+/// `bytes` with the first `marker` in them replaced by as many bytes that
+/// are not UTF-8.
 fn with_invalid_utf8(mut bytes: Vec<u8>, marker: &[u8]) -> Vec<u8> {
     let at = bytes
         .windows(marker.len())
@@ -412,8 +414,8 @@ async fn peer_that_never_reads_is_no_longer_read_and_others_are_served() {
         .control
         .keeps_answering("a peer that never reads")
         .await;
-    // Today the server keeps the stuck peer until it goes (no write
-    // timeout): see RELIABILITY.md.
+    // The stuck peer is kept until the keepalive finds it silent (about a
+    // minute by default): see RELIABILITY.md.
     assert!(harness.peer_names().contains(&"Hog".to_owned()));
 
     drop(hog);
@@ -430,7 +432,8 @@ async fn partial_frame_then_silence_is_held_until_the_peer_closes_and_then_repor
     within("a partial frame", peer.get_mut().write_all(&partial))
         .await
         .expect("written");
-    // No idle timeout yet: the server waits for the rest (RELIABILITY.md).
+    // No timeout for the rest of a frame: the server waits for it until the
+    // keepalive finds the peer silent (RELIABILITY.md).
     still_pending("the silent peer's connection", &mut peer.next()).await;
     harness.control.keeps_answering("a half-sent frame").await;
     assert!(harness.peer_names().contains(&"Quiet".to_owned()));
