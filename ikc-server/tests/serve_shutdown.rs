@@ -258,3 +258,80 @@ async fn remote_shutdown_stops_a_server_that_allows_it() {
     assert_eq!(report.aborted, 0);
     within("the client to see the close", client.closed()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_under_load_loses_no_call_the_server_accepted() {
+    let (kernel, _gate) = server_kernel("Server");
+    let server = Server::builder()
+        .kernel(kernel)
+        .bind(LOOPBACK)
+        .serve()
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let mut callers = Vec::new();
+    for caller in 0..4_i64 {
+        let client = within("connect", Client::connect(&addr)).await.unwrap();
+        let started_tx = started_tx.clone();
+        // Each caller keeps 8 calls going until its connection ends.
+        callers.push(tokio::spawn(async move {
+            let mut answered = 0_u64;
+            let mut refused = Vec::new();
+            let mut n = 0_i64;
+            loop {
+                let batch: Vec<_> = (0..8)
+                    .map(|_| {
+                        n += 1;
+                        let arg = caller * 1_000_000 + n;
+                        let client = client.clone();
+                        async move { (arg, client.call("echo/say", arg).await) }
+                    })
+                    .collect();
+                let mut ended = false;
+                for (arg, result) in futures::future::join_all(batch).await {
+                    match result {
+                        Ok(value) => {
+                            assert_eq!(value, Value::from(arg), "an answer for another call");
+                            answered += 1;
+                        }
+                        Err(error) => {
+                            refused.push(error);
+                            ended = true;
+                        }
+                    }
+                }
+                let _ = started_tx.send(());
+                if ended {
+                    return (answered, refused);
+                }
+            }
+        }));
+    }
+    // Let every caller get going, then shut down under load.
+    for _ in 0..20 {
+        within("calls to be answered", started.recv()).await;
+    }
+    let report = shut_down(&server).await;
+    assert_eq!(report.aborted, 0);
+
+    let mut answered = 0;
+    for caller in callers {
+        let (ok, refused) = within("a caller to finish", caller).await.unwrap();
+        answered += ok;
+        for error in refused {
+            // Refused calls were never run: the server refused them, or had
+            // not read them when it went away. A call it read but did not
+            // answer (Disconnected, may have run) would be a lost call.
+            assert!(!error.may_have_run(), "a call was lost: {error}");
+            assert!(
+                matches!(
+                    error.kind(),
+                    CallErrorKind::ShuttingDown | CallErrorKind::Disconnected
+                ),
+                "{error}"
+            );
+        }
+    }
+    assert!(answered >= 20 * 8, "only {answered} calls were answered");
+}
