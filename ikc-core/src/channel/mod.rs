@@ -46,6 +46,7 @@
 
 mod driver;
 mod handle;
+mod keepalive;
 
 use std::sync::Arc;
 use std::time::Duration;
