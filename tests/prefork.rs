@@ -878,3 +878,100 @@ fn workers_that_cannot_be_started_are_retried_with_backoff() {
     let status = server.wait_exit();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn workers_killed_in_a_loop_under_load_leave_no_call_hanging() {
+    use ikc::server::client::Reconnect;
+    use ikc::{Client, ErrorKind, Value};
+
+    let server = two_workers(&[]);
+    server.wait_workers("2 workers", |w| w.len() == 2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the callers");
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let callers: Vec<_> = (0..4_i64)
+        .map(|caller| {
+            let addr = server.addr.clone();
+            let stop = Arc::clone(&stop);
+            let progress = Arc::clone(&progress);
+            runtime.spawn(async move {
+                let reconnect = Reconnect {
+                    min: Duration::from_millis(10),
+                    max: Duration::from_millis(100),
+                };
+                let client = Client::builder()
+                    .reconnect(reconnect)
+                    .connect(&addr)
+                    .await
+                    .expect("connect");
+                let (mut answered, mut broken, mut wrong) = (0_u64, 0_u64, Vec::new());
+                let mut n = 0_i64;
+                while !stop.load(Ordering::Acquire) {
+                    n += 1;
+                    let arg = caller * 1_000_000 + n;
+                    // A call that hangs shows as Timeout, well before the
+                    // test's own bound.
+                    match client
+                        .call_timeout("echo/say", arg, Duration::from_secs(3))
+                        .await
+                    {
+                        Ok(value) if value == Value::from(arg) => {
+                            answered += 1;
+                            progress.fetch_add(1, Ordering::Release);
+                        }
+                        Ok(value) => wrong.push(format!("{arg} answered with {value:?}")),
+                        Err(error)
+                            if matches!(
+                                error.kind(),
+                                ErrorKind::Disconnected | ErrorKind::ShuttingDown
+                            ) =>
+                        {
+                            broken += 1;
+                            // Give the reconnect a moment instead of spinning.
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(error) => wrong.push(error.to_string()),
+                    }
+                }
+                (answered, broken, wrong)
+            })
+        })
+        .collect();
+
+    // Kill a worker five times while the callers call; each time the
+    // supervisor must restore two workers, and calls must have been answered
+    // since the last kill (the load goes on through the kills).
+    for _ in 0..5 {
+        let seen = progress.load(Ordering::Acquire);
+        let deadline = Instant::now() + WAIT;
+        while progress.load(Ordering::Acquire) < seen + 50 {
+            assert!(Instant::now() < deadline, "calls stopped being answered");
+            thread::sleep(POLL);
+        }
+        let before = server.wait_workers("2 workers", |w| w.len() == 2);
+        let victim = *before.first().expect("a worker");
+        send(victim, Signal::SIGKILL);
+        server.wait_workers("a replacement", |w| w.len() == 2 && !w.contains(&victim));
+    }
+    stop.store(true, Ordering::Release);
+
+    let (mut answered, mut broken) = (0, 0);
+    for caller in callers {
+        let (ok, failed, wrong) = runtime
+            .block_on(async { tokio::time::timeout(WAIT, caller).await })
+            .expect("a caller hung")
+            .expect("a caller panicked");
+        assert!(
+            wrong.is_empty(),
+            "calls ended otherwise than answered or Disconnected: {wrong:?}"
+        );
+        answered += ok;
+        broken += failed;
+    }
+    assert!(answered > 0, "no call was answered ({broken} broken)");
+    server.wait_workers("2 workers at the end", |w| w.len() == 2);
+}
