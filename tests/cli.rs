@@ -256,3 +256,31 @@ fn monitor_prints_register_and_unregister_of_other_clients() {
     let _ = monitor.kill();
     let _ = monitor.wait();
 }
+
+#[test]
+fn secret_file_on_both_sides_lets_a_call_through_and_its_absence_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let secret = secret.to_str().unwrap();
+    let server = Served::start(&["--bind", "127.0.0.1:0", "--secret-file", secret]);
+
+    let output = run(&[
+        "call",
+        "--addr",
+        &server.addr,
+        "--secret-file",
+        secret,
+        "echo/say",
+        "1",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout(&output), "1");
+
+    let output = run(&["call", "--addr", &server.addr, "echo/say", "1"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("requires a shared secret"),
+        "{output:?}"
+    );
+}

@@ -38,4 +38,10 @@ macro_rules! handshake_from {
     };
 }
 
-handshake_from!(Hello(Hello), Welcome(Welcome), Refuse(Refuse));
+handshake_from!(
+    Hello(Hello),
+    Welcome(Welcome),
+    Refuse(Refuse),
+    Challenge(Challenge),
+    Proof(Proof),
+);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ikc::core::BoxError;
 use ikc::server::Error as ServerError;
+use ikc::server::auth::Secret;
 use ikc::{Client, Kernel, Request, Server, Value, service_fn};
 
 /// Inter-kernel communication: serve sessions and call them from other processes.
@@ -61,6 +62,10 @@ struct ServeArgs {
     /// Let peers stop the server with `IKC/shutdown`.
     #[arg(long)]
     allow_remote_shutdown: bool,
+    /// Require peers to prove they know the secret in this file (HMAC-SHA256
+    /// challenge and response; the secret never goes on the wire).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
     /// Pre-forked worker processes; 0 serves in this process.
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -104,6 +109,24 @@ struct AddrArgs {
     /// Server address: HOST:PORT or unix:PATH.
     #[arg(long, default_value = "127.0.0.1:6030")]
     addr: String,
+    /// Prove to the server that we know the secret in this file (and require
+    /// the server to prove it too).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+}
+
+/// Reads `--secret-file`, with the error a user can act on.
+fn read_secret(path: Option<&PathBuf>) -> Result<Option<Secret>, ExitCode> {
+    path.map(|path| {
+        Secret::from_file(path).map_err(|error| {
+            eprintln!(
+                "error: cannot read the secret file {}: {error}",
+                path.display()
+            );
+            ExitCode::from(2)
+        })
+    })
+    .transpose()
 }
 
 /// `ikc bench`: see `ikc::bench` for what is measured.
@@ -223,13 +246,17 @@ fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
         }
     };
     ikc::demo::publish_echo(&kernel).expect("demo names are valid");
-    Ok(Server::builder()
+    let server = Server::builder()
         .kernel(kernel)
         .bind(args.bind)
         .max_connections(args.max_connections)
         .grace_period(args.grace)
         .legacy(args.legacy)
-        .allow_remote_shutdown(args.allow_remote_shutdown))
+        .allow_remote_shutdown(args.allow_remote_shutdown);
+    Ok(match read_secret(args.secret_file.as_ref())? {
+        Some(secret) => server.secret(secret),
+        None => server,
+    })
 }
 
 fn serve_prefork(args: &ServeArgs) -> ExitCode {
@@ -295,8 +322,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn connect(addr: &str) -> Result<Client, ExitCode> {
-    Client::connect(addr).await.map_err(|error| report(&error))
+async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
+    let mut builder = Client::builder();
+    if let Some(secret) = read_secret(args.secret_file.as_ref())? {
+        builder = builder.secret(secret);
+    }
+    builder
+        .connect(&args.addr)
+        .await
+        .map_err(|error| report(&error))
 }
 
 fn print_json(value: &Value) {
@@ -319,7 +353,7 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = match connect(&args.addr.addr).await {
+    let client = match connect(&args.addr).await {
         Ok(client) => client,
         Err(code) => return code,
     };
@@ -345,7 +379,7 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
 }
 
 async fn ping(args: AddrArgs) -> ExitCode {
-    let client = match connect(&args.addr).await {
+    let client = match connect(&args).await {
         Ok(client) => client,
         Err(code) => return code,
     };
@@ -362,7 +396,7 @@ async fn ping(args: AddrArgs) -> ExitCode {
 }
 
 async fn monitor(args: AddrArgs) -> ExitCode {
-    let client = match connect(&args.addr).await {
+    let client = match connect(&args).await {
         Ok(client) => client,
         Err(code) => return code,
     };

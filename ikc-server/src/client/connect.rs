@@ -8,6 +8,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Framed;
 
 use super::ClientBuilder;
+use crate::auth;
 use crate::server::conn::peer_frame_limit;
 use crate::server::{Error, ErrorKind, Io};
 
@@ -47,22 +48,68 @@ pub(super) async fn establish(
     let mut codec = Builder::new();
     codec.max_frame_length(settings.max_frame_length);
     let mut framed = Framed::new(io, codec.new_client_handshake());
+    let client_nonce = settings.secret.as_ref().map(|_| auth::nonce());
     let hello = pb::Hello {
         version: u32::from(Preface::CURRENT_VERSION),
         kernel: kernel.name().to_owned(),
         aliases: kernel.aliases(),
         pid: kernel.pid(),
         features: Vec::new(),
-        auth: Default::default(),
+        auth: client_nonce.map(|n| n.to_vec().into()).unwrap_or_default(),
         limits: Some(pb::Limits {
             max_frame_len: u32::try_from(settings.max_frame_length).unwrap_or(u32::MAX),
             max_in_flight: 0,
             keepalive_ms: 0,
         }),
     };
+    let failed = |e: CodecError| {
+        Error::new(
+            ErrorKind::Handshake,
+            format!("handshake with {addr} failed"),
+        )
+        .with_source(e)
+    };
     let handshake = async {
-        framed.send(hello.into()).await?;
-        framed.next().await.transpose()
+        framed.send(hello.into()).await.map_err(failed)?;
+        let mut answer = framed
+            .next()
+            .await
+            .transpose()
+            .map_err(failed)?
+            .and_then(|h| h.kind);
+        if let Some(pb::handshake::Kind::Challenge(challenge)) = answer {
+            let (Some(secret), Some(client_nonce)) = (&settings.secret, client_nonce) else {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    format!("{addr} requires a shared secret (see `secret`)"),
+                ));
+            };
+            // The server proves it knows the secret before we prove we do.
+            if !secret.verify_server(&client_nonce, &challenge.nonce, &challenge.proof) {
+                return Err(Error::new(
+                    ErrorKind::Handshake,
+                    format!("{addr} does not know the shared secret"),
+                ));
+            }
+            let proof = pb::Proof {
+                proof: secret.client_proof(&challenge.nonce, &client_nonce).into(),
+            };
+            framed.send(proof.into()).await.map_err(failed)?;
+            answer = framed
+                .next()
+                .await
+                .transpose()
+                .map_err(failed)?
+                .and_then(|h| h.kind);
+        } else if settings.secret.is_some()
+            && matches!(answer, Some(pb::handshake::Kind::Welcome(_)))
+        {
+            return Err(Error::new(
+                ErrorKind::Handshake,
+                format!("{addr} did not prove it knows the shared secret"),
+            ));
+        }
+        Ok(answer)
     };
     let answer = tokio::time::timeout(settings.handshake_timeout, handshake)
         .await
@@ -74,15 +121,8 @@ pub(super) async fn establish(
                     settings.handshake_timeout
                 ),
             )
-        })?
-        .map_err(|e: CodecError| {
-            Error::new(
-                ErrorKind::Handshake,
-                format!("handshake with {addr} failed"),
-            )
-            .with_source(e)
-        })?;
-    let welcome = match answer.and_then(|h| h.kind) {
+        })??;
+    let welcome = match answer {
         Some(pb::handshake::Kind::Welcome(welcome)) => welcome,
         Some(pb::handshake::Kind::Refuse(refuse)) => {
             let kind = if refuse.code == i32::from(pb::RefuseCode::Version) {
@@ -95,7 +135,7 @@ pub(super) async fn establish(
                 format!("{addr} refused the connection: {}", refuse.reason),
             ));
         }
-        Some(pb::handshake::Kind::Hello(_)) | None => {
+        Some(_) | None => {
             return Err(Error::new(
                 ErrorKind::Handshake,
                 format!("{addr} closed the connection during the handshake"),

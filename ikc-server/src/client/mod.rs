@@ -31,6 +31,7 @@ use ikc_proto::codec::DEFAULT_MAX_FRAME_LENGTH;
 use tower::Service;
 
 use self::connect::{Connected, establish};
+use crate::auth::Secret;
 use crate::server::{DEFAULT_HANDSHAKE_TIMEOUT, Error, ErrorKind};
 
 /// Default first pause before a reconnect attempt: 100 ms.
@@ -70,6 +71,7 @@ pub struct ClientBuilder {
     max_frame_length: usize,
     reconnect: Option<Reconnect>,
     legacy: bool,
+    secret: Option<Secret>,
 }
 
 impl Default for ClientBuilder {
@@ -82,6 +84,7 @@ impl Default for ClientBuilder {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             reconnect: None,
+            secret: None,
             legacy: false,
         }
     }
@@ -141,6 +144,14 @@ impl ClientBuilder {
     /// reconnecting, calls fail with `Disconnected` rather than wait.
     pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
         self.reconnect = Some(reconnect);
+        self
+    }
+
+    /// Proves to the server that this client knows `secret`, and requires
+    /// the server to prove it too (see [`auth`](crate::auth)). Default:
+    /// none.
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
         self
     }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use super::listener::{Io, PeerAddr};
+use crate::auth::{self, Secret};
 use crate::{BoxError, legacy};
 
 /// Initial read buffer of a connection, as tokio-util's `Framed` uses.
@@ -87,6 +88,8 @@ pub(crate) struct Settings {
     pub(crate) worker: u32,
     /// Accept Perl IKC peers (text negotiation) too.
     pub(crate) legacy: bool,
+    /// Peers must prove they know this secret (see [`crate::auth`]).
+    pub(crate) secret: Option<Secret>,
 }
 
 /// The innermost connection service: runs the handshake, then the channel.
@@ -128,7 +131,7 @@ fn refuse(code: pb::RefuseCode, reason: impl Into<String>) -> pb::Handshake {
 async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOutcome, BoxError> {
     let Connection {
         mut io,
-        peer: _,
+        peer: peer_addr,
         drain,
         abort,
     } = conn;
@@ -137,7 +140,8 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // buffer: it needs `Framed`'s usual capacity, or every later read is a
     // few bytes long and a syscall each.
     let mut read = bytes::BytesMut::with_capacity(READ_BUFFER_CAPACITY);
-    if settings.legacy {
+    // Legacy peers cannot prove they know a secret.
+    if settings.legacy && settings.secret.is_none() {
         let sniffed = tokio::select! {
             sniffed = tokio::time::timeout(settings.handshake_timeout, legacy::sniff(&mut io, &mut read)) => sniffed,
             () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
@@ -194,6 +198,19 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         }
     };
 
+    if let Some(secret) = &settings.secret {
+        let proven = tokio::time::timeout(
+            settings.handshake_timeout,
+            authenticate(&mut framed, secret, &hello.auth),
+        )
+        .await
+        .unwrap_or(Err("the handshake timed out during authentication"));
+        if let Err(reason) = proven {
+            tracing::info!(peer.addr = %peer_addr, kernel = %hello.kernel, reason, "refused a peer that did not prove the shared secret");
+            send_refusal(&mut framed, refuse(pb::RefuseCode::Auth, reason)).await;
+            return Ok(ConnectionOutcome::Refused);
+        }
+    }
     if drain.is_cancelled() {
         send_refusal(
             &mut framed,
@@ -259,6 +276,36 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     tokio::select! {
         result = &mut driver => result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
         () = abort.cancelled() => Ok(ConnectionOutcome::Aborted),
+    }
+}
+
+/// The server's side of the shared-secret exchange (see [`crate::auth`]):
+/// challenge the peer, then check its proof.
+async fn authenticate(
+    framed: &mut Framed<Io, HandshakeCodec>,
+    secret: &Secret,
+    client_nonce: &[u8],
+) -> Result<(), &'static str> {
+    if client_nonce.len() != auth::NONCE_LEN {
+        return Err("this server requires a shared secret");
+    }
+    let server_nonce = auth::nonce();
+    let challenge = pb::Challenge {
+        nonce: server_nonce.to_vec().into(),
+        proof: secret.server_proof(client_nonce, &server_nonce).into(),
+    };
+    framed
+        .send(challenge.into())
+        .await
+        .map_err(|_| "the peer went away during authentication")?;
+    match framed.next().await {
+        Some(Ok(pb::Handshake {
+            kind: Some(pb::handshake::Kind::Proof(proof)),
+        })) if secret.verify_client(&server_nonce, client_nonce, &proof.proof) => Ok(()),
+        Some(Ok(pb::Handshake {
+            kind: Some(pb::handshake::Kind::Proof(_)),
+        })) => Err("wrong shared secret"),
+        _ => Err("expected a proof of the shared secret"),
     }
 }
 

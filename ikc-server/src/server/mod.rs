@@ -68,6 +68,7 @@ pub use self::listener::{
 };
 use self::listener::{is_connection_error, is_fd_exhaustion};
 use crate::BoxError;
+use crate::auth::Secret;
 use crate::limit::ConnectionLimitLayer;
 use crate::shutdown::{Shutdown, ShutdownMonitorLayer};
 use crate::trace::{ConnectionTraceLayer, RequestTrace};
@@ -121,6 +122,7 @@ pub struct Server<L = Identity> {
     worker: u32,
     accept_limit: Option<u64>,
     legacy: bool,
+    secret: Option<Secret>,
     layer: L,
 }
 
@@ -144,6 +146,7 @@ impl Server {
             worker: 0,
             accept_limit: None,
             legacy: true,
+            secret: None,
             layer: Identity::new(),
         }
     }
@@ -245,6 +248,15 @@ impl<L> Server<L> {
         self
     }
 
+    /// Requires every peer to prove it knows `secret` in the handshake
+    /// (HMAC-SHA256 challenge and response, both ways; see
+    /// [`auth`](crate::auth)). Peers without it are refused with a reason,
+    /// and legacy Perl peers are not accepted. Default: none.
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
     /// Stops accepting after `connections` connections, lets them finish
     /// on their own, then stops (IKC's `connections`: a pre-forked worker
     /// recycles itself this way). Default: no limit.
@@ -282,6 +294,7 @@ impl<L> Server<L> {
             worker: self.worker,
             accept_limit: self.accept_limit,
             legacy: self.legacy,
+            secret: self.secret,
             layer: Stack::new(layer, self.layer),
         }
     }
@@ -407,6 +420,7 @@ where
                 requests,
                 worker: self.worker,
                 legacy: self.legacy,
+                secret: self.secret,
             }));
 
         let local_addr = listener.local_addr().clone();
