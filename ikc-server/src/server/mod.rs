@@ -40,6 +40,7 @@
 //! once idle. After the grace period, what is left is aborted, and
 //! [`ServerHandle::stopped`] reports how many.
 
+mod accept;
 pub(crate) mod conn;
 mod error;
 mod listener;
@@ -51,9 +52,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
-use ikc_core::{IkcError, Kernel, MonitorEvent, Request, Router, SessionService, Value};
+use ikc_core::{IkcError, Kernel, Request, Router, SessionService, Value};
 use ikc_proto::codec::{Builder as CodecBuilder, DEFAULT_MAX_FRAME_LENGTH};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -61,12 +61,12 @@ use tower::layer::util::{Identity, Stack};
 use tower::timeout::TimeoutLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
+use self::accept::AcceptLoop;
 pub use self::conn::{Connection, ConnectionOutcome, ServeConnection};
 pub use self::error::{Error, ErrorKind};
 pub use self::listener::{
     Io, ListenAddr, Listener, PeerAddr, SocketFile, bind_tcp_std, bind_unix_std,
 };
-use self::listener::{is_connection_error, is_fd_exhaustion};
 use crate::BoxError;
 use crate::auth::Secret;
 use crate::limit::ConnectionLimitLayer;
@@ -90,10 +90,6 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Default kernel name when neither [`Server::name`] nor [`Server::kernel`]
 /// is given.
 pub const DEFAULT_NAME: &str = "ikc";
-
-/// Pause after an accept error that is not about one connection (out of
-/// file descriptors): accepting again at once would spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// The request service that [`Server::layer`] layers wrap: the kernel's
 /// router, its errors boxed, under the request timeout when one is set.
@@ -504,144 +500,5 @@ impl ServerHandle {
             Ok(report) => report.unwrap_or_default(),
             Err(_) => ShutdownReport::default(),
         }
-    }
-}
-
-struct AcceptLoop {
-    accepted: Arc<AtomicU64>,
-    accept_limit: Option<u64>,
-    listener: Listener,
-    stop: CancellationToken,
-    signal: Option<BoxFuture<'static, ()>>,
-    kernel: Kernel,
-    shutdown: Shutdown,
-    grace_period: Duration,
-}
-
-impl AcceptLoop {
-    async fn run<S>(self, mut connections: S) -> ShutdownReport
-    where
-        S: Service<Connection, Error = BoxError> + Send,
-        S::Future: Send + 'static,
-        S::Response: Send,
-    {
-        let AcceptLoop {
-            accepted,
-            accept_limit,
-            listener,
-            stop,
-            signal,
-            kernel,
-            shutdown,
-            grace_period,
-        } = self;
-        tracing::info!(
-            kernel = kernel.name(),
-            "listening on {}",
-            listener.local_addr()
-        );
-        let signal = async move {
-            match signal {
-                Some(signal) => signal.await,
-                None => std::future::pending().await,
-            }
-        };
-        let stopping = async {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = signal => {}
-            }
-        };
-        let mut stopping = std::pin::pin!(stopping);
-        loop {
-            // Readiness first: a full server stops accepting (backpressure).
-            tokio::select! {
-                biased;
-                () = &mut stopping => break,
-                ready = connections.ready() => if ready.is_err() { break },
-            }
-            let (io, peer) = tokio::select! {
-                biased;
-                () = &mut stopping => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) if is_connection_error(&error) => continue,
-                    Err(error) => {
-                        if is_fd_exhaustion(&error) {
-                            tracing::error!(%error, "out of file descriptors; pausing accept");
-                        } else {
-                            tracing::error!(%error, "accept failed; pausing accept");
-                        }
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                },
-            };
-            detach(connections.call(Connection::new(io, peer)));
-            let count = accepted.fetch_add(1, Ordering::Relaxed) + 1;
-            if accept_limit.is_some_and(|limit| count >= limit) {
-                tracing::info!(
-                    accepted = count,
-                    "accept limit reached; finishing the open connections"
-                );
-                drop(listener);
-                // Recycling: the connections end on their own, unless a
-                // shutdown arrives meanwhile.
-                shutdown.close();
-                tokio::select! {
-                    () = shutdown.wait() => return ShutdownReport::default(),
-                    () = &mut stopping => {}
-                }
-                return drain(&kernel, &shutdown, grace_period).await;
-            }
-        }
-
-        // Peers already waiting in the backlog are taken in, so they hear
-        // why (a ShuttingDown refusal or GoAway) instead of a reset. Not on a
-        // shared socket: the other workers will serve them.
-        while !listener.is_shared() && matches!(connections.ready().now_or_never(), Some(Ok(_))) {
-            let Some(Ok((io, peer))) = listener.accept().now_or_never() else {
-                break;
-            };
-            detach(connections.call(Connection::new(io, peer)));
-        }
-        // Stop accepting: the listening socket closes (a Unix socket file of
-        // ours is removed) before the drain begins.
-        drop(listener);
-        drain(&kernel, &shutdown, grace_period).await
-    }
-}
-
-/// Runs a connection on its own task; the trace layer logs how it ended.
-fn detach<F: Future + Send + 'static>(connection: F) {
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-}
-
-/// Drains every connection, aborting what is left after `grace_period`.
-async fn drain(kernel: &Kernel, shutdown: &Shutdown, grace_period: Duration) -> ShutdownReport {
-    let open = shutdown.connections();
-    tracing::info!(connections = open, grace = ?grace_period, "shutting down");
-    kernel.emit(MonitorEvent::Shutdown);
-    shutdown.drain();
-    let aborted = if tokio::time::timeout(grace_period, shutdown.wait())
-        .await
-        .is_ok()
-    {
-        0
-    } else {
-        let left = shutdown.connections();
-        tracing::warn!(
-            connections = left,
-            "grace period over; aborting connections"
-        );
-        shutdown.abort();
-        shutdown.wait().await;
-        left
-    };
-    ShutdownReport {
-        connections: open,
-        aborted,
     }
 }
