@@ -327,10 +327,18 @@ async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
     if let Some(secret) = read_secret(args.secret_file.as_ref())? {
         builder = builder.secret(secret);
     }
-    builder
-        .connect(&args.addr)
-        .await
-        .map_err(|error| report(&error))
+    match builder.clone().connect(&args.addr).await {
+        // A draining worker refused the handshake; a new connection
+        // reaches one that is not draining.
+        Err(error) if error.kind() == ikc::server::ErrorKind::ShuttingDown => {
+            tracing::debug!(%error, "the server is going away; connecting again");
+            builder
+                .connect(&args.addr)
+                .await
+                .map_err(|error| report(&error))
+        }
+        result => result.map_err(|error| report(&error)),
+    }
 }
 
 fn print_json(value: &Value) {
@@ -353,14 +361,20 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = match connect(&args.addr).await {
-        Ok(client) => client,
-        Err(code) => return code,
+    let specifier = args.specifier.as_str();
+    let attempt = |client: Client| {
+        let arg = arg.clone();
+        async move {
+            if post {
+                client.post(specifier, arg).await.map(|()| None)
+            } else {
+                client.call(specifier, arg).await.map(Some)
+            }
+        }
     };
-    let result = if post {
-        client.post(&args.specifier, arg).await.map(|()| None)
-    } else {
-        client.call(&args.specifier, arg).await.map(Some)
+    let (client, result) = match with_one_retry(&args.addr, attempt).await {
+        Ok(done) => done,
+        Err(code) => return code,
     };
     // Let the post reach the server before the connection closes.
     client.close();
@@ -378,12 +392,38 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
     }
 }
 
+/// Connects and runs `attempt`; when the server refused it without running
+/// it because it is going away (a draining pre-forked worker, a restart),
+/// connects again once and retries: the new connection reaches a server
+/// that is not going away.
+async fn with_one_retry<T, F, Fut>(
+    args: &AddrArgs,
+    attempt: F,
+) -> Result<(Client, Result<T, ikc::IkcError>), ExitCode>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ikc::IkcError>>,
+{
+    let client = connect(args).await?;
+    let result = attempt(client.clone()).await;
+    match result {
+        Err(error) if error.kind() == ikc::ErrorKind::ShuttingDown && !error.may_have_run() => {
+            tracing::debug!(%error, "the server is going away; retrying on a new connection");
+            let client = connect(args).await?;
+            let result = attempt(client.clone()).await;
+            Ok((client, result))
+        }
+        result => Ok((client, result)),
+    }
+}
+
 async fn ping(args: AddrArgs) -> ExitCode {
-    let client = match connect(&args).await {
-        Ok(client) => client,
+    let ping = |client: Client| async move { client.call("IKC/ping", Value::Null).await };
+    let result = match with_one_retry(&args, ping).await {
+        Ok((_, result)) => result,
         Err(code) => return code,
     };
-    match client.call("IKC/ping", Value::Null).await {
+    match result {
         Ok(value) => {
             print_json(&value);
             ExitCode::SUCCESS

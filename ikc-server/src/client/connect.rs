@@ -125,10 +125,10 @@ pub(super) async fn establish(
     let welcome = match answer {
         Some(pb::handshake::Kind::Welcome(welcome)) => welcome,
         Some(pb::handshake::Kind::Refuse(refuse)) => {
-            let kind = if refuse.code == i32::from(pb::RefuseCode::Version) {
-                ErrorKind::Version
-            } else {
-                ErrorKind::Refused
+            let kind = match pb::RefuseCode::try_from(refuse.code) {
+                Ok(pb::RefuseCode::Version) => ErrorKind::Version,
+                Ok(pb::RefuseCode::ShuttingDown) => ErrorKind::ShuttingDown,
+                _ => ErrorKind::Refused,
             };
             return Err(Error::new(
                 kind,

@@ -32,6 +32,10 @@ pub enum ErrorKind {
     Refused,
     /// The peer speaks another protocol version.
     Version,
+    /// The server refused the handshake because it is shutting down (a
+    /// draining pre-forked worker, a restart): connecting again reaches
+    /// one that is not.
+    ShuttingDown,
     /// An invalid setting or address.
     Config,
 }
