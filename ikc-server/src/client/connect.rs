@@ -149,22 +149,7 @@ pub(super) async fn establish(
     };
     let framed = framed.map_codec(HandshakeCodec::into_frame_codec);
     let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
-    let (handle, driver) = Channel::builder(kernel.clone())
-        .call_timeout(settings.call_timeout)
-        .max_frame_length(send_limit)
-        .connect(peer, framed)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Handshake,
-                format!("cannot register the server at {addr}"),
-            )
-            .with_source(e)
-        })?;
-    tokio::spawn(async move {
-        if let Err(error) = driver.await {
-            tracing::debug!(error = %ikc_core::error_chain(&error), "connection to the server failed");
-        }
-    });
+    let handle = start_channel(kernel, settings, addr, peer, framed, send_limit)?;
     Ok(Connected {
         handle,
         worker: welcome.worker,
@@ -197,9 +182,37 @@ async fn establish_legacy(
             };
             Error::new(kind, format!("IKC negotiation with {addr} failed")).with_source(e)
         })?;
+    let handle = start_channel(
+        kernel,
+        settings,
+        addr,
+        peer,
+        transport,
+        settings.max_frame_length,
+    )?;
+    Ok(Connected { handle, worker: 0 })
+}
+
+/// Registers the server with the client's kernel and runs the channel over
+/// `transport` on its own task.
+fn start_channel<T, E>(
+    kernel: &Kernel,
+    settings: &ClientBuilder,
+    addr: &str,
+    peer: PeerInfo,
+    transport: T,
+    max_frame_length: usize,
+) -> Result<ChannelHandle, Error>
+where
+    T: futures::Sink<pb::Frame, Error = E>
+        + futures::Stream<Item = Result<pb::Frame, E>>
+        + Send
+        + 'static,
+    E: Into<ikc_core::BoxError> + Send + 'static,
+{
     let (handle, driver) = Channel::builder(kernel.clone())
         .call_timeout(settings.call_timeout)
-        .max_frame_length(settings.max_frame_length)
+        .max_frame_length(max_frame_length)
         .connect(peer, transport)
         .map_err(|e| {
             Error::new(
@@ -208,10 +221,11 @@ async fn establish_legacy(
             )
             .with_source(e)
         })?;
+    let addr = addr.to_owned();
     tokio::spawn(async move {
         if let Err(error) = driver.await {
-            tracing::debug!(error = %ikc_core::error_chain(&error), "connection to the Perl server failed");
+            tracing::debug!(%addr, error = %ikc_core::error_chain(&error), "connection to the server failed");
         }
     });
-    Ok(Connected { handle, worker: 0 })
+    Ok(handle)
 }
