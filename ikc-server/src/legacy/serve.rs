@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ikc_core::{ChannelBuilder, ChannelDriver, ChannelHandle, Kernel, PeerInfo, RegisterError};
+use ikc_core::{ChannelBuilder, Kernel, PeerInfo, RegisterError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
@@ -146,29 +146,7 @@ where
     let transport =
         LegacyTransport::after_negotiation(lines, kernel.clone(), peer, max_frame_length);
     let (handle, driver) = registered.connect(transport);
-    run(handle, driver, drain, abort).await
-}
-
-/// Runs a channel until it ends, drains or is aborted.
-async fn run<IO>(
-    handle: ChannelHandle,
-    driver: ChannelDriver<LegacyTransport<IO>>,
-    drain: CancellationToken,
-    abort: CancellationToken,
-) -> Result<ConnectionOutcome, BoxError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut driver = std::pin::pin!(driver);
-    tokio::select! {
-        result = &mut driver => return result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
-        () = drain.cancelled() => handle.go_away(),
-        () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
-    }
-    tokio::select! {
-        result = &mut driver => result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
-        () = abort.cancelled() => Ok(ConnectionOutcome::Aborted),
-    }
+    crate::server::conn::run_channel(&handle, driver, &drain, &abort).await
 }
 
 /// The client side: negotiates with a Perl IKC server over `io` as

@@ -7,7 +7,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use ikc_core::{Channel, IkcError, Kernel, PeerInfo, RegisterError, SessionService};
+use ikc_core::{
+    Channel, ChannelDriver, ChannelHandle, IkcError, Kernel, PeerInfo, RegisterError,
+    SessionService,
+};
 use ikc_proto::codec::Builder;
 use ikc_proto::{CodecError, HandshakeCodec, pb};
 use tokio_util::codec::{Framed, FramedParts};
@@ -267,6 +270,21 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     let framed = framed.map_codec(HandshakeCodec::into_frame_codec);
     let (handle, driver) = registered.connect(framed);
     tracing::debug!("handshake done");
+    run_channel(&handle, driver, &drain, &abort).await
+}
+
+/// Runs a connection's channel until it ends: told to drain, it sends
+/// `GoAway` and finishes what it accepted; told to abort, it stops at once.
+pub(crate) async fn run_channel<T, E>(
+    handle: &ChannelHandle,
+    driver: ChannelDriver<T>,
+    drain: &CancellationToken,
+    abort: &CancellationToken,
+) -> Result<ConnectionOutcome, BoxError>
+where
+    T: futures::Sink<pb::Frame, Error = E> + futures::Stream<Item = Result<pb::Frame, E>>,
+    E: Into<BoxError>,
+{
     let mut driver = std::pin::pin!(driver);
     tokio::select! {
         result = &mut driver => return result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
