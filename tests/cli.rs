@@ -284,3 +284,41 @@ fn secret_file_on_both_sides_lets_a_call_through_and_its_absence_is_refused() {
         "{output:?}"
     );
 }
+
+#[test]
+fn tls_certificate_on_the_server_and_its_ca_on_the_client_let_a_call_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = Served::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ]);
+
+    let output = run(&[
+        "call",
+        "--addr",
+        &server.addr,
+        "--tls-ca",
+        cert,
+        "echo/upper",
+        r#""tls""#,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stdout(&output), r#""TLS""#);
+
+    let output = run(&["call", "--addr", &server.addr, "echo/say", "1"]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "a plain client does not get in: {output:?}"
+    );
+}

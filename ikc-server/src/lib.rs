@@ -41,6 +41,7 @@ pub mod legacy;
 pub mod limit;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod trace;
 
 pub use client::Client;

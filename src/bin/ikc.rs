@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use ikc::core::BoxError;
 use ikc::server::Error as ServerError;
 use ikc::server::auth::Secret;
+use ikc::server::tls::{ClientTls, ServerTls};
 use ikc::{Client, Kernel, Request, Server, Value, service_fn};
 
 /// Inter-kernel communication: serve sessions and call them from other processes.
@@ -66,6 +67,12 @@ struct ServeArgs {
     /// challenge and response; the secret never goes on the wire).
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// Speak TLS on TCP with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Pre-forked worker processes; 0 serves in this process.
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -113,6 +120,9 @@ struct AddrArgs {
     /// the server to prove it too).
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// Speak TLS, trusting the PEM certificates in this file.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
 }
 
 /// Reads `--secret-file`, with the error a user can act on.
@@ -253,9 +263,19 @@ fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
         .grace_period(args.grace)
         .legacy(args.legacy)
         .allow_remote_shutdown(args.allow_remote_shutdown);
-    Ok(match read_secret(args.secret_file.as_ref())? {
+    let server = match read_secret(args.secret_file.as_ref())? {
         Some(secret) => server.secret(secret),
         None => server,
+    };
+    Ok(match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match ServerTls::from_pem_files(cert, key) {
+            Ok(tls) => server.tls(tls),
+            Err(error) => {
+                eprintln!("error: cannot use --tls-cert/--tls-key: {error}");
+                return Err(ExitCode::from(2));
+            }
+        },
+        _ => server,
     })
 }
 
@@ -326,6 +346,15 @@ async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
     let mut builder = Client::builder();
     if let Some(secret) = read_secret(args.secret_file.as_ref())? {
         builder = builder.secret(secret);
+    }
+    if let Some(ca) = &args.tls_ca {
+        match ClientTls::from_pem_file(ca) {
+            Ok(tls) => builder = builder.tls(tls),
+            Err(error) => {
+                eprintln!("error: cannot use --tls-ca {}: {error}", ca.display());
+                return Err(ExitCode::from(2));
+            }
+        }
     }
     match builder.clone().connect(&args.addr).await {
         // A draining worker refused the handshake; a new connection

@@ -11,6 +11,7 @@ use super::ClientBuilder;
 use crate::auth;
 use crate::server::conn::peer_frame_limit;
 use crate::server::{Error, ErrorKind, Io};
+use crate::tls::ClientTls;
 
 /// A live connection: its channel and what the server said about itself.
 #[derive(Debug, Clone)]
@@ -19,7 +20,7 @@ pub(super) struct Connected {
     pub(super) worker: u32,
 }
 
-async fn open(addr: &str) -> Result<Io, Error> {
+async fn open(addr: &str, tls: Option<&ClientTls>) -> Result<Io, Error> {
     let failed = |e: std::io::Error| {
         Error::new(ErrorKind::Connect, format!("cannot connect to {addr}")).with_source(e)
     };
@@ -31,7 +32,20 @@ async fn open(addr: &str) -> Result<Io, Error> {
         None => {
             let stream = TcpStream::connect(addr).await.map_err(failed)?;
             let _ = stream.set_nodelay(true);
-            Ok(Io::Tcp(stream))
+            let Some(tls) = tls else {
+                return Ok(Io::Tcp(stream));
+            };
+            // The certificate must name the host or IP address dialled.
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let stream = tls.connect(host, stream).await.map_err(|e| {
+                Error::new(
+                    ErrorKind::Handshake,
+                    format!("TLS handshake with {addr} failed"),
+                )
+                .with_source(e)
+            })?;
+            Ok(Io::TlsClient(Box::new(stream)))
         }
     }
 }
@@ -41,7 +55,7 @@ pub(super) async fn establish(
     addr: &str,
     settings: &ClientBuilder,
 ) -> Result<Connected, Error> {
-    let io = open(addr).await?;
+    let io = open(addr, settings.tls.as_ref()).await?;
     if settings.legacy {
         return establish_legacy(kernel, addr, settings, io).await;
     }

@@ -33,6 +33,7 @@ use tower::Service;
 use self::connect::{Connected, establish};
 use crate::auth::Secret;
 use crate::server::{DEFAULT_HANDSHAKE_TIMEOUT, Error, ErrorKind};
+use crate::tls::ClientTls;
 
 /// Default first pause before a reconnect attempt: 100 ms.
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -72,6 +73,7 @@ pub struct ClientBuilder {
     reconnect: Option<Reconnect>,
     legacy: bool,
     secret: Option<Secret>,
+    tls: Option<ClientTls>,
 }
 
 impl Default for ClientBuilder {
@@ -85,6 +87,7 @@ impl Default for ClientBuilder {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             reconnect: None,
             secret: None,
+            tls: None,
             legacy: false,
         }
     }
@@ -152,6 +155,14 @@ impl ClientBuilder {
     /// none.
     pub fn secret(mut self, secret: Secret) -> Self {
         self.secret = Some(secret);
+        self
+    }
+
+    /// Speaks TLS to the server, trusting these roots (see
+    /// [`tls`](crate::tls)); the server's certificate must name the host or
+    /// IP address in `addr`. Default: plain TCP.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 

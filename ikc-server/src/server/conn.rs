@@ -19,6 +19,7 @@ use tower::Service;
 
 use super::listener::{Io, PeerAddr};
 use crate::auth::{self, Secret};
+use crate::tls::ServerTls;
 use crate::{BoxError, legacy};
 
 /// Initial read buffer of a connection, as tokio-util's `Framed` uses.
@@ -93,6 +94,8 @@ pub(crate) struct Settings {
     pub(crate) legacy: bool,
     /// Peers must prove they know this secret (see [`crate::auth`]).
     pub(crate) secret: Option<Secret>,
+    /// TCP connections speak TLS (see [`crate::tls`]).
+    pub(crate) tls: Option<ServerTls>,
 }
 
 /// The innermost connection service: runs the handshake, then the channel.
@@ -133,11 +136,31 @@ fn refuse(code: pb::RefuseCode, reason: impl Into<String>) -> pb::Handshake {
 
 async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOutcome, BoxError> {
     let Connection {
-        mut io,
+        io,
         peer: peer_addr,
         drain,
         abort,
     } = conn;
+    let mut io = match (io, &settings.tls) {
+        (Io::Tcp(stream), Some(tls)) => {
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout(settings.handshake_timeout, tls.accept(stream)) => accepted,
+                () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
+            };
+            match accepted {
+                Ok(Ok(stream)) => Io::TlsServer(Box::new(stream)),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return Ok(ConnectionOutcome::Refused);
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return Ok(ConnectionOutcome::Refused);
+                }
+            }
+        }
+        (io, _) => io,
+    };
     // A Perl IKC peer opens with a text line instead of the preface. The
     // sniffed bytes stay in this buffer, which becomes the connection's read
     // buffer: it needs `Framed`'s usual capacity, or every later read is a

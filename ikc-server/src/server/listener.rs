@@ -58,6 +58,10 @@ pub enum Io {
     Tcp(#[pin] TcpStream),
     /// A Unix stream.
     Unix(#[pin] UnixStream),
+    /// A TLS stream accepted by a server.
+    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A TLS stream opened by a client.
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for Io {
@@ -69,6 +73,8 @@ impl AsyncRead for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_read(cx, buf),
             IoProj::Unix(s) => s.poll_read(cx, buf),
+            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -82,6 +88,8 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_write(cx, buf),
             IoProj::Unix(s) => s.poll_write(cx, buf),
+            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -93,6 +101,8 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_write_vectored(cx, bufs),
             IoProj::Unix(s) => s.poll_write_vectored(cx, bufs),
+            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -100,6 +110,8 @@ impl AsyncWrite for Io {
         match self {
             Io::Tcp(s) => s.is_write_vectored(),
             Io::Unix(s) => s.is_write_vectored(),
+            Io::TlsServer(s) => s.is_write_vectored(),
+            Io::TlsClient(s) => s.is_write_vectored(),
         }
     }
 
@@ -107,6 +119,8 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_flush(cx),
             IoProj::Unix(s) => s.poll_flush(cx),
+            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_flush(cx),
+            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
@@ -114,6 +128,8 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_shutdown(cx),
             IoProj::Unix(s) => s.poll_shutdown(cx),
+            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }

@@ -71,6 +71,7 @@ use crate::BoxError;
 use crate::auth::Secret;
 use crate::limit::ConnectionLimitLayer;
 use crate::shutdown::{Shutdown, ShutdownMonitorLayer};
+use crate::tls::ServerTls;
 use crate::trace::{ConnectionTraceLayer, RequestTrace};
 
 /// Default TCP address: 127.0.0.1:6030. IKC listened on 0.0.0.0:603; ikc
@@ -119,6 +120,7 @@ pub struct Server<L = Identity> {
     accept_limit: Option<u64>,
     legacy: bool,
     secret: Option<Secret>,
+    tls: Option<ServerTls>,
     layer: L,
 }
 
@@ -143,6 +145,7 @@ impl Server {
             accept_limit: None,
             legacy: true,
             secret: None,
+            tls: None,
             layer: Identity::new(),
         }
     }
@@ -253,6 +256,13 @@ impl<L> Server<L> {
         self
     }
 
+    /// Speaks TLS on TCP connections, with this certificate and key (see
+    /// [`tls`](crate::tls)). Default: none.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Stops accepting after `connections` connections, lets them finish
     /// on their own, then stops (IKC's `connections`: a pre-forked worker
     /// recycles itself this way). Default: no limit.
@@ -291,6 +301,7 @@ impl<L> Server<L> {
             accept_limit: self.accept_limit,
             legacy: self.legacy,
             secret: self.secret,
+            tls: self.tls,
             layer: Stack::new(layer, self.layer),
         }
     }
@@ -417,6 +428,7 @@ where
                 worker: self.worker,
                 legacy: self.legacy,
                 secret: self.secret,
+                tls: self.tls,
             }));
 
         let local_addr = listener.local_addr().clone();
