@@ -36,9 +36,10 @@ async fn a_connection_cut_in_the_middle_of_a_frame_is_dropped_and_others_are_ser
     write_raw(&mut cut, partial).await;
     drop(cut);
 
-    wait_for_event(&mut monitor, |event| {
-        matches!(event, MonitorEvent::Unregister { kernel } if kernel == "Cut")
-    })
+    wait_for_event(
+        &mut monitor,
+        |event| matches!(event, MonitorEvent::Unregister { kernel } if kernel == "Cut"),
+    )
     .await;
     for n in 0..100 {
         let answer = within("a control call", control.call("echo/say", n)).await;
