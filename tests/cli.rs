@@ -26,9 +26,14 @@ struct Served {
 
 impl Served {
     fn start(args: &[&str]) -> Served {
-        let mut child = ikc()
-            .arg("serve")
-            .args(args)
+        let mut command = ikc();
+        command.arg("serve").args(args);
+        Served::spawn(command)
+    }
+
+    /// Spawns `command` (an `ikc serve`) and waits until it listens.
+    fn spawn(mut command: Command) -> Served {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -321,4 +326,37 @@ fn tls_certificate_on_the_server_and_its_ca_on_the_client_let_a_call_through() {
         Some(3),
         "a plain client does not get in: {output:?}"
     );
+}
+
+#[test]
+fn out_of_file_descriptors_pauses_accepting_and_the_server_recovers() {
+    // A server with few descriptors, so connections exhaust them.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(r#"ulimit -n 48 && exec "$0" serve --bind 127.0.0.1:0"#)
+        .arg(env!("CARGO_BIN_EXE_ikc"))
+        .env_remove("RUST_LOG");
+    let server = Served::spawn(command);
+    let hogs: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| std::net::TcpStream::connect(&server.addr).expect("the backlog takes it"))
+        .collect();
+    let line = server.wait_for_log("out of file descriptors");
+    assert!(line.contains("pausing accept"), "{line}");
+
+    drop(hogs);
+    // Descriptors come back as the dropped connections close; the server
+    // then accepts again.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let output = run(&["ping", "--addr", &server.addr]);
+        if output.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {output:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
