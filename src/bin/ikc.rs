@@ -356,17 +356,20 @@ async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
             }
         }
     }
-    match builder.clone().connect(&args.addr).await {
-        // A draining worker refused the handshake; a new connection
-        // reaches one that is not draining.
-        Err(error) if error.kind() == ikc::server::ErrorKind::ShuttingDown => {
-            tracing::debug!(%error, "the server is going away; connecting again");
-            builder
-                .connect(&args.addr)
-                .await
-                .map_err(|error| report(&error))
+    // A draining worker refuses new handshakes; a new connection usually
+    // reaches one that is not draining (a few tries cover a reload).
+    let mut tries = 1;
+    loop {
+        match builder.clone().connect(&args.addr).await {
+            Err(error)
+                if error.kind() == ikc::server::ErrorKind::ShuttingDown
+                    && tries < GOING_AWAY_TRIES =>
+            {
+                tracing::debug!(%error, "the server is going away; connecting again");
+                tries += 1;
+            }
+            result => return result.map_err(|error| report(&error)),
         }
-        result => result.map_err(|error| report(&error)),
     }
 }
 
@@ -401,7 +404,7 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
             }
         }
     };
-    let (client, result) = match with_one_retry(&args.addr, attempt).await {
+    let (client, result) = match with_retries(&args.addr, attempt).await {
         Ok(done) => done,
         Err(code) => return code,
     };
@@ -421,11 +424,15 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
     }
 }
 
+/// How many times the CLI tries when a server answers that it is going away
+/// without having run the request (a draining pre-forked worker, a restart).
+const GOING_AWAY_TRIES: u32 = 3;
+
 /// Connects and runs `attempt`; when the server refused it without running
-/// it because it is going away (a draining pre-forked worker, a restart),
-/// connects again once and retries: the new connection reaches a server
-/// that is not going away.
-async fn with_one_retry<T, F, Fut>(
+/// it because it is going away, connects again and retries (up to
+/// [`GOING_AWAY_TRIES`] in all): a new connection reaches a server that is
+/// not going away.
+async fn with_retries<T, F, Fut>(
     args: &AddrArgs,
     attempt: F,
 ) -> Result<(Client, Result<T, ikc::IkcError>), ExitCode>
@@ -433,22 +440,26 @@ where
     F: Fn(Client) -> Fut,
     Fut: std::future::Future<Output = Result<T, ikc::IkcError>>,
 {
-    let client = connect(args).await?;
-    let result = attempt(client.clone()).await;
-    match result {
-        Err(error) if error.kind() == ikc::ErrorKind::ShuttingDown && !error.may_have_run() => {
-            tracing::debug!(%error, "the server is going away; retrying on a new connection");
-            let client = connect(args).await?;
-            let result = attempt(client.clone()).await;
-            Ok((client, result))
+    let mut tries = 1;
+    loop {
+        let client = connect(args).await?;
+        match attempt(client.clone()).await {
+            Err(error)
+                if error.kind() == ikc::ErrorKind::ShuttingDown
+                    && !error.may_have_run()
+                    && tries < GOING_AWAY_TRIES =>
+            {
+                tracing::debug!(%error, "the server is going away; retrying on a new connection");
+                tries += 1;
+            }
+            result => return Ok((client, result)),
         }
-        result => Ok((client, result)),
     }
 }
 
 async fn ping(args: AddrArgs) -> ExitCode {
     let ping = |client: Client| async move { client.call("IKC/ping", Value::Null).await };
-    let result = match with_one_retry(&args, ping).await {
+    let result = match with_retries(&args, ping).await {
         Ok((_, result)) => result,
         Err(code) => return code,
     };
