@@ -119,23 +119,12 @@ impl Decoder for LineCodec {
                 Terminator::Known([first, 0], 1)
             };
         }
-        let too_long = |len: usize| len > MAX_LINE_LENGTH;
         match self.terminator {
             Terminator::Unknown => {
-                let Some(end) = src.iter().position(|&b| b == b'\r' || b == b'\n') else {
-                    return if too_long(src.len()) {
-                        Err(LegacyError::LineTooLong {
-                            max: MAX_LINE_LENGTH,
-                        })
-                    } else {
-                        Ok(None)
-                    };
+                let found = src.iter().position(|&b| b == b'\r' || b == b'\n');
+                let Some(end) = line_end(found, src.len())? else {
+                    return Ok(None);
                 };
-                if too_long(end) {
-                    return Err(LegacyError::LineTooLong {
-                        max: MAX_LINE_LENGTH,
-                    });
-                }
                 let text = line(&src.split_to(end));
                 let first = src.get_u8();
                 self.terminator = match src.first() {
@@ -150,20 +139,12 @@ impl Decoder for LineCodec {
             }
             Terminator::Known(bytes, len) => {
                 let terminator = &bytes[..len];
-                let Some(end) = src.windows(len).position(|w| w == terminator) else {
-                    return if too_long(src.len().saturating_sub(len - 1)) {
-                        Err(LegacyError::LineTooLong {
-                            max: MAX_LINE_LENGTH,
-                        })
-                    } else {
-                        Ok(None)
-                    };
+                let found = src.windows(len).position(|w| w == terminator);
+                // A terminator cut by the read end may follow `scanned` bytes.
+                let scanned = src.len().saturating_sub(len - 1);
+                let Some(end) = line_end(found, scanned)? else {
+                    return Ok(None);
                 };
-                if too_long(end) {
-                    return Err(LegacyError::LineTooLong {
-                        max: MAX_LINE_LENGTH,
-                    });
-                }
                 let text = line(&src.split_to(end));
                 src.advance(len);
                 Ok(Some(text))
@@ -329,6 +310,19 @@ impl Encoder<Bytes> for LegacyFrameCodec {
         dst.put_u8(0);
         dst.put_slice(&payload);
         Ok(())
+    }
+}
+
+/// The end of a line, checked against [`MAX_LINE_LENGTH`]: `found` is where
+/// its terminator starts, if it arrived; without one, `scanned` bytes of the
+/// line are known. `Ok(None)` while the line may still end within the limit.
+fn line_end(found: Option<usize>, scanned: usize) -> Result<Option<usize>, LegacyError> {
+    match found {
+        Some(end) if end <= MAX_LINE_LENGTH => Ok(Some(end)),
+        None if scanned <= MAX_LINE_LENGTH => Ok(None),
+        _ => Err(LegacyError::LineTooLong {
+            max: MAX_LINE_LENGTH,
+        }),
     }
 }
 
