@@ -37,6 +37,7 @@
 
 pub mod auth;
 pub mod client;
+mod framed;
 pub mod legacy;
 pub mod limit;
 pub mod server;

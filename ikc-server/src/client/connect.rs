@@ -9,6 +9,7 @@ use tokio_util::codec::Framed;
 
 use super::ClientBuilder;
 use crate::auth;
+use crate::framed::IdleFramed;
 use crate::server::conn::peer_frame_limit;
 use crate::server::{Error, ErrorKind, Io};
 use crate::tls::ClientTls;
@@ -161,7 +162,7 @@ pub(super) async fn establish(
         aliases: welcome.aliases,
         pid: welcome.pid,
     };
-    let framed = framed.map_codec(HandshakeCodec::into_frame_codec);
+    let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
     let handle = start_channel(kernel, settings, addr, peer, framed, send_limit)?;
     Ok(Connected {

@@ -19,11 +19,9 @@ use tower::Service;
 
 use super::listener::{Io, PeerAddr};
 use crate::auth::{self, Secret};
+use crate::framed::{BUFFER_CAPACITY, IdleFramed};
 use crate::tls::ServerTls;
 use crate::{BoxError, legacy};
-
-/// Initial read buffer of a connection, as tokio-util's `Framed` uses.
-const READ_BUFFER_CAPACITY: usize = 8 * 1024;
 
 /// An accepted connection on its way through the connection stack.
 ///
@@ -165,7 +163,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // sniffed bytes stay in this buffer, which becomes the connection's read
     // buffer: it needs `Framed`'s usual capacity, or every later read is a
     // few bytes long and a syscall each.
-    let mut read = bytes::BytesMut::with_capacity(READ_BUFFER_CAPACITY);
+    let mut read = bytes::BytesMut::with_capacity(BUFFER_CAPACITY);
     // Legacy peers cannot prove they know a secret.
     if settings.legacy && settings.secret.is_none() {
         let sniffed = tokio::select! {
@@ -245,13 +243,17 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         .await;
         return Ok(ConnectionOutcome::Refused);
     }
+    let send_limit = peer_frame_limit(hello.limits.as_ref(), settings.codec.get_max_frame_length());
     let peer = PeerInfo {
         kernel: hello.kernel,
         aliases: hello.aliases,
         pid: hello.pid,
     };
+    // What is left of the Hello (its `auth` bytes) shares the read buffer it
+    // was decoded from. Kept alive for the whole connection, it would make
+    // the next read allocate a second buffer: 8 KiB more per connection.
+    drop(hello.auth);
     tracing::Span::current().record("kernel", peer.kernel.as_str());
-    let send_limit = peer_frame_limit(hello.limits.as_ref(), settings.codec.get_max_frame_length());
     let builder = Channel::builder(settings.kernel.clone())
         .max_in_flight(settings.max_in_flight)
         .call_timeout(settings.call_timeout)
@@ -290,7 +292,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
 
     // `map_codec` keeps the read buffer: frames the peer sent right behind
     // its Hello are not lost.
-    let framed = framed.map_codec(HandshakeCodec::into_frame_codec);
+    let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let (handle, driver) = registered.connect(framed);
     tracing::debug!("handshake done");
     run_channel(&handle, driver, &drain, &abort).await

@@ -1,0 +1,149 @@
+//! [`IdleFramed`]: a `Framed` that holds no buffers while its connection
+//! is idle.
+//!
+//! A `Framed` keeps an 8 KiB read buffer and an 8 KiB write buffer for the
+//! life of the connection. Most connections of a busy server are idle most
+//! of the time, and those buffers were the largest part of what an idle
+//! connection costs (see BENCHMARKS.md, "Memory per idle connection"). This
+//! wrapper gives the read buffer back when a read finds nothing to read and
+//! nothing half-read is kept, and the write buffer back once everything is
+//! flushed; it takes a fresh one when the connection next reads or writes.
+//! Under load the buffer is given back once per batch of frames, not per
+//! frame, and the allocator hands the same block back at once.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures::{Sink, Stream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Decoder, Encoder, Framed};
+
+/// Capacity a buffer is given when the connection needs one again: the
+/// same as `Framed`'s own.
+pub(crate) const BUFFER_CAPACITY: usize = 8 * 1024;
+
+/// A `Framed` that gives its buffers back while idle. It is a `Stream` and
+/// a `Sink` exactly like the `Framed` it wraps.
+#[derive(Debug)]
+pub(crate) struct IdleFramed<T, U> {
+    inner: Framed<T, U>,
+}
+
+impl<T, U> IdleFramed<T, U> {
+    pub(crate) fn new(inner: Framed<T, U>) -> Self {
+        IdleFramed { inner }
+    }
+}
+
+/// Gives `buffer`'s memory back if it holds nothing.
+fn release(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > 0 {
+        *buffer = BytesMut::new();
+    }
+}
+
+/// Takes a buffer of the usual capacity if the last one was given back.
+fn acquire(buffer: &mut BytesMut) {
+    if buffer.capacity() == 0 {
+        buffer.reserve(BUFFER_CAPACITY);
+    }
+}
+
+impl<T, U> Stream for IdleFramed<T, U>
+where
+    T: AsyncRead + Unpin,
+    U: Decoder,
+{
+    type Item = Result<U::Item, U::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let inner = &mut self.get_mut().inner;
+        acquire(inner.read_buffer_mut());
+        let polled = Pin::new(&mut *inner).poll_next(cx);
+        if polled.is_pending() {
+            release(inner.read_buffer_mut());
+        }
+        polled
+    }
+}
+
+impl<T, I, U> Sink<I> for IdleFramed<T, U>
+where
+    T: AsyncWrite + Unpin,
+    U: Encoder<I>,
+    U::Error: From<std::io::Error>,
+{
+    type Error = U::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: I) -> Result<(), Self::Error> {
+        let inner = &mut self.get_mut().inner;
+        acquire(inner.write_buffer_mut());
+        Pin::new(&mut *inner).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let inner = &mut self.get_mut().inner;
+        let flushed = Pin::new(&mut *inner).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            release(inner.write_buffer_mut());
+        }
+        flushed
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{FutureExt, SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::LengthDelimitedCodec;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn buffers_are_given_back_when_idle_and_taken_again_when_needed() {
+        let (near, mut far) = tokio::io::duplex(64 * 1024);
+        let mut framed = IdleFramed::new(Framed::new(near, LengthDelimitedCodec::new()));
+
+        // Nothing to read: the read buffer goes back.
+        assert!(framed.next().now_or_never().is_none());
+        assert_eq!(framed.inner.read_buffer().capacity(), 0);
+
+        // A frame arrives: it is read into a fresh buffer.
+        far.write_all(b"\0\0\0\x05hello").await.unwrap();
+        let frame = framed.next().await.unwrap().unwrap();
+        assert_eq!(&frame[..], b"hello");
+        assert!(framed.next().now_or_never().is_none());
+        assert_eq!(framed.inner.read_buffer().capacity(), 0);
+
+        // Sent and flushed: the write buffer goes back too.
+        framed
+            .send(bytes::Bytes::from_static(b"world"))
+            .await
+            .unwrap();
+        assert_eq!(framed.inner.write_buffer().capacity(), 0);
+        let mut echoed = [0; 9];
+        far.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"\0\0\0\x05world");
+    }
+
+    #[tokio::test]
+    async fn half_a_frame_keeps_its_buffer() {
+        let (near, mut far) = tokio::io::duplex(64 * 1024);
+        let mut framed = IdleFramed::new(Framed::new(near, LengthDelimitedCodec::new()));
+        far.write_all(b"\0\0\0\x05hel").await.unwrap();
+        assert!(framed.next().now_or_never().is_none());
+        assert!(framed.inner.read_buffer().capacity() > 0);
+        far.write_all(b"lo").await.unwrap();
+        let frame = framed.next().await.unwrap().unwrap();
+        assert_eq!(&frame[..], b"hello");
+    }
+}
