@@ -118,11 +118,17 @@ pub enum ParseSpecifierError {
 }
 
 /// The address of a session, or of an event of a session.
+///
+/// Session and event names share one allocation (`session/event`), and
+/// [`Specifier::parse_owned`] reuses the string it is given: a request's
+/// target costs no allocation beyond the one it arrived in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Specifier {
     kernel: KernelTarget,
-    session: String,
-    event: Option<String>,
+    /// `session`, or `session/event`.
+    names: String,
+    /// Where the event name starts in `names`, if there is one.
+    event_at: Option<usize>,
 }
 
 impl Specifier {
@@ -132,11 +138,7 @@ impl Specifier {
     ///
     /// When a name is empty, too long, or has a forbidden character.
     pub fn local(session: &str, event: &str) -> Result<Self, ParseSpecifierError> {
-        Ok(Specifier {
-            kernel: KernelTarget::Local,
-            session: name(Part::Session, session)?,
-            event: Some(name(Part::Event, event)?),
-        })
+        Specifier::with_names(KernelTarget::Local, session, Some(event))
     }
 
     /// `poe://kernel/session/event`.
@@ -145,10 +147,59 @@ impl Specifier {
     ///
     /// When a name is empty, too long, or has a forbidden character.
     pub fn remote(kernel: &str, session: &str, event: &str) -> Result<Self, ParseSpecifierError> {
+        Specifier::with_names(kernel_target(kernel)?, session, Some(event))
+    }
+
+    fn with_names(
+        kernel: KernelTarget,
+        session: &str,
+        event: Option<&str>,
+    ) -> Result<Self, ParseSpecifierError> {
+        check(Part::Session, session)?;
+        let Some(event) = event else {
+            return Ok(Specifier {
+                kernel,
+                names: session.to_owned(),
+                event_at: None,
+            });
+        };
+        check(Part::Event, event)?;
+        let mut names = String::with_capacity(session.len() + 1 + event.len());
+        names.push_str(session);
+        names.push('/');
+        names.push_str(event);
         Ok(Specifier {
-            kernel: kernel_target(kernel)?,
-            session: name(Part::Session, session)?,
-            event: Some(name(Part::Event, event)?),
+            kernel,
+            names,
+            event_at: Some(session.len() + 1),
+        })
+    }
+
+    /// Parses `text` like [`str::parse`], keeping `text`'s allocation for
+    /// the names: the way to parse a target that arrived as a `String`.
+    ///
+    /// # Errors
+    ///
+    /// As [`str::parse`]: see [`ParseSpecifierError`].
+    ///
+    /// ```
+    /// use ikc_core::Specifier;
+    ///
+    /// let spec = Specifier::parse_owned("poe://Server/calc/add".to_owned())?;
+    /// assert_eq!(spec, "poe://Server/calc/add".parse()?);
+    /// # Ok::<(), ikc_core::ParseSpecifierError>(())
+    /// ```
+    pub fn parse_owned(mut text: String) -> Result<Self, ParseSpecifierError> {
+        let Layout {
+            kernel,
+            names_at,
+            event_at,
+        } = layout(&text)?;
+        text.drain(..names_at);
+        Ok(Specifier {
+            kernel,
+            names: text,
+            event_at: event_at.map(|at| at - names_at),
         })
     }
 
@@ -161,13 +212,16 @@ impl Specifier {
     /// The session name.
     #[must_use]
     pub fn session(&self) -> &str {
-        &self.session
+        match self.event_at {
+            Some(at) => &self.names[..at - 1],
+            None => &self.names,
+        }
     }
 
     /// The event name, if one was given.
     #[must_use]
     pub fn event(&self) -> Option<&str> {
-        self.event.as_deref()
+        self.event_at.map(|at| &self.names[at..])
     }
 
     /// The same session with `event`.
@@ -176,14 +230,12 @@ impl Specifier {
     ///
     /// When `event` is not a valid name.
     pub fn with_event(&self, event: &str) -> Result<Self, ParseSpecifierError> {
-        Ok(Specifier {
-            event: Some(name(Part::Event, event)?),
-            ..self.clone()
-        })
+        Specifier::with_names(self.kernel.clone(), self.session(), Some(event))
     }
 }
 
-pub(crate) fn name(part: Part, text: &str) -> Result<String, ParseSpecifierError> {
+/// Checks that `text` may be a `part` name.
+fn check(part: Part, text: &str) -> Result<(), ParseSpecifierError> {
     if text.is_empty() {
         return Err(ParseSpecifierError::EmptyPart { part });
     }
@@ -194,13 +246,24 @@ pub(crate) fn name(part: Part, text: &str) -> Result<String, ParseSpecifierError
             max: MAX_NAME_LEN,
         });
     }
-    if let Some(ch) = text
-        .chars()
-        .find(|&c| c == '/' || c.is_whitespace() || c.is_control())
-    {
-        return Err(ParseSpecifierError::BadChar { part, ch });
+    // Names are nearly always ASCII: look at bytes, not chars, then.
+    let bad = if text.is_ascii() {
+        text.bytes()
+            .find(|&b| b == b'/' || b == b' ' || b.is_ascii_control())
+            .map(char::from)
+    } else {
+        text.chars()
+            .find(|&c| c == '/' || c.is_whitespace() || c.is_control())
+    };
+    match bad {
+        Some(ch) => Err(ParseSpecifierError::BadChar { part, ch }),
+        None => Ok(()),
     }
-    Ok(text.to_owned())
+}
+
+/// Checks that `text` may be a `part` name, and copies it.
+pub(crate) fn name(part: Part, text: &str) -> Result<String, ParseSpecifierError> {
+    check(part, text).map(|()| text.to_owned())
 }
 
 fn kernel_target(text: &str) -> Result<KernelTarget, ParseSpecifierError> {
@@ -211,54 +274,90 @@ fn kernel_target(text: &str) -> Result<KernelTarget, ParseSpecifierError> {
     }
 }
 
+/// Where the parts of a specifier's text are.
+struct Layout {
+    kernel: KernelTarget,
+    /// Where `session[/event]` starts.
+    names_at: usize,
+    /// Where the event name starts, if there is one.
+    event_at: Option<usize>,
+}
+
+fn layout(text: &str) -> Result<Layout, ParseSpecifierError> {
+    if text.is_empty() {
+        return Err(ParseSpecifierError::Empty);
+    }
+    if text.len() > MAX_SPECIFIER_LEN {
+        return Err(ParseSpecifierError::TooLong {
+            len: text.len(),
+            max: MAX_SPECIFIER_LEN,
+        });
+    }
+    let (with_scheme, rest) = match text.strip_prefix(SCHEME) {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    // Up to three parts; a fourth means too many.
+    let mut parts = rest.splitn(4, '/');
+    let first = parts.next().unwrap_or_default();
+    let (second, third, fourth) = (parts.next(), parts.next(), parts.next());
+    // Where the second and third parts start in `text`.
+    let second_at = text.len() - rest.len() + first.len() + 1;
+    let third_at = second_at + second.map_or(0, str::len) + 1;
+    let names = |kernel, (session, session_at): (&str, usize), event: Option<(&str, usize)>| {
+        check(Part::Session, session)?;
+        if let Some((event, _)) = event {
+            check(Part::Event, event)?;
+        }
+        Ok(Layout {
+            kernel,
+            names_at: session_at,
+            event_at: event.map(|(_, at)| at),
+        })
+    };
+    match (with_scheme, second, third, fourth) {
+        (_, _, _, Some(_)) => Err(ParseSpecifierError::TooManyParts {
+            text: text.to_owned(),
+        }),
+        (true, Some(session), None, None) => {
+            names(kernel_target(first)?, (session, second_at), None)
+        }
+        (_, Some(session), Some(event), None) => names(
+            kernel_target(first)?,
+            (session, second_at),
+            Some((event, third_at)),
+        ),
+        (false, Some(event), None, None) => names(
+            KernelTarget::Local,
+            (first, second_at - first.len() - 1),
+            Some((event, second_at)),
+        ),
+        (true, None, ..) => {
+            kernel_target(first)?;
+            Err(ParseSpecifierError::EmptyPart {
+                part: Part::Session,
+            })
+        }
+        (false, None, ..) => Err(ParseSpecifierError::MissingEvent {
+            text: text.to_owned(),
+        }),
+    }
+}
+
 impl FromStr for Specifier {
     type Err = ParseSpecifierError;
 
     fn from_str(text: &str) -> Result<Self, ParseSpecifierError> {
-        if text.is_empty() {
-            return Err(ParseSpecifierError::Empty);
-        }
-        if text.len() > MAX_SPECIFIER_LEN {
-            return Err(ParseSpecifierError::TooLong {
-                len: text.len(),
-                max: MAX_SPECIFIER_LEN,
-            });
-        }
-        let (with_scheme, rest) = match text.strip_prefix(SCHEME) {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let parts: Vec<&str> = rest.splitn(4, '/').collect();
-        let too_many = || ParseSpecifierError::TooManyParts {
-            text: text.to_owned(),
-        };
-        match (with_scheme, parts.as_slice()) {
-            (true, [kernel, session]) => Ok(Specifier {
-                kernel: kernel_target(kernel)?,
-                session: name(Part::Session, session)?,
-                event: None,
-            }),
-            (_, [kernel, session, event]) => Ok(Specifier {
-                kernel: kernel_target(kernel)?,
-                session: name(Part::Session, session)?,
-                event: Some(name(Part::Event, event)?),
-            }),
-            (false, [session, event]) => Ok(Specifier {
-                kernel: KernelTarget::Local,
-                session: name(Part::Session, session)?,
-                event: Some(name(Part::Event, event)?),
-            }),
-            (true, [kernel]) => {
-                kernel_target(kernel)?;
-                Err(ParseSpecifierError::EmptyPart {
-                    part: Part::Session,
-                })
-            }
-            (false, [_]) => Err(ParseSpecifierError::MissingEvent {
-                text: text.to_owned(),
-            }),
-            _ => Err(too_many()),
-        }
+        let Layout {
+            kernel,
+            names_at,
+            event_at,
+        } = layout(text)?;
+        Ok(Specifier {
+            kernel,
+            names: text[names_at..].to_owned(),
+            event_at: event_at.map(|at| at - names_at),
+        })
     }
 }
 
@@ -269,10 +368,6 @@ impl fmt::Display for Specifier {
             KernelTarget::Any => f.write_str("poe://*/")?,
             KernelTarget::Named(kernel) => write!(f, "{SCHEME}{kernel}/")?,
         }
-        f.write_str(&self.session)?;
-        if let Some(event) = &self.event {
-            write!(f, "/{event}")?;
-        }
-        Ok(())
+        f.write_str(&self.names)
     }
 }

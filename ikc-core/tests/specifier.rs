@@ -291,6 +291,10 @@ fn specifier() -> impl Strategy<Value = Specifier> {
         let spec: Specifier = text.parse().expect("generated text is valid");
         assert_eq!(spec.kernel(), &kernel);
         assert_eq!(spec.session(), session);
+        let event = event
+            .as_deref()
+            .or((kernel == KernelTarget::Local).then_some("ev"));
+        assert_eq!(spec.event(), event);
         spec
     })
 }
@@ -314,5 +318,10 @@ proptest! {
         if let Ok(spec) = text.parse::<Specifier>() {
             prop_assert_eq!(spec.to_string().parse::<Specifier>(), Ok(spec));
         }
+    }
+
+    #[test]
+    fn parse_owned_agrees_with_parse(text in "(poe://)?[a-c*/ é]{0,12}|\\PC{0,40}") {
+        prop_assert_eq!(Specifier::parse_owned(text.clone()), text.parse::<Specifier>());
     }
 }

@@ -500,9 +500,9 @@ impl State {
     fn on_request(&mut self, request: pb::Request, cx: &mut Context<'_>) {
         let id = request.id;
         self.last_request_id = (self.last_request_id).max(id);
-        let refuse = |this: &mut State, error: IkcError| {
+        let refuse = |this: &mut State, target: &str, error: IkcError| {
             if id == 0 {
-                this.failed_post(&request.target, &error);
+                this.failed_post(target, &error);
             } else {
                 this.outbox.push_back(error.to_proto(id).into());
             }
@@ -510,6 +510,7 @@ impl State {
         if self.draining {
             return refuse(
                 self,
+                &request.target,
                 IkcError::new(ErrorKind::ShuttingDown, "kernel is shutting down"),
             );
         }
@@ -520,20 +521,34 @@ impl State {
                 format!("{running} requests already running on this connection"),
             )
             .with_retry_after(OVERLOADED_RETRY_AFTER);
-            return refuse(self, error);
+            return refuse(self, &request.target, error);
         }
-        let target = match request.target.parse::<Specifier>() {
+        // A call's target is parsed in place; a post keeps its text for the
+        // log line if it fails.
+        let (target, post_target) = if id == 0 {
+            (request.target.parse(), Some(request.target))
+        } else {
+            (Specifier::parse_owned(request.target), None)
+        };
+        let target = match target {
             Ok(target) => target,
             Err(error) => {
                 return refuse(
                     self,
+                    post_target.as_deref().unwrap_or_default(),
                     IkcError::new(ErrorKind::BadRequest, format!("bad target: {error}")),
                 );
             }
         };
         let arg = match Value::from_proto(request.arg) {
             Ok(arg) => arg,
-            Err(error) => return refuse(self, IkcError::from(error)),
+            Err(error) => {
+                return refuse(
+                    self,
+                    post_target.as_deref().unwrap_or_default(),
+                    IkcError::from(error),
+                );
+            }
         };
         let mut req = if id == 0 {
             Request::post(target, arg)
@@ -550,9 +565,11 @@ impl State {
             let deadline = Duration::from_millis(u64::from(request.deadline_ms));
             req = req.with_deadline(tokio::time::Instant::now() + deadline);
         }
-        // Posts keep their target for the log line if they fail.
-        let target = (id == 0).then_some(request.target);
-        self.waiting.push_back(Waiting { id, req, target });
+        self.waiting.push_back(Waiting {
+            id,
+            req,
+            target: post_target,
+        });
         self.dispatch(cx);
     }
 
