@@ -1,6 +1,9 @@
 //! [`Kernel`]: the local node, its published sessions and its connected peers.
 
 use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::RandomState as FastHash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use ikc_proto::Value;
@@ -57,7 +60,7 @@ pub enum RegisterError {
 }
 
 pub(crate) struct Published {
-    events: HashSet<String>,
+    events: HashSet<String, FastHash>,
     pub(crate) service: SessionService,
 }
 
@@ -71,8 +74,11 @@ struct Inner {
     name: String,
     aliases: RwLock<Vec<String>>,
     pid: u32,
-    sessions: RwLock<HashMap<String, Arc<Published>>>,
-    peers: RwLock<HashMap<String, ChannelHandle>>,
+    sessions: RwLock<HashMap<String, Arc<Published>, FastHash>>,
+    /// Bumped on every change to `sessions`, so a router can tell whether
+    /// the services it holds are still the published ones.
+    generation: AtomicU64,
+    peers: RwLock<HashMap<String, ChannelHandle, FastHash>>,
     monitor: broadcast::Sender<MonitorEvent>,
 }
 
@@ -143,6 +149,7 @@ impl Kernel {
                 aliases: RwLock::default(),
                 pid: std::process::id(),
                 sessions: RwLock::default(),
+                generation: AtomicU64::new(0),
                 peers: RwLock::default(),
                 monitor,
             }),
@@ -236,11 +243,13 @@ impl Kernel {
             .map(|event| specifier::name(Part::Event, event.as_ref()))
             .collect::<Result<_, _>>()?;
         let service = BoxCloneSyncService::new(service.map_err(Into::into));
-        self.inner
+        let mut sessions = self
+            .inner
             .sessions
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name, Arc::new(Published { events, service }));
+            .unwrap_or_else(PoisonError::into_inner);
+        sessions.insert(name, Arc::new(Published { events, service }));
+        self.inner.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -254,12 +263,14 @@ impl Kernel {
     /// Removes session `name`; returns whether it was published. Requests
     /// already running finish.
     pub fn retract(&self, name: &str) -> bool {
-        self.inner
+        let mut sessions = self
+            .inner
             .sessions
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name)
-            .is_some()
+            .unwrap_or_else(PoisonError::into_inner);
+        let removed = sessions.remove(name).is_some();
+        self.inner.generation.fetch_add(1, Ordering::Release);
+        removed
     }
 
     /// The published sessions and their events, sorted.
@@ -290,6 +301,11 @@ impl Kernel {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(name)
+    }
+
+    /// Changes with every publish or retract (see [`Router`]'s cache).
+    pub(crate) fn sessions_generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn session(&self, name: &str) -> Option<Arc<Published>> {

@@ -6,16 +6,22 @@
 //! its clients call each other. `*` tries the local kernel first, then each
 //! connected kernel in turn.
 //!
-//! The router is always ready: each request calls a clone of its session's
-//! service (as axum's `Route` does), so one slow session never holds up
-//! another. Every failure to route is a typed [`IkcError`], never a panic or
-//! a closed connection.
+//! The router is always ready, so one slow session never holds up another.
+//! Each router instance (one per connection) keeps a clone of each local
+//! session's service it has called and calls it directly while it is ready;
+//! a session that is not ready is called through a fresh clone that waits
+//! for it (as axum's `Route` does), and the clone it kept is dropped, so it
+//! holds no reservation (a concurrency-limit permit, a buffer slot) while
+//! nobody calls it. Every failure to route is a typed [`IkcError`], never a
+//! panic or a closed connection.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use foldhash::fast::RandomState as FastHash;
 use futures::future::BoxFuture;
 use ikc_proto::Value;
 use pin_project::pin_project;
@@ -27,9 +33,39 @@ use crate::kernel::{Published, SessionService};
 use crate::{ChannelHandle, ErrorKind, IkcError, Kernel, KernelTarget, Request, Specifier};
 
 /// Dispatches requests to local sessions and connected kernels.
-#[derive(Debug, Clone)]
 pub struct Router {
     kernel: Kernel,
+    sessions: Sessions,
+}
+
+/// Session services this router instance calls directly, valid while the
+/// kernel's sessions are unchanged.
+#[derive(Default)]
+struct Sessions {
+    generation: u64,
+    ready: HashMap<String, Session, FastHash>,
+}
+
+struct Session {
+    published: Arc<Published>,
+    service: SessionService,
+}
+
+impl Clone for Router {
+    /// A router for the same kernel; the clone starts with no sessions of
+    /// its own.
+    fn clone(&self) -> Self {
+        Router::new(self.kernel.clone())
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("kernel", &self.kernel.name())
+            .field("sessions", &self.sessions.ready.len())
+            .finish()
+    }
 }
 
 /// Where a request goes.
@@ -44,7 +80,10 @@ impl Router {
     /// A router for `kernel`.
     #[must_use]
     pub fn new(kernel: Kernel) -> Self {
-        Router { kernel }
+        Router {
+            kernel,
+            sessions: Sessions::default(),
+        }
     }
 
     /// The kernel this router dispatches for.
@@ -111,6 +150,10 @@ impl Service<Request> for Router {
     }
 
     fn call(&mut self, req: Request) -> RouteFuture {
+        let req = match self.call_kept(req) {
+            Ok(called) => return called,
+            Err(req) => req,
+        };
         let state = match resolve(&self.kernel, &req) {
             Err(error) => State::Ready {
                 result: Some(Err(error)),
@@ -126,6 +169,57 @@ impl Service<Request> for Router {
             },
         };
         RouteFuture { state }
+    }
+}
+
+impl Router {
+    /// Calls a local session through the clone of its service this router
+    /// keeps, when it has one (or can take one) and it is ready. Gives the
+    /// request back for [`resolve`] otherwise, which also finds every error.
+    fn call_kept(&mut self, req: Request) -> Result<RouteFuture, Request> {
+        let local = match req.target().kernel() {
+            KernelTarget::Local => true,
+            KernelTarget::Named(name) => self.kernel.is_named(name),
+            KernelTarget::Any => false,
+        };
+        if !local || req.target().event().is_none() {
+            return Err(req);
+        }
+        let generation = self.kernel.sessions_generation();
+        if self.sessions.generation != generation {
+            self.sessions.ready.clear();
+            self.sessions.generation = generation;
+        }
+        let session = match self.sessions.ready.get_mut(req.session()) {
+            Some(session) => session,
+            None => {
+                let Some(published) = self.kernel.session(req.session()) else {
+                    return Err(req);
+                };
+                let service = published.service.clone();
+                self.sessions
+                    .ready
+                    .entry(req.session().to_owned())
+                    .or_insert(Session { published, service })
+            }
+        };
+        if !session.published.allows(req.event()) {
+            return Err(req);
+        }
+        // Nobody is woken by this poll: a service that is not ready now is
+        // dropped (with whatever it reserved) and a clone waits instead.
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match session.service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => Ok(RouteFuture {
+                state: State::Called {
+                    inner: session.service.call(req),
+                },
+            }),
+            Poll::Ready(Err(_)) | Poll::Pending => {
+                self.sessions.ready.remove(req.session());
+                Err(req)
+            }
+        }
     }
 }
 
@@ -146,6 +240,11 @@ enum State {
         #[pin]
         inner: Oneshot<SessionService, Request>,
     },
+    /// Called on the router's own clone of the session's service.
+    Called {
+        #[pin]
+        inner: BoxFuture<'static, Result<Value, crate::BoxError>>,
+    },
     Remote {
         #[pin]
         inner: BoxFuture<'static, Result<Value, IkcError>>,
@@ -156,7 +255,7 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             State::Ready { .. } => "Ready",
-            State::Local { .. } => "Local",
+            State::Local { .. } | State::Called { .. } => "Local",
             State::Remote { .. } => "Remote",
         })
     }
@@ -171,6 +270,7 @@ impl Future for RouteFuture {
                 Poll::Ready(result.take().expect("RouteFuture polled after completion"))
             }
             StateProj::Local { inner } => inner.poll(cx).map_err(IkcError::from_box),
+            StateProj::Called { inner } => inner.poll(cx).map_err(IkcError::from_box),
             StateProj::Remote { inner } => inner.poll(cx),
         }
     }

@@ -297,10 +297,26 @@ fn layout(text: &str) -> Result<Layout, ParseSpecifierError> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    // Up to three parts; a fourth means too many.
-    let mut parts = rest.splitn(4, '/');
-    let first = parts.next().unwrap_or_default();
-    let (second, third, fourth) = (parts.next(), parts.next(), parts.next());
+    // Up to three parts; a fourth means too many. Names are checked for
+    // bad characters later, so a byte search for `/` is enough here.
+    let mut slashes = [rest.len(); 3];
+    let mut found = 0;
+    for (at, byte) in rest.bytes().enumerate() {
+        if byte == b'/' {
+            slashes[found] = at;
+            found += 1;
+            if found == slashes.len() {
+                break;
+            }
+        }
+    }
+    let part = |n: usize| -> Option<&str> {
+        let start = if n == 0 { 0 } else { slashes[n - 1] + 1 };
+        (n <= found).then(|| &rest[start..slashes.get(n).copied().unwrap_or(rest.len())])
+    };
+    let first = part(0).unwrap_or_default();
+    let (second, third) = (part(1), part(2));
+    let fourth = (found == 3).then_some(());
     // Where the second and third parts start in `text`.
     let second_at = text.len() - rest.len() + first.len() + 1;
     let third_at = second_at + second.map_or(0, str::len) + 1;

@@ -447,3 +447,71 @@ async fn when_the_far_kernel_disconnects_a_call_through_the_hub_fails_disconnect
     .await;
     assert!(ping.is_ok(), "{ping:?}");
 }
+
+#[tokio::test]
+async fn a_router_calls_the_session_published_now_after_a_republish_or_retract() {
+    let kernel = Kernel::new("Server");
+    kernel.publish("who", ["ask"], answers("first")).unwrap();
+    let mut router = kernel.router();
+    let mut ask = async |router: &mut ikc_core::Router| {
+        router
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::call(spec("who/ask"), Value::Null))
+            .await
+    };
+    assert_eq!(ask(&mut router).await, Ok(Value::from("first")));
+    assert_eq!(ask(&mut router).await, Ok(Value::from("first")));
+
+    kernel.publish("who", ["ask"], answers("second")).unwrap();
+    assert_eq!(ask(&mut router).await, Ok(Value::from("second")));
+
+    assert!(kernel.retract("who"));
+    let error = ask(&mut router).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoSession);
+
+    kernel.publish("who", ["other"], answers("third")).unwrap();
+    let error = ask(&mut router).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NoEvent);
+}
+
+#[tokio::test]
+async fn a_session_that_is_not_ready_is_waited_for_and_holds_nothing_back() {
+    // One request at a time: the second waits for the first, through the
+    // same router, and nothing the router keeps may sit on the permit.
+    let kernel = Kernel::new("Server");
+    let (slow, mut control) = held();
+    let limited = tower::limit::ConcurrencyLimit::new(slow, 1);
+    kernel.publish("slow", ["wait"], limited).unwrap();
+    let mut router = kernel.router();
+
+    let call = |router: &mut ikc_core::Router, n: i64| {
+        let fut = router.call(Request::call(spec("slow/wait"), Value::from(n)));
+        tokio::spawn(fut)
+    };
+    let first = call(&mut router, 1);
+    assert_eq!(control.started().await, Value::from(1));
+    let second = call(&mut router, 2);
+    control.release();
+    assert_eq!(
+        within("the first answer", first).await.unwrap(),
+        Ok(Value::from(1))
+    );
+    assert_eq!(
+        within("the second answer", second).await.unwrap(),
+        Ok(Value::from(2))
+    );
+
+    // The permit is free again, for this router and for another one.
+    let third = call(&mut router, 3);
+    assert_eq!(
+        within("the third answer", third).await.unwrap(),
+        Ok(Value::from(3))
+    );
+    let fourth = call(&mut kernel.router(), 4);
+    assert_eq!(
+        within("the fourth answer", fourth).await.unwrap(),
+        Ok(Value::from(4))
+    );
+}

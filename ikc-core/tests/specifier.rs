@@ -325,3 +325,102 @@ proptest! {
         prop_assert_eq!(Specifier::parse_owned(text.clone()), text.parse::<Specifier>());
     }
 }
+
+/// The parser as first written (`splitn` and a `String` per part): the
+/// reference the allocation-free parser is checked against.
+mod reference {
+    use ikc_core::{KernelTarget, ParseSpecifierError, Part};
+
+    pub(super) type Parsed = (KernelTarget, String, Option<String>);
+
+    fn name(part: Part, text: &str) -> Result<String, ParseSpecifierError> {
+        if text.is_empty() {
+            return Err(ParseSpecifierError::EmptyPart { part });
+        }
+        if text.len() > ikc_core::MAX_NAME_LEN {
+            return Err(ParseSpecifierError::PartTooLong {
+                part,
+                len: text.len(),
+                max: ikc_core::MAX_NAME_LEN,
+            });
+        }
+        if let Some(ch) = text
+            .chars()
+            .find(|&c| c == '/' || c.is_whitespace() || c.is_control())
+        {
+            return Err(ParseSpecifierError::BadChar { part, ch });
+        }
+        Ok(text.to_owned())
+    }
+
+    fn kernel_target(text: &str) -> Result<KernelTarget, ParseSpecifierError> {
+        if text == "*" {
+            Ok(KernelTarget::Any)
+        } else {
+            name(Part::Kernel, text).map(KernelTarget::Named)
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Result<Parsed, ParseSpecifierError> {
+        if text.is_empty() {
+            return Err(ParseSpecifierError::Empty);
+        }
+        let max = ikc_core::MAX_SPECIFIER_LEN;
+        if text.len() > max {
+            return Err(ParseSpecifierError::TooLong {
+                len: text.len(),
+                max,
+            });
+        }
+        let (with_scheme, rest) = match text.strip_prefix("poe://") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let parts: Vec<&str> = rest.splitn(4, '/').collect();
+        match (with_scheme, parts.as_slice()) {
+            (true, [kernel, session]) => {
+                Ok((kernel_target(kernel)?, name(Part::Session, session)?, None))
+            }
+            (_, [kernel, session, event]) => Ok((
+                kernel_target(kernel)?,
+                name(Part::Session, session)?,
+                Some(name(Part::Event, event)?),
+            )),
+            (false, [session, event]) => Ok((
+                KernelTarget::Local,
+                name(Part::Session, session)?,
+                Some(name(Part::Event, event)?),
+            )),
+            (true, [kernel]) => {
+                kernel_target(kernel)?;
+                Err(ParseSpecifierError::EmptyPart {
+                    part: Part::Session,
+                })
+            }
+            (false, [_]) => Err(ParseSpecifierError::MissingEvent {
+                text: text.to_owned(),
+            }),
+            _ => Err(ParseSpecifierError::TooManyParts {
+                text: text.to_owned(),
+            }),
+        }
+    }
+}
+
+fn parts(spec: Specifier) -> reference::Parsed {
+    (
+        spec.kernel().clone(),
+        spec.session().to_owned(),
+        spec.event().map(str::to_owned),
+    )
+}
+
+proptest! {
+    #[test]
+    fn parse_agrees_with_the_reference_parser(
+        text in "(poe://)?[a-c*/ \t\u{7f}é\u{2028}]{0,14}|(poe://)?[a/]{250,270}|\\PC{0,40}"
+    ) {
+        prop_assert_eq!(text.parse::<Specifier>().map(parts), reference::parse(&text));
+        prop_assert_eq!(Specifier::parse_owned(text.clone()).map(parts), reference::parse(&text));
+    }
+}

@@ -274,13 +274,22 @@ async fn call(client: &Client, target: &str, payload: Bytes) -> (Instant, Instan
 type Answer = Result<Value, IkcError>;
 
 impl Load {
+    /// `inflight` slots, each calling again as soon as its answer came: a
+    /// slot is one future for the whole run, not one per call.
     async fn run(self) -> Recorder {
-        let mut recorder = Recorder::new();
-        let mut calls = FuturesUnordered::new();
-        for _ in 0..self.inflight {
-            calls.push(call(&self.client, &self.target, self.payload.clone()));
+        let mut slots: FuturesUnordered<_> = (0..self.inflight).map(|_| self.slot()).collect();
+        let mut total = Recorder::new();
+        while let Some(recorder) = slots.next().await {
+            total.merge(&recorder);
         }
-        while let Some((sent, answered, answer)) = calls.next().await {
+        total
+    }
+
+    async fn slot(&self) -> Recorder {
+        let mut recorder = Recorder::new();
+        loop {
+            let (sent, answered, answer) =
+                call(&self.client, &self.target, self.payload.clone()).await;
             if let Some(done) = &self.done {
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -297,12 +306,12 @@ impl Load {
                     // A dead connection answers at once: calling again
                     // would only spin.
                     if self.client.is_closed() {
-                        continue;
+                        break;
                     }
                 }
             }
-            if answered < self.window.end {
-                calls.push(call(&self.client, &self.target, self.payload.clone()));
+            if answered >= self.window.end {
+                break;
             }
         }
         recorder

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use foldhash::fast::RandomState as FastHash;
 use futures::future::{AbortHandle, Abortable, BoxFuture};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Sink, Stream, StreamExt};
@@ -174,7 +175,7 @@ struct State {
     in_flight: FuturesUnordered<InFlight>,
     /// Requests waiting for the service to be ready, in arrival order.
     waiting: VecDeque<Waiting>,
-    cancels: HashMap<u64, AbortHandle>,
+    cancels: HashMap<u64, AbortHandle, FastHash>,
     outbox: VecDeque<pb::Frame>,
     max_in_flight: usize,
     keepalive: Option<Keepalive>,
@@ -223,7 +224,7 @@ where
             commands,
             in_flight: FuturesUnordered::new(),
             waiting: VecDeque::new(),
-            cancels: HashMap::new(),
+            cancels: HashMap::default(),
             outbox: VecDeque::new(),
             max_in_flight,
             read_closed: false,

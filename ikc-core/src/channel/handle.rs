@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use foldhash::fast::RandomState as FastHash;
 use futures::task::AtomicWaker;
 use ikc_proto::{Value, pb};
 use tokio::sync::{mpsc, oneshot};
@@ -32,7 +33,7 @@ struct PendingCall {
 
 #[derive(Debug, Default)]
 struct Pending {
-    calls: HashMap<u64, PendingCall>,
+    calls: HashMap<u64, PendingCall, FastHash>,
     closed: bool,
 }
 
@@ -199,13 +200,15 @@ pub struct ChannelHandle {
 struct CallGuard<'a> {
     handle: &'a ChannelHandle,
     id: u64,
+    /// The answer came: whoever sent it took the call out of the table.
+    answered: bool,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         // Only a call still in the table was abandoned; an answered one was
         // removed by the driver before the answer was sent.
-        if self.handle.shared.remove(self.id) {
+        if !self.answered && self.handle.shared.remove(self.id) {
             let cancel = pb::Frame::from(pb::Cancel { id: self.id });
             let _ = self.handle.commands.try_send(Command::Frame(cancel));
         }
@@ -443,7 +446,11 @@ impl ChannelHandle {
         let (tx, mut rx) = oneshot::channel();
         let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
         self.shared.insert(id, PendingCall { tx, deadline })?;
-        let _guard = CallGuard { handle: self, id };
+        let mut guard = CallGuard {
+            handle: self,
+            id,
+            answered: false,
+        };
         let answer = tokio::select! {
             // The sweep may time the call out while the queue to the
             // driver is full.
@@ -454,6 +461,9 @@ impl ChannelHandle {
                 Err(_) => return Err(IkcError::disconnected(false)),
             },
         };
+        // Answered or not, the sender is gone, and with it the call's
+        // entry in the table.
+        guard.answered = true;
         answer.unwrap_or_else(|_| Err(IkcError::disconnected(true)))
     }
 }
