@@ -150,10 +150,13 @@ impl Service<Request> for Router {
     }
 
     fn call(&mut self, req: Request) -> RouteFuture {
-        let req = match self.call_kept(req) {
-            Ok(called) => return called,
-            Err(req) => req,
-        };
+        if let Some(service) = self.kept_ready(&req) {
+            return RouteFuture {
+                state: State::Called {
+                    inner: service.call(req),
+                },
+            };
+        }
         let state = match resolve(&self.kernel, &req) {
             Err(error) => State::Ready {
                 result: Some(Err(error)),
@@ -173,17 +176,18 @@ impl Service<Request> for Router {
 }
 
 impl Router {
-    /// Calls a local session through the clone of its service this router
-    /// keeps, when it has one (or can take one) and it is ready. Gives the
-    /// request back for [`resolve`] otherwise, which also finds every error.
-    fn call_kept(&mut self, req: Request) -> Result<RouteFuture, Request> {
+    /// The clone of a local session's service this router keeps for
+    /// `req`, when it has one (or can take one) and it is ready to be
+    /// called. `None` sends the request through [`resolve`], which also
+    /// finds every error.
+    fn kept_ready(&mut self, req: &Request) -> Option<&mut SessionService> {
         let local = match req.target().kernel() {
             KernelTarget::Local => true,
             KernelTarget::Named(name) => self.kernel.is_named(name),
             KernelTarget::Any => false,
         };
         if !local || req.target().event().is_none() {
-            return Err(req);
+            return None;
         }
         let generation = self.kernel.sessions_generation();
         if self.sessions.generation != generation {
@@ -193,9 +197,7 @@ impl Router {
         let session = match self.sessions.ready.get_mut(req.session()) {
             Some(session) => session,
             None => {
-                let Some(published) = self.kernel.session(req.session()) else {
-                    return Err(req);
-                };
+                let published = self.kernel.session(req.session())?;
                 let service = published.service.clone();
                 self.sessions
                     .ready
@@ -204,22 +206,22 @@ impl Router {
             }
         };
         if !session.published.allows(req.event()) {
-            return Err(req);
+            return None;
         }
         // Nobody is woken by this poll: a service that is not ready now is
         // dropped (with whatever it reserved) and a clone waits instead.
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-        match session.service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => Ok(RouteFuture {
-                state: State::Called {
-                    inner: session.service.call(req),
-                },
-            }),
-            Poll::Ready(Err(_)) | Poll::Pending => {
-                self.sessions.ready.remove(req.session());
-                Err(req)
-            }
+        if let Poll::Ready(Ok(())) = session.service.poll_ready(&mut cx) {
+            // Looked up again to end the borrow above (a known limit of
+            // the borrow checker with a conditional return).
+            return self
+                .sessions
+                .ready
+                .get_mut(req.session())
+                .map(|session| &mut session.service);
         }
+        self.sessions.ready.remove(req.session());
+        None
     }
 }
 

@@ -453,7 +453,7 @@ async fn a_router_calls_the_session_published_now_after_a_republish_or_retract()
     let kernel = Kernel::new("Server");
     kernel.publish("who", ["ask"], answers("first")).unwrap();
     let mut router = kernel.router();
-    let mut ask = async |router: &mut ikc_core::Router| {
+    let ask = async |router: &mut ikc_core::Router| {
         router
             .ready()
             .await
