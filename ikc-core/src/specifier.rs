@@ -195,7 +195,9 @@ impl Specifier {
             names_at,
             event_at,
         } = layout(&text)?;
-        text.drain(..names_at);
+        if names_at > 0 {
+            text.drain(..names_at);
+        }
         Ok(Specifier {
             kernel,
             names: text,

@@ -1,8 +1,6 @@
 //! Length-delimited protobuf messages: the framing both codecs share.
 
-use std::io;
-
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
 
 use super::CodecError;
@@ -54,6 +52,14 @@ impl Delimited {
         &mut self,
         src: &mut BytesMut,
     ) -> Result<Option<M>, CodecError> {
+        match self.decode_bytes(src)? {
+            Some(message) => Ok(Some(M::decode(message)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The next message's bytes, without its head, undecoded.
+    pub(crate) fn decode_bytes(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
         let len = match self.state {
             DecodeState::Head => match self.decode_head(src)? {
                 Some(len) => {
@@ -72,7 +78,7 @@ impl Delimited {
         // the read buffer instead of copying them.
         let message = src.split_to(len).freeze();
         src.reserve(HEAD_LEN.saturating_sub(src.len()));
-        Ok(Some(M::decode(message)?))
+        Ok(Some(message))
     }
 
     /// Reads and consumes the head, refusing a length over the maximum
@@ -99,7 +105,19 @@ impl Delimited {
         &mut self,
         src: &mut BytesMut,
     ) -> Result<Option<M>, CodecError> {
-        if let Some(message) = self.decode(src)? {
+        match self.decode_bytes_eof(src)? {
+            Some(message) => Ok(Some(M::decode(message)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`decode_bytes`](Self::decode_bytes) at the end of the stream: a
+    /// partial message left over is an error.
+    pub(crate) fn decode_bytes_eof(
+        &mut self,
+        src: &mut BytesMut,
+    ) -> Result<Option<Bytes>, CodecError> {
+        if let Some(message) = self.decode_bytes(src)? {
             return Ok(Some(message));
         }
         match self.state {
@@ -137,8 +155,9 @@ impl Delimited {
             max: u32::MAX as usize,
         })?;
         dst.put_u32(head);
-        message
-            .encode(dst)
-            .map_err(|error| CodecError::Io(io::Error::other(error)))
+        // `encode` would compute the length again to check the space that
+        // was just reserved.
+        message.encode_raw(dst);
+        Ok(())
     }
 }

@@ -1,9 +1,11 @@
 //! The codec for frames after the handshake.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use prost::Message;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::delimited::Delimited;
+use super::fast;
 use super::{Builder, CodecError};
 use crate::pb;
 
@@ -56,11 +58,17 @@ impl Decoder for FrameCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<pb::Frame>, CodecError> {
-        self.framing.decode(src)
+        self.framing
+            .decode_bytes(src)?
+            .map(decode_frame)
+            .transpose()
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<pb::Frame>, CodecError> {
-        self.framing.decode_eof(src)
+        self.framing
+            .decode_bytes_eof(src)?
+            .map(decode_frame)
+            .transpose()
     }
 }
 
@@ -68,7 +76,7 @@ impl Encoder<pb::Frame> for FrameCodec {
     type Error = CodecError;
 
     fn encode(&mut self, frame: pb::Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.framing.encode(&frame, dst)
+        self.encode(&frame, dst)
     }
 }
 
@@ -76,6 +84,18 @@ impl Encoder<&pb::Frame> for FrameCodec {
     type Error = CodecError;
 
     fn encode(&mut self, frame: &pb::Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.framing.encode(frame, dst)
+        match fast::encode(frame, self.framing.max(), dst) {
+            Some(encoded) => encoded,
+            None => self.framing.encode(frame, dst),
+        }
+    }
+}
+
+/// A frame's bytes as a frame: the fast path for the common shapes, prost
+/// for everything else.
+fn decode_frame(message: Bytes) -> Result<pb::Frame, CodecError> {
+    match fast::decode(&message) {
+        Some(frame) => Ok(frame),
+        None => Ok(pb::Frame::decode(message)?),
     }
 }

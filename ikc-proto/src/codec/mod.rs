@@ -81,6 +81,7 @@
 mod builder;
 mod delimited;
 mod error;
+mod fast;
 mod frame;
 mod handshake;
 mod preface;

@@ -326,7 +326,9 @@ impl Client {
         let kernel = match target.strip_prefix("poe://") {
             Some(rest) => rest.split('/').next(),
             // `kernel/session/event` names a kernel; `session/event` does not.
-            None if target.matches('/').count() >= 2 => target.split('/').next(),
+            None if target.bytes().filter(|&b| b == b'/').nth(1).is_some() => {
+                target.split('/').next()
+            }
             None => None,
         };
         match kernel {

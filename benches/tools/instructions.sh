@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Instructions per request (user space) of one side of the throughput
+# workload (4 connections x 32 in flight, 64-byte payloads), counted by
+# valgrind's cachegrind. Unlike wall-clock figures on a shared machine, the
+# count is the same from run to run, so it shows what a change to the
+# request path is worth. Kernel time (syscalls) is not counted.
+#
+#   benches/tools/instructions.sh DIR server|client [PORT]
+#
+# DIR holds a `bench_peer_server` and a `bench_peer_client` built with
+# `cargo build --release --examples` (any peer with the same flags works,
+# e.g. links to shared/peers' codec-server and codec-client). The side
+# measured runs under valgrind, the other natively; requests are all the
+# calls answered, warm-up included; instructions include start-up, which
+# is under 1 % of the total here.
+set -euo pipefail
+dir=$1
+side=$2
+port=${3:-50099}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cg=(valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
+client=(--addr "127.0.0.1:$port" --conns 4 --inflight 32 --payload 64 --warmup 0.5)
+case $side in
+server)
+  "${cg[@]}" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs 9 >"$out/err" 2>&1 &
+  pid=$!
+  sleep 2
+  "$dir/bench_peer_client" "${client[@]}" --secs 4 >"$out/out"
+  wait "$pid"
+  ;;
+client)
+  "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs 12 2>/dev/null &
+  pid=$!
+  sleep 0.5
+  "${cg[@]}" "$dir/bench_peer_client" "${client[@]}" --secs 6 >"$out/out" 2>"$out/err"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  ;;
+*)
+  echo "usage: $0 DIR server|client [PORT]" >&2
+  exit 2
+  ;;
+esac
+instructions=$(grep -oP 'I\s+refs:\s+\K[\d,]+' "$out/err" | tr -d ,)
+requests=$(grep -oP 'total_done=\K\d+' "$out/out")
+echo "$side requests=$requests instructions_per_request=$((instructions / requests))"
