@@ -960,3 +960,52 @@ async fn a_peer_that_answers_pings_stays_connected_through_long_silences() {
         .await;
     assert_eq!(answer, Ok(Value::from("still")));
 }
+
+#[tokio::test]
+async fn calls_and_posts_wait_for_room_while_the_peer_does_not_read_and_all_arrive_in_order() {
+    // More than the transport, the driver's outbox and the handles' queue
+    // hold together, so some wait for room until the peer reads.
+    const SENT: i64 = 2_000;
+    let kernel = Kernel::new("Client");
+    let (mut peer, handle, _driver) = raw_peer(&kernel, "Slow", |builder| builder);
+    let sender = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            for n in 0..SENT {
+                handle
+                    .post(&spec("poe://Slow/log/line"), Value::from(n))
+                    .await
+                    .expect("the channel is open");
+            }
+        })
+    };
+    // A call queued behind the posts is answered once the peer gets to it.
+    let call = tokio::spawn(async move {
+        handle
+            .call(&spec("poe://Slow/echo/say"), Value::from("last"))
+            .await
+    });
+    let mut posts = 0;
+    let mut request = None;
+    while posts < SENT || request.is_none() {
+        let frame = peer.recv_request().await;
+        if frame.id != 0 {
+            assert_eq!(frame.target, "poe://Slow/echo/say");
+            assert!(request.replace(frame).is_none(), "one call");
+            continue;
+        }
+        assert_eq!(frame.target, "poe://Slow/log/line");
+        let arg = Value::from_proto(frame.arg).unwrap();
+        assert_eq!(arg, Value::from(posts), "posts arrive in order, none lost");
+        posts += 1;
+    }
+    within("the sender to finish", sender).await.unwrap();
+    let request = request.expect("the call arrived");
+    peer.send(pb::Reply {
+        id: request.id,
+        value: Some(Value::from("answered").into_proto()),
+    })
+    .await;
+    let answer = within("the call", call).await.unwrap();
+    assert_eq!(answer, Ok(Value::from("answered")));
+}

@@ -21,11 +21,10 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Sink, Stream, StreamExt};
 use ikc_proto::{Value, pb};
 use pin_project::pin_project;
-use tokio::sync::mpsc;
 use tower::Service;
 
 use super::ChannelError;
-use super::handle::{Command, Shared};
+use super::handle::Shared;
 use super::keepalive::{Keepalive, Probe};
 use crate::error::error_chain;
 use crate::kernel::SessionService;
@@ -169,7 +168,6 @@ pub struct ChannelDriver<T> {
 /// Everything the driver owns besides the transport.
 struct State {
     service: SessionService,
-    commands: mpsc::Receiver<Command>,
     // Declared before `registration` so running handlers are dropped before
     // the peer is unregistered: Unregister comes after its last request.
     in_flight: FuturesUnordered<InFlight>,
@@ -212,7 +210,6 @@ where
         transport: T,
         registration: Registration,
         service: SessionService,
-        commands: mpsc::Receiver<Command>,
         max_in_flight: usize,
         keepalive: Option<Duration>,
     ) -> Self {
@@ -221,7 +218,6 @@ where
             sweep: Box::pin(tokio::time::sleep(SWEEP_EVERY)),
             heard: false,
             service,
-            commands,
             in_flight: FuturesUnordered::new(),
             waiting: VecDeque::new(),
             cancels: HashMap::default(),
@@ -307,14 +303,9 @@ where
             }
 
             // Frames queued by handles.
-            while state.outbox.len() < OUTBOX_HIGH_WATER {
-                match state.commands.poll_recv(cx) {
-                    Poll::Ready(Some(Command::Frame(frame))) => {
-                        state.outbox.push_back(frame);
-                        progress = true;
-                    }
-                    Poll::Ready(None) | Poll::Pending => break,
-                }
+            let room = OUTBOX_HIGH_WATER.saturating_sub(state.outbox.len());
+            if state.shared.take_queued(&mut state.outbox, room) {
+                progress = true;
             }
 
             // Frames from the peer. A peer that does not read its answers

@@ -1,7 +1,7 @@
 //! [`ChannelHandle`]: the cheap, cloneable side of a channel that sends calls
 //! and posts to the peer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -9,17 +9,14 @@ use std::time::Duration;
 use foldhash::fast::RandomState as FastHash;
 use futures::task::AtomicWaker;
 use ikc_proto::{Value, pb};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ErrorKind, IkcError, PeerInfo, RemoteSession, Request, Specifier};
 
-/// What a handle asks its driver to send.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Frame(pb::Frame),
-}
+/// Frames handles may queue for the driver before `call`/`post` wait.
+const QUEUE_CAPACITY: usize = 1024;
 
 type Answer = Result<Value, IkcError>;
 
@@ -31,10 +28,22 @@ struct PendingCall {
     deadline: Option<(Instant, Duration)>,
 }
 
+/// The calls waiting for answers and the frames waiting for the driver,
+/// behind one lock: a call takes it once to do both.
 #[derive(Debug, Default)]
 struct Pending {
     calls: HashMap<u64, PendingCall, FastHash>,
+    /// Frames for the driver to send, oldest first.
+    outbox: VecDeque<pb::Frame>,
     closed: bool,
+}
+
+/// What became of a frame offered to the driver's queue.
+enum Queued {
+    Yes,
+    /// The queue is full: the frame is given back.
+    Full(pb::Frame),
+    Closed,
 }
 
 /// State shared by the handles and the driver of one channel.
@@ -53,6 +62,10 @@ pub(crate) struct Shared {
     /// We were asked to drain: no new requests either way.
     draining: AtomicBool,
     pub(crate) driver_waker: AtomicWaker,
+    /// Frames are queued for the driver (it need not lock to find out).
+    queued: AtomicBool,
+    /// The full queue has room again, or the channel closed.
+    room: Notify,
     closed: CancellationToken,
 }
 
@@ -72,6 +85,8 @@ impl Shared {
             peer_last_id: AtomicU64::new(u64::MAX),
             draining: AtomicBool::new(false),
             driver_waker: AtomicWaker::new(),
+            queued: AtomicBool::new(false),
+            room: Notify::new(),
             closed: CancellationToken::new(),
         }
     }
@@ -80,13 +95,83 @@ impl Shared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn insert(&self, id: u64, call: PendingCall) -> Result<(), IkcError> {
+    /// Registers call `id` and queues its frame, under one lock. The frame
+    /// is given back when the queue is full.
+    fn insert(
+        &self,
+        id: u64,
+        call: PendingCall,
+        frame: pb::Frame,
+    ) -> Result<Option<pb::Frame>, IkcError> {
         let mut pending = self.lock();
         if pending.closed {
             return Err(IkcError::disconnected(false));
         }
         pending.calls.insert(id, call);
-        Ok(())
+        let full = pending.outbox.len() >= QUEUE_CAPACITY;
+        if full {
+            return Ok(Some(frame));
+        }
+        pending.outbox.push_back(frame);
+        drop(pending);
+        self.wake_driver();
+        Ok(None)
+    }
+
+    fn wake_driver(&self) {
+        self.queued.store(true, Ordering::Release);
+        self.driver_waker.wake();
+    }
+
+    /// Queues `frame` for the driver if there is room.
+    fn queue(&self, frame: pb::Frame) -> Queued {
+        let mut pending = self.lock();
+        if pending.closed {
+            return Queued::Closed;
+        }
+        if pending.outbox.len() >= QUEUE_CAPACITY {
+            return Queued::Full(frame);
+        }
+        pending.outbox.push_back(frame);
+        drop(pending);
+        self.wake_driver();
+        Queued::Yes
+    }
+
+    /// Queues `frame` for the driver, waiting for room.
+    async fn queue_waiting(&self, mut frame: pb::Frame) -> Result<(), IkcError> {
+        loop {
+            // Listening before looking: room made in between is not missed.
+            let room = self.room.notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
+            match self.queue(frame) {
+                Queued::Yes => return Ok(()),
+                Queued::Closed => return Err(IkcError::disconnected(false)),
+                Queued::Full(back) => frame = back,
+            }
+            room.await;
+        }
+    }
+
+    /// Moves up to `max` queued frames to `outbox` (the driver's); whether
+    /// it moved any.
+    pub(crate) fn take_queued(&self, outbox: &mut VecDeque<pb::Frame>, max: usize) -> bool {
+        if max == 0 || !self.queued.swap(false, Ordering::Acquire) {
+            return false;
+        }
+        let mut pending = self.lock();
+        let was_full = pending.outbox.len() >= QUEUE_CAPACITY;
+        let taken = pending.outbox.len().min(max);
+        outbox.extend(pending.outbox.drain(..taken));
+        if !pending.outbox.is_empty() {
+            self.queued.store(true, Ordering::Release);
+        }
+        drop(pending);
+        if was_full && taken > 0 {
+            self.room.notify_waiters();
+        }
+        taken > 0
     }
 
     /// Ends every call whose deadline passed with `Timeout`; returns their
@@ -138,11 +223,16 @@ impl Shared {
     /// `ShuttingDown` and safe to retry elsewhere; any other is
     /// `Disconnected`, and may have run.
     pub(crate) fn close(&self) {
-        let calls = {
+        let (calls, unsent) = {
             let mut pending = self.lock();
             pending.closed = true;
-            std::mem::take(&mut pending.calls)
+            (
+                std::mem::take(&mut pending.calls),
+                std::mem::take(&mut pending.outbox),
+            )
         };
+        drop(unsent);
+        self.room.notify_waiters();
         let last_read = self.peer_last_id.load(Ordering::Acquire);
         for (id, PendingCall { tx, .. }) in calls {
             let error = if id > last_read {
@@ -192,7 +282,6 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub struct ChannelHandle {
     shared: Arc<Shared>,
-    commands: mpsc::Sender<Command>,
 }
 
 /// Removes a call from the pending table when its caller stops waiting
@@ -209,15 +298,14 @@ impl Drop for CallGuard<'_> {
         // Only a call still in the table was abandoned; an answered one was
         // removed by the driver before the answer was sent.
         if !self.answered && self.handle.shared.remove(self.id) {
-            let cancel = pb::Frame::from(pb::Cancel { id: self.id });
-            let _ = self.handle.commands.try_send(Command::Frame(cancel));
+            self.handle.try_send(pb::Cancel { id: self.id }.into());
         }
     }
 }
 
 impl ChannelHandle {
-    pub(crate) fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>) -> Self {
-        ChannelHandle { shared, commands }
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        ChannelHandle { shared }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -361,8 +449,10 @@ impl ChannelHandle {
         self.request(target, arg, from, timeout).await
     }
 
+    /// Queues `frame` if there is room; drops it if not, or if the
+    /// channel closed.
     pub(crate) fn try_send(&self, frame: pb::Frame) {
-        let _ = self.commands.try_send(Command::Frame(frame));
+        let _ = self.shared.queue(frame);
     }
 
     fn check_open(&self) -> Result<(), IkcError> {
@@ -400,10 +490,7 @@ impl ChannelHandle {
             deadline_ms: 0,
         };
         let frame = self.fits(request.into())?;
-        self.commands
-            .send(Command::Frame(frame))
-            .await
-            .map_err(|_| IkcError::disconnected(false))
+        self.shared.queue_waiting(frame).await
     }
 
     /// Refuses a frame the peer would reject for its size, before it is sent.
@@ -445,20 +532,25 @@ impl ChannelHandle {
     async fn exchange(&self, id: u64, frame: pb::Frame, timeout: Option<Duration>) -> Answer {
         let (tx, mut rx) = oneshot::channel();
         let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
-        self.shared.insert(id, PendingCall { tx, deadline })?;
+        let unsent = self
+            .shared
+            .insert(id, PendingCall { tx, deadline }, frame)?;
         let mut guard = CallGuard {
             handle: self,
             id,
             answered: false,
         };
-        let answer = tokio::select! {
-            // The sweep may time the call out while the queue to the
-            // driver is full.
-            biased;
-            answer = &mut rx => answer,
-            sent = self.commands.send(Command::Frame(frame)) => match sent {
-                Ok(()) => rx.await,
-                Err(_) => return Err(IkcError::disconnected(false)),
+        let answer = match unsent {
+            None => rx.await,
+            Some(frame) => tokio::select! {
+                // The sweep may time the call out while the queue to the
+                // driver is full.
+                biased;
+                answer = &mut rx => answer,
+                queued = self.shared.queue_waiting(frame) => match queued {
+                    Ok(()) => rx.await,
+                    Err(error) => return Err(error),
+                },
             },
         };
         // Answered or not, the sender is gone, and with it the call's

@@ -53,12 +53,11 @@ use std::time::Duration;
 
 use futures::{Sink, Stream};
 use ikc_proto::pb;
-use tokio::sync::mpsc;
 
 pub use self::driver::ChannelDriver;
 use self::driver::Registration;
 pub use self::handle::ChannelHandle;
-use self::handle::{Command, Shared};
+use self::handle::Shared;
 use crate::kernel::SessionService;
 use crate::{BoxError, Kernel, PeerInfo, RegisterError};
 
@@ -70,9 +69,6 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Default for [`ChannelBuilder::call_timeout`]: 30 seconds.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Frames handles may queue for the driver before `call`/`post` wait.
-const COMMAND_QUEUE: usize = 1024;
 
 /// Why a channel's driver stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -194,11 +190,11 @@ impl ChannelBuilder {
     ///
     /// As [`connect`](Self::connect).
     pub fn register(self, peer: PeerInfo) -> Result<Registered, RegisterError> {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let handle = ChannelHandle::new(
-            Arc::new(Shared::new(peer, self.call_timeout, self.max_frame_length)),
-            tx,
-        );
+        let handle = ChannelHandle::new(Arc::new(Shared::new(
+            peer,
+            self.call_timeout,
+            self.max_frame_length,
+        )));
         self.kernel.register(&handle)?;
         let registration = Registration {
             kernel: self.kernel.clone(),
@@ -207,7 +203,6 @@ impl ChannelBuilder {
         Ok(Registered {
             builder: self,
             registration,
-            commands: rx,
         })
     }
 }
@@ -218,7 +213,6 @@ impl ChannelBuilder {
 pub struct Registered {
     builder: ChannelBuilder,
     registration: Registration,
-    commands: mpsc::Receiver<Command>,
 }
 
 impl Registered {
@@ -237,7 +231,6 @@ impl Registered {
         let Registered {
             builder,
             registration,
-            commands,
         } = self;
         let service = builder.service.unwrap_or_else(|| {
             SessionService::new(tower::ServiceExt::map_err(
@@ -250,7 +243,6 @@ impl Registered {
             transport,
             registration,
             service,
-            commands,
             builder.max_in_flight,
             builder.keepalive,
         );
