@@ -238,6 +238,27 @@ impl Specifier {
 
 /// Checks that `text` may be a `part` name.
 fn check(part: Part, text: &str) -> Result<(), ParseSpecifierError> {
+    check_len(part, text)?;
+    // Names are nearly always ASCII: look at bytes, not chars, then.
+    let bad = if text.is_ascii() {
+        text.bytes().find(|&b| !plain(b)).map(char::from)
+    } else {
+        text.chars()
+            .find(|&c| c == '/' || c.is_whitespace() || c.is_control())
+    };
+    match bad {
+        Some(ch) => Err(ParseSpecifierError::BadChar { part, ch }),
+        None => Ok(()),
+    }
+}
+
+/// An ASCII byte that may be in a name.
+fn plain(byte: u8) -> bool {
+    byte.is_ascii() && byte != b' ' && byte != b'/' && !byte.is_ascii_control()
+}
+
+/// Checks that `text` is not empty and not too long for a `part` name.
+fn check_len(part: Part, text: &str) -> Result<(), ParseSpecifierError> {
     if text.is_empty() {
         return Err(ParseSpecifierError::EmptyPart { part });
     }
@@ -248,19 +269,7 @@ fn check(part: Part, text: &str) -> Result<(), ParseSpecifierError> {
             max: MAX_NAME_LEN,
         });
     }
-    // Names are nearly always ASCII: look at bytes, not chars, then.
-    let bad = if text.is_ascii() {
-        text.bytes()
-            .find(|&b| b == b'/' || b == b' ' || b.is_ascii_control())
-            .map(char::from)
-    } else {
-        text.chars()
-            .find(|&c| c == '/' || c.is_whitespace() || c.is_control())
-    };
-    match bad {
-        Some(ch) => Err(ParseSpecifierError::BadChar { part, ch }),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Checks that `text` may be a `part` name, and copies it.
@@ -299,10 +308,11 @@ fn layout(text: &str) -> Result<Layout, ParseSpecifierError> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    // Up to three parts; a fourth means too many. Names are checked for
-    // bad characters later, so a byte search for `/` is enough here.
+    // Up to three parts; a fourth means too many. When every other byte
+    // is plain ASCII, the names need no check of their characters.
     let mut slashes = [rest.len(); 3];
     let mut found = 0;
+    let mut all_plain = true;
     for (at, byte) in rest.bytes().enumerate() {
         if byte == b'/' {
             slashes[found] = at;
@@ -310,8 +320,11 @@ fn layout(text: &str) -> Result<Layout, ParseSpecifierError> {
             if found == slashes.len() {
                 break;
             }
+        } else {
+            all_plain &= plain(byte);
         }
     }
+    let check = if all_plain { check_len } else { check };
     let part = |n: usize| -> Option<&str> {
         let start = if n == 0 { 0 } else { slashes[n - 1] + 1 };
         (n <= found).then(|| &rest[start..slashes.get(n).copied().unwrap_or(rest.len())])

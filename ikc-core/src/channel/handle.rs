@@ -257,7 +257,7 @@ impl Shared {
         if max == usize::MAX {
             return None;
         }
-        let len = prost::Message::encoded_len(frame);
+        let len = ikc_proto::codec::encoded_len(frame);
         (len > max).then_some((len, max))
     }
 

@@ -31,6 +31,20 @@ const REQUEST_FROM: u32 = 4;
 const REQUEST_DEADLINE: u32 = 5;
 const REPLY_VALUE: u32 = 2;
 
+/// The length of `frame`'s protobuf encoding (without the head), as
+/// prost's `encoded_len` computes it, in one pass for the fast shapes.
+pub(super) fn encoded_len(frame: &pb::Frame) -> usize {
+    let fast = match frame.kind.as_ref() {
+        Some(Kind::Request(request)) => request_len(request).map(|len| (FRAME_REQUEST, len)),
+        Some(Kind::Reply(reply)) => reply_len(reply).map(|len| (FRAME_REPLY, len)),
+        _ => None,
+    };
+    match fast {
+        Some((field, body_len)) => delimited_len(field, body_len),
+        None => prost::Message::encoded_len(frame),
+    }
+}
+
 /// Encodes `frame` with its 4-byte head if it has one of the fast shapes;
 /// `None` leaves it to prost.
 pub(super) fn encode(
@@ -43,7 +57,7 @@ pub(super) fn encode(
         Kind::Reply(reply) => (FRAME_REPLY, reply_len(reply)?),
         _ => return None,
     };
-    let len = key_len(field) + encoded_len_varint(body_len as u64) + body_len;
+    let len = delimited_len(field, body_len);
     let Ok(head) = u32::try_from(len) else {
         return Some(Err(too_large(len, max)));
     };
@@ -199,18 +213,21 @@ fn put_reply(reply: &pb::Reply, dst: &mut BytesMut) {
 /// Decodes `message` (a frame without its head) if it has one of the fast
 /// shapes; `None` leaves it to prost.
 pub(super) fn decode(message: &Bytes) -> Option<pb::Frame> {
-    let mut buf = message.clone();
-    let (field, wire_type) = decode_key(&mut buf).ok()?;
+    let mut reader = Reader {
+        message,
+        buf: message,
+    };
+    let (field, wire_type) = decode_key(&mut reader.buf).ok()?;
     if wire_type != WireType::LengthDelimited {
         return None;
     }
-    let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
-    if len != buf.remaining() {
+    let len = usize::try_from(decode_varint(&mut reader.buf).ok()?).ok()?;
+    if len != reader.buf.len() {
         return None;
     }
     let kind = match field {
-        FRAME_REQUEST => Kind::Request(read_request(buf)?),
-        FRAME_REPLY => Kind::Reply(read_reply(buf)?),
+        FRAME_REQUEST => Kind::Request(reader.request()?),
+        FRAME_REPLY => Kind::Reply(reader.reply()?),
         _ => return None,
     };
     Some(pb::Frame { kind: Some(kind) })
@@ -227,87 +244,124 @@ enum Next {
     Other,
 }
 
-fn next_key(buf: &mut Bytes, after: u32) -> Next {
-    if !buf.has_remaining() {
-        return Next::End;
+/// Reads fields from a slice of `message`; a `bytes` field is a slice of
+/// `message` itself, not a copy.
+struct Reader<'a> {
+    message: &'a Bytes,
+    /// What is left to read of the current body.
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn next_key(&mut self, after: u32) -> Next {
+        if self.buf.is_empty() {
+            return Next::End;
+        }
+        match decode_key(&mut self.buf) {
+            Ok((field, wire_type)) if field > after => Next::Field(field, wire_type),
+            _ => Next::Other,
+        }
     }
-    match decode_key(buf) {
-        Ok((field, wire_type)) if field > after => Next::Field(field, wire_type),
-        _ => Next::Other,
+
+    fn varint(&mut self) -> Option<u64> {
+        decode_varint(&mut self.buf).ok()
     }
-}
 
-/// A length-delimited field's bytes, sharing `buf`'s memory.
-fn read_delimited(buf: &mut Bytes) -> Option<Bytes> {
-    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
-    (len <= buf.remaining()).then(|| buf.split_to(len))
-}
+    /// A length-delimited field's bytes.
+    fn delimited(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        let (field, rest) = self.buf.split_at_checked(len)?;
+        self.buf = rest;
+        Some(field)
+    }
 
-fn read_string(buf: &mut Bytes) -> Option<String> {
-    String::from_utf8(read_delimited(buf)?.into()).ok()
-}
+    fn string(&mut self) -> Option<String> {
+        std::str::from_utf8(self.delimited()?)
+            .ok()
+            .map(str::to_owned)
+    }
 
-fn read_value(buf: &mut Bytes) -> Option<pb::Value> {
-    let mut body = read_delimited(buf)?;
-    let (field, wire_type) = match next_key(&mut body, 0) {
-        Next::End => return Some(pb::Value { kind: None }),
-        Next::Field(field, wire_type) => (field, wire_type),
-        Next::Other => return None,
-    };
-    let kind = match (field, wire_type) {
-        (1, WireType::Varint) => ValueKind::Null(decode_varint(&mut body).ok()? as i32),
-        (2, WireType::Varint) => ValueKind::Bool(decode_varint(&mut body).ok()? != 0),
-        (3, WireType::Varint) => ValueKind::Int(unzigzag(decode_varint(&mut body).ok()?)),
-        (4, WireType::SixtyFourBit) if body.remaining() >= 8 => ValueKind::Float(body.get_f64_le()),
-        (5, WireType::LengthDelimited) => ValueKind::String(read_string(&mut body)?),
-        (6, WireType::LengthDelimited) => ValueKind::Bytes(read_delimited(&mut body)?),
-        _ => return None,
-    };
-    // One field and nothing after it.
-    (!body.has_remaining()).then_some(pb::Value { kind: Some(kind) })
-}
+    fn bytes(&mut self) -> Option<Bytes> {
+        self.delimited().map(|field| self.message.slice_ref(field))
+    }
 
-fn read_request(mut buf: Bytes) -> Option<pb::Request> {
-    let mut request = pb::Request::default();
-    let mut last = 0;
-    loop {
-        let (field, wire_type) = match next_key(&mut buf, last) {
-            Next::End => break,
+    /// Reads the body `delimited` returned next, then carries on after it.
+    fn nested<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        let body = self.delimited()?;
+        let rest = std::mem::replace(&mut self.buf, body);
+        let value = read(self);
+        let finished = self.buf.is_empty();
+        self.buf = rest;
+        value.filter(|_| finished)
+    }
+
+    fn value(&mut self) -> Option<pb::Value> {
+        let (field, wire_type) = match self.next_key(0) {
+            Next::End => return Some(pb::Value { kind: None }),
             Next::Field(field, wire_type) => (field, wire_type),
             Next::Other => return None,
         };
-        match (field, wire_type) {
-            (ID, WireType::Varint) => request.id = decode_varint(&mut buf).ok()?,
-            (REQUEST_TARGET, WireType::LengthDelimited) => request.target = read_string(&mut buf)?,
-            (REQUEST_ARG, WireType::LengthDelimited) => request.arg = Some(read_value(&mut buf)?),
-            (REQUEST_FROM, WireType::LengthDelimited) => request.from = read_string(&mut buf)?,
-            (REQUEST_DEADLINE, WireType::Varint) => {
-                // A uint32 read from a wider varint keeps its low bits, as
-                // prost does.
-                request.deadline_ms = decode_varint(&mut buf).ok()? as u32;
+        let kind = match (field, wire_type) {
+            // An int32 read from a wider varint keeps its low bits, as
+            // prost does.
+            (1, WireType::Varint) => ValueKind::Null(self.varint()? as i32),
+            (2, WireType::Varint) => ValueKind::Bool(self.varint()? != 0),
+            (3, WireType::Varint) => ValueKind::Int(unzigzag(self.varint()?)),
+            (4, WireType::SixtyFourBit) if self.buf.len() >= 8 => {
+                ValueKind::Float(self.buf.get_f64_le())
             }
+            (5, WireType::LengthDelimited) => ValueKind::String(self.string()?),
+            (6, WireType::LengthDelimited) => ValueKind::Bytes(self.bytes()?),
             _ => return None,
-        }
-        last = field;
-    }
-    Some(request)
-}
-
-fn read_reply(mut buf: Bytes) -> Option<pb::Reply> {
-    let mut reply = pb::Reply::default();
-    let mut last = 0;
-    loop {
-        let (field, wire_type) = match next_key(&mut buf, last) {
-            Next::End => break,
-            Next::Field(field, wire_type) => (field, wire_type),
-            Next::Other => return None,
         };
-        match (field, wire_type) {
-            (ID, WireType::Varint) => reply.id = decode_varint(&mut buf).ok()?,
-            (REPLY_VALUE, WireType::LengthDelimited) => reply.value = Some(read_value(&mut buf)?),
-            _ => return None,
-        }
-        last = field;
+        // One field and nothing after it (`nested` checks).
+        Some(pb::Value { kind: Some(kind) })
     }
-    Some(reply)
+
+    fn request(&mut self) -> Option<pb::Request> {
+        let mut request = pb::Request::default();
+        let mut last = 0;
+        loop {
+            let (field, wire_type) = match self.next_key(last) {
+                Next::End => return Some(request),
+                Next::Field(field, wire_type) => (field, wire_type),
+                Next::Other => return None,
+            };
+            match (field, wire_type) {
+                (ID, WireType::Varint) => request.id = self.varint()?,
+                (REQUEST_TARGET, WireType::LengthDelimited) => request.target = self.string()?,
+                (REQUEST_ARG, WireType::LengthDelimited) => {
+                    request.arg = Some(self.nested(Self::value)?);
+                }
+                (REQUEST_FROM, WireType::LengthDelimited) => request.from = self.string()?,
+                (REQUEST_DEADLINE, WireType::Varint) => {
+                    // A uint32 read from a wider varint keeps its low bits,
+                    // as prost does.
+                    request.deadline_ms = self.varint()? as u32;
+                }
+                _ => return None,
+            }
+            last = field;
+        }
+    }
+
+    fn reply(&mut self) -> Option<pb::Reply> {
+        let mut reply = pb::Reply::default();
+        let mut last = 0;
+        loop {
+            let (field, wire_type) = match self.next_key(last) {
+                Next::End => return Some(reply),
+                Next::Field(field, wire_type) => (field, wire_type),
+                Next::Other => return None,
+            };
+            match (field, wire_type) {
+                (ID, WireType::Varint) => reply.id = self.varint()?,
+                (REPLY_VALUE, WireType::LengthDelimited) => {
+                    reply.value = Some(self.nested(Self::value)?);
+                }
+                _ => return None,
+            }
+            last = field;
+        }
+    }
 }

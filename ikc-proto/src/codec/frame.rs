@@ -91,6 +91,13 @@ impl Encoder<&pb::Frame> for FrameCodec {
     }
 }
 
+/// The length of `frame` on the wire without its 4-byte head: what a
+/// frame limit is compared with.
+#[must_use]
+pub fn encoded_len(frame: &pb::Frame) -> usize {
+    fast::encoded_len(frame)
+}
+
 /// A frame's bytes as a frame: the fast path for the common shapes, prost
 /// for everything else.
 fn decode_frame(message: Bytes) -> Result<pb::Frame, CodecError> {
