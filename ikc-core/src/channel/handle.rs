@@ -4,12 +4,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use foldhash::fast::RandomState as FastHash;
 use futures::task::AtomicWaker;
 use ikc_proto::{Value, pb};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -20,10 +21,13 @@ const QUEUE_CAPACITY: usize = 1024;
 
 type Answer = Result<Value, IkcError>;
 
-/// A call waiting for its answer.
+/// A call waiting for its answer, and then for its caller to take it: the
+/// table is the call's channel, so a call needs no allocation of its own.
 #[derive(Debug)]
 struct PendingCall {
-    tx: oneshot::Sender<Answer>,
+    answer: Option<Answer>,
+    /// The caller's task, woken when the answer is in.
+    waker: Option<Waker>,
     /// When the caller stops waiting, and the timeout it asked for.
     deadline: Option<(Instant, Duration)>,
 }
@@ -33,9 +37,35 @@ struct PendingCall {
 #[derive(Debug, Default)]
 struct Pending {
     calls: HashMap<u64, PendingCall, FastHash>,
+    /// Calls in `calls` still without an answer.
+    unanswered: usize,
     /// Frames for the driver to send, oldest first.
     outbox: VecDeque<pb::Frame>,
     closed: bool,
+}
+
+/// Whether an answer found its call.
+enum Answered {
+    /// The call waited: its caller's task, to wake once the lock is
+    /// released (none if the caller has not looked yet).
+    Waited(Option<Waker>),
+    /// No call waits for this answer.
+    Nobody,
+}
+
+impl Pending {
+    /// Answers call `id` if it still waits for an answer.
+    fn answer(&mut self, id: u64, answer: Answer) -> Answered {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Answered::Nobody;
+        };
+        if call.answer.is_some() {
+            return Answered::Nobody;
+        }
+        call.answer = Some(answer);
+        self.unanswered -= 1;
+        Answered::Waited(call.waker.take())
+    }
 }
 
 /// What became of a frame offered to the driver's queue.
@@ -100,14 +130,20 @@ impl Shared {
     fn insert(
         &self,
         id: u64,
-        call: PendingCall,
+        deadline: Option<(Instant, Duration)>,
         frame: pb::Frame,
     ) -> Result<Option<pb::Frame>, IkcError> {
+        let call = PendingCall {
+            answer: None,
+            waker: None,
+            deadline,
+        };
         let mut pending = self.lock();
         if pending.closed {
             return Err(IkcError::disconnected(false));
         }
         pending.calls.insert(id, call);
+        pending.unanswered += 1;
         let full = pending.outbox.len() >= QUEUE_CAPACITY;
         if full {
             return Ok(Some(frame));
@@ -178,44 +214,79 @@ impl Shared {
     /// ids so the driver can tell the peer to drop them. The driver sweeps
     /// this way instead of a timer per call.
     pub(crate) fn expire(&self, now: Instant) -> Vec<u64> {
-        let expired: Vec<(u64, PendingCall)> = {
-            let mut pending = self.lock();
-            let ids: Vec<u64> = pending
-                .calls
-                .iter()
-                .filter(|(_, call)| call.deadline.is_some_and(|(at, _)| at <= now))
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| pending.calls.remove(&id).map(|c| (id, c)))
-                .collect()
-        };
-        expired
-            .into_iter()
-            .map(|(id, call)| {
-                let timeout = call.deadline.map_or(Duration::ZERO, |(_, timeout)| timeout);
-                let error =
-                    IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
-                        .with_may_have_run(true);
-                let _ = call.tx.send(Err(error));
-                id
+        let mut wakers = Vec::new();
+        let mut pending = self.lock();
+        let expired: Vec<(u64, Duration)> = pending
+            .calls
+            .iter()
+            .filter(|(_, call)| call.answer.is_none())
+            .filter_map(|(id, call)| match call.deadline {
+                Some((at, timeout)) if at <= now => Some((*id, timeout)),
+                _ => None,
             })
-            .collect()
+            .collect();
+        for &(id, timeout) in &expired {
+            let error = IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
+                .with_may_have_run(true);
+            if let Answered::Waited(Some(waker)) = pending.answer(id, Err(error)) {
+                wakers.push(waker);
+            }
+        }
+        drop(pending);
+        wakers.into_iter().for_each(Waker::wake);
+        expired.into_iter().map(|(id, _)| id).collect()
     }
 
-    /// Removes call `id`; whether it was still waiting.
+    /// Takes call `id` out of the table; whether it was still without an
+    /// answer.
     fn remove(&self, id: u64) -> bool {
-        self.lock().calls.remove(&id).is_some()
+        let mut pending = self.lock();
+        let unanswered = pending
+            .calls
+            .remove(&id)
+            .is_some_and(|call| call.answer.is_none());
+        if unanswered {
+            pending.unanswered -= 1;
+        }
+        unanswered
     }
 
     /// Delivers the answer to call `id`; whether anybody was waiting.
     pub(crate) fn resolve(&self, id: u64, answer: Answer) -> bool {
-        let call = self.lock().calls.remove(&id);
-        call.is_some_and(|call| call.tx.send(answer).is_ok())
+        let answered = self.lock().answer(id, answer);
+        match answered {
+            Answered::Waited(waker) => {
+                waker.into_iter().for_each(Waker::wake);
+                true
+            }
+            Answered::Nobody => false,
+        }
     }
 
+    /// The answer to call `id` once it is in; until then the caller's
+    /// task is woken when it comes.
+    fn poll_answer(&self, id: u64, cx: &mut Context<'_>) -> Poll<Answer> {
+        let mut pending = self.lock();
+        let Some(call) = pending.calls.get_mut(&id) else {
+            // Only the caller takes a call out of the table.
+            return Poll::Ready(Err(IkcError::disconnected(true)));
+        };
+        if call.answer.is_none() {
+            if !call.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                call.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        let call = pending.calls.remove(&id);
+        Poll::Ready(
+            call.and_then(|call| call.answer)
+                .unwrap_or_else(|| Err(IkcError::disconnected(true))),
+        )
+    }
+
+    /// Whether calls of ours still wait for answers.
     pub(crate) fn has_pending(&self) -> bool {
-        !self.lock().calls.is_empty()
+        self.lock().unanswered > 0
     }
 
     /// Fails every pending call and refuses new ones. A call the peer
@@ -223,18 +294,18 @@ impl Shared {
     /// `ShuttingDown` and safe to retry elsewhere; any other is
     /// `Disconnected`, and may have run.
     pub(crate) fn close(&self) {
-        let (calls, unsent) = {
-            let mut pending = self.lock();
-            pending.closed = true;
-            (
-                std::mem::take(&mut pending.calls),
-                std::mem::take(&mut pending.outbox),
-            )
-        };
-        drop(unsent);
-        self.room.notify_waiters();
         let last_read = self.peer_last_id.load(Ordering::Acquire);
-        for (id, PendingCall { tx, .. }) in calls {
+        let mut pending = self.lock();
+        pending.closed = true;
+        let unsent = std::mem::take(&mut pending.outbox);
+        let waiting: Vec<u64> = pending
+            .calls
+            .iter()
+            .filter(|(_, call)| call.answer.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut wakers = Vec::with_capacity(waiting.len());
+        for id in waiting {
             let error = if id > last_read {
                 IkcError::new(
                     ErrorKind::ShuttingDown,
@@ -246,8 +317,14 @@ impl Shared {
             } else {
                 IkcError::disconnected(true)
             };
-            let _ = tx.send(Err(error));
+            if let Answered::Waited(Some(waker)) = pending.answer(id, Err(error)) {
+                wakers.push(waker);
+            }
         }
+        drop(pending);
+        drop(unsent);
+        wakers.into_iter().for_each(Waker::wake);
+        self.room.notify_waiters();
         self.closed.cancel();
     }
 
@@ -289,14 +366,14 @@ pub struct ChannelHandle {
 struct CallGuard<'a> {
     handle: &'a ChannelHandle,
     id: u64,
-    /// The answer came: whoever sent it took the call out of the table.
+    /// The caller took the answer, and with it the call's entry.
     answered: bool,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        // Only a call still in the table was abandoned; an answered one was
-        // removed by the driver before the answer was sent.
+        // A call dropped before its answer came was abandoned: the peer
+        // can drop its handler.
         if !self.answered && self.handle.shared.remove(self.id) {
             self.handle.try_send(pb::Cancel { id: self.id }.into());
         }
@@ -530,32 +607,28 @@ impl ChannelHandle {
     /// The deadline is kept in the pending table and enforced by the
     /// driver's sweep, so a call costs no timer of its own.
     async fn exchange(&self, id: u64, frame: pb::Frame, timeout: Option<Duration>) -> Answer {
-        let (tx, mut rx) = oneshot::channel();
         let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
-        let unsent = self
-            .shared
-            .insert(id, PendingCall { tx, deadline }, frame)?;
+        let unsent = self.shared.insert(id, deadline, frame)?;
         let mut guard = CallGuard {
             handle: self,
             id,
             answered: false,
         };
+        let mut answer = std::future::poll_fn(|cx| self.shared.poll_answer(id, cx));
         let answer = match unsent {
-            None => rx.await,
+            None => answer.await,
             Some(frame) => tokio::select! {
                 // The sweep may time the call out while the queue to the
                 // driver is full.
                 biased;
-                answer = &mut rx => answer,
+                answer = &mut answer => answer,
                 queued = self.shared.queue_waiting(frame) => match queued {
-                    Ok(()) => rx.await,
+                    Ok(()) => answer.await,
                     Err(error) => return Err(error),
                 },
             },
         };
-        // Answered or not, the sender is gone, and with it the call's
-        // entry in the table.
         guard.answered = true;
-        answer.unwrap_or_else(|_| Err(IkcError::disconnected(true)))
+        answer
     }
 }
