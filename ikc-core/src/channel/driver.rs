@@ -557,11 +557,18 @@ impl State {
             let deadline = Duration::from_millis(u64::from(request.deadline_ms));
             req = req.with_deadline(tokio::time::Instant::now() + deadline);
         }
-        self.waiting.push_back(Waiting {
+        let waiting = Waiting {
             id,
             req,
             target: post_target,
-        });
+        };
+        // Nothing queued before it: call at once if the service is ready.
+        if self.waiting.is_empty()
+            && let Poll::Ready(ready) = self.service.poll_ready(cx)
+        {
+            return self.start(waiting, ready, cx);
+        }
+        self.waiting.push_back(waiting);
         self.dispatch(cx);
     }
 
@@ -578,40 +585,47 @@ impl State {
                 Poll::Pending => break,
                 Poll::Ready(ready) => ready,
             };
-            let Some(Waiting { id, req, target }) = self.waiting.pop_front() else {
+            let Some(waiting) = self.waiting.pop_front() else {
                 break;
             };
             progress = true;
-            let mut handler: HandlerFuture = match ready {
-                Ok(()) => self.service.call(req),
-                Err(error) => Box::pin(std::future::ready(Err(error))),
-            };
-            // Most handlers answer at once: poll inline and skip the queue.
-            if let Poll::Ready(answer) = handler.poll_unpin(cx) {
-                let answer = answer.map_err(IkcError::from_box);
-                let finished = match target {
-                    Some(target) => Finished::Post {
-                        target,
-                        result: answer,
-                    },
-                    None => Finished::Call {
-                        id,
-                        answer: Some(answer),
-                    },
-                };
-                self.complete(finished);
-            } else if target.is_some() {
-                self.in_flight.push(InFlight::Post { target, handler });
-            } else {
-                let (abort, registration) = AbortHandle::new_pair();
-                self.cancels.insert(id, abort);
-                self.in_flight.push(InFlight::Call {
-                    id,
-                    handler: Abortable::new(handler, registration),
-                });
-            }
+            self.start(waiting, ready, cx);
         }
         progress
+    }
+
+    /// Calls the service, which said `ready`, for one request, and polls
+    /// the handler once.
+    fn start(&mut self, waiting: Waiting, ready: Result<(), BoxError>, cx: &mut Context<'_>) {
+        let Waiting { id, req, target } = waiting;
+        let mut handler: HandlerFuture = match ready {
+            Ok(()) => self.service.call(req),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        };
+        // Most handlers answer at once: poll inline and skip the queue.
+        if let Poll::Ready(answer) = handler.poll_unpin(cx) {
+            let answer = answer.map_err(IkcError::from_box);
+            let finished = match target {
+                Some(target) => Finished::Post {
+                    target,
+                    result: answer,
+                },
+                None => Finished::Call {
+                    id,
+                    answer: Some(answer),
+                },
+            };
+            self.complete(finished);
+        } else if target.is_some() {
+            self.in_flight.push(InFlight::Post { target, handler });
+        } else {
+            let (abort, registration) = AbortHandle::new_pair();
+            self.cancels.insert(id, abort);
+            self.in_flight.push(InFlight::Call {
+                id,
+                handler: Abortable::new(handler, registration),
+            });
+        }
     }
 
     fn complete(&mut self, finished: Finished) {
