@@ -7,10 +7,14 @@
 //! connection costs (see BENCHMARKS.md, "Memory per idle connection"). This
 //! wrapper gives the read buffer back when a read finds nothing to read and
 //! nothing half-read is kept, and the write buffer back once everything is
-//! flushed; it takes a fresh one when the connection next reads or writes.
-//! Under load the buffer is given back once per batch of frames, not per
-//! frame, and the allocator hands the same block back at once.
+//! flushed; it takes one again when the connection next reads or writes.
+//!
+//! Buffers given back wait in a small pool per thread, so a busy
+//! connection, which gives its buffers back after every batch, takes the
+//! same memory back without going to the allocator; the pool holds at most
+//! [`POOL_SIZE`] buffers, whatever the number of connections.
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -36,16 +40,31 @@ impl<T, U> IdleFramed<T, U> {
     }
 }
 
+/// Buffers kept per thread for connections to take again.
+const POOL_SIZE: usize = 32;
+
+thread_local! {
+    static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Gives `buffer`'s memory back if it holds nothing.
 fn release(buffer: &mut BytesMut) {
     if buffer.is_empty() && buffer.capacity() > 0 {
-        *buffer = BytesMut::new();
+        let buffer = std::mem::take(buffer);
+        POOL.with_borrow_mut(|pool| {
+            if pool.len() < POOL_SIZE {
+                pool.push(buffer);
+            }
+        });
     }
 }
 
 /// Takes a buffer of the usual capacity if the last one was given back.
 fn acquire(buffer: &mut BytesMut) {
     if buffer.capacity() == 0 {
+        *buffer = POOL.with_borrow_mut(Vec::pop).unwrap_or_default();
+        // A pooled buffer whose start is still shared with a frame in use
+        // has less room left; this takes it back or allocates.
         buffer.reserve(BUFFER_CAPACITY);
     }
 }
@@ -133,6 +152,17 @@ mod tests {
         let mut echoed = [0; 9];
         far.read_exact(&mut echoed).await.unwrap();
         assert_eq!(&echoed, b"\0\0\0\x05world");
+    }
+
+    #[test]
+    fn a_buffer_given_back_is_taken_again_without_allocating() {
+        let mut buffer = BytesMut::with_capacity(BUFFER_CAPACITY);
+        let address = buffer.as_ptr();
+        release(&mut buffer);
+        assert_eq!(buffer.capacity(), 0);
+        acquire(&mut buffer);
+        assert_eq!(buffer.as_ptr(), address);
+        assert!(buffer.capacity() >= BUFFER_CAPACITY);
     }
 
     #[tokio::test]
