@@ -123,7 +123,7 @@ where
 mod tests {
     use futures::{FutureExt, SinkExt, StreamExt};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_util::codec::LengthDelimitedCodec;
+    use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 
     use super::*;
 
@@ -163,6 +163,30 @@ mod tests {
         acquire(&mut buffer);
         assert_eq!(buffer.as_ptr(), address);
         assert!(buffer.capacity() >= BUFFER_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_whose_head_came_alone_is_read_whole() {
+        use ikc_proto::{FrameCodec, pb};
+        let (near, mut far) = tokio::io::duplex(256 * 1024);
+        let mut framed = IdleFramed::new(Framed::new(near, FrameCodec::new()));
+        let frame: pb::Frame = pb::Reply {
+            id: 1,
+            value: Some(pb::Value {
+                kind: Some(pb::value::Kind::Bytes(vec![7; 64 * 1024].into())),
+            }),
+        }
+        .into();
+        let mut wire = BytesMut::new();
+        FrameCodec::new().encode(&frame, &mut wire).unwrap();
+
+        far.write_all(&wire[..4]).await.unwrap();
+        assert!(framed.next().now_or_never().is_none());
+        // The head was taken out of the buffer, which went back empty.
+        assert_eq!(framed.inner.read_buffer().capacity(), 0);
+        far.write_all(&wire[4..]).await.unwrap();
+        let read = framed.next().await.unwrap().unwrap();
+        assert_eq!(read, frame);
     }
 
     #[tokio::test]

@@ -71,6 +71,9 @@ impl Delimited {
             DecodeState::Data(len) => len,
         };
         if src.len() < len {
+            // Room for the rest of the frame (again: the buffer may have
+            // been swapped for a smaller one since its head was read).
+            src.reserve(len - src.len());
             return Ok(None);
         }
         self.state = DecodeState::Head;
