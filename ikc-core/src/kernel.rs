@@ -261,7 +261,9 @@ impl Kernel {
     }
 
     /// Removes session `name`; returns whether it was published. Requests
-    /// already running finish.
+    /// already running finish. A connection that called the session keeps
+    /// its clone of the service until its next call to a local session or
+    /// until it closes (see [`Router`](crate::Router)).
     pub fn retract(&self, name: &str) -> bool {
         let mut sessions = self
             .inner

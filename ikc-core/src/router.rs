@@ -12,8 +12,11 @@
 //! a session that is not ready is called through a fresh clone that waits
 //! for it (as axum's `Route` does), and the clone it kept is dropped, so it
 //! holds no reservation (a concurrency-limit permit, a buffer slot) while
-//! nobody calls it. Every failure to route is a typed [`IkcError`], never a
-//! panic or a closed connection.
+//! nobody calls it. After a session is retracted or published again, a
+//! router drops the clones it kept at its next call to a local session (or
+//! when its connection closes): until then the old service stays alive,
+//! though nothing calls it. Every failure to route is a typed [`IkcError`],
+//! never a panic or a closed connection.
 
 use std::collections::HashMap;
 use std::future::Future;

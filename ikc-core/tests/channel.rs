@@ -1009,3 +1009,129 @@ async fn calls_and_posts_wait_for_room_while_the_peer_does_not_read_and_all_arri
     let answer = within("the call", call).await.unwrap();
     assert_eq!(answer, Ok(Value::from("answered")));
 }
+
+#[tokio::test]
+async fn a_handle_waiting_for_room_is_served_in_turn_not_starved_by_a_busy_one() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let kernel = Kernel::new("Client");
+    let (mut peer, handle, _driver) = raw_peer(&kernel, "Slow", |builder| builder);
+    let busy_sent = Arc::new(AtomicUsize::new(0));
+    let busy = {
+        let (handle, sent) = (handle.clone(), Arc::clone(&busy_sent));
+        tokio::spawn(async move {
+            for n in 0..20_000_i64 {
+                let posted = handle
+                    .post(&spec("poe://Slow/log/busy"), Value::from(n))
+                    .await;
+                if posted.is_err() {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // Until the busy handle waits for room: the peer reads nothing yet, so
+    // the transport, the driver and the queue fill up.
+    let settled = async {
+        let mut last = usize::MAX;
+        loop {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let now = busy_sent.load(Ordering::Relaxed);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let queued = within("the busy handle to fill the queue", settled).await;
+    assert!(queued > 1_000, "the queue holds many frames, got {queued}");
+
+    let once =
+        tokio::spawn(async move { handle.post(&spec("poe://Slow/log/once"), Value::Null).await });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // The peer reads slowly; the one-off post must get its turn after the
+    // frames already queued, not after everything the busy handle sends.
+    let mut read = 0;
+    loop {
+        let frame = peer.recv_request().await;
+        read += 1;
+        if frame.target == "poe://Slow/log/once" {
+            break;
+        }
+        assert!(
+            read < queued + 200,
+            "the one-off post was still not sent after {read} frames"
+        );
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    }
+    within("the one-off post", once).await.unwrap().unwrap();
+    busy.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_room_in_the_queue_still_times_out() {
+    // The peer never reads and there is no keepalive: only the call's own
+    // deadline can end it.
+    let kernel = Kernel::new("Client");
+    let (_peer, handle, _driver) = raw_peer(&kernel, "Silent", |builder| builder.keepalive(None));
+    let filler = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            for n in 0..5_000_i64 {
+                if handle
+                    .post(&spec("poe://Silent/log/line"), Value::from(n))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !filler.is_finished(),
+        "the queue is full and the filler waits"
+    );
+    let answer = within(
+        "the call to time out",
+        handle.call_str(
+            "poe://Silent/echo/say",
+            Value::Null,
+            Some(Duration::from_millis(100)),
+        ),
+    )
+    .await;
+    assert_eq!(answer.unwrap_err().kind(), ErrorKind::Timeout);
+    filler.abort();
+}
+
+#[tokio::test]
+async fn posts_queued_when_the_peer_stops_sending_are_still_delivered() {
+    const POSTS: i64 = 600;
+    let kernel = Kernel::new("Client");
+    let (mut peer, handle, driver) = raw_peer(&kernel, "Peer", |builder| builder);
+    // More than the driver takes in one go: most wait in the handles' queue.
+    for n in 0..POSTS {
+        handle
+            .post(&spec("poe://Peer/log/line"), Value::from(n))
+            .await
+            .unwrap();
+    }
+    peer.close_write().await;
+    for n in 0..POSTS {
+        let post = peer.recv_request().await;
+        assert_eq!(Value::from_proto(post.arg).unwrap(), Value::from(n));
+    }
+    assert!(within("the driver to end", driver).await.unwrap().is_ok());
+}

@@ -47,11 +47,21 @@ thread_local! {
     static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Largest buffer the pool keeps: one that grew for a large frame is
+/// freed instead, so the pool never pins more than `POOL_SIZE` of these.
+const POOLED_CAPACITY: usize = 2 * BUFFER_CAPACITY;
+
 /// Gives `buffer`'s memory back if it holds nothing.
 fn release(buffer: &mut BytesMut) {
     if buffer.is_empty() && buffer.capacity() > 0 {
         let buffer = std::mem::take(buffer);
-        POOL.with_borrow_mut(|pool| {
+        if buffer.capacity() > POOLED_CAPACITY {
+            return;
+        }
+        // During the thread's teardown the pool may be gone: then the
+        // buffer is simply freed.
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
             if pool.len() < POOL_SIZE {
                 pool.push(buffer);
             }
@@ -62,7 +72,11 @@ fn release(buffer: &mut BytesMut) {
 /// Takes a buffer of the usual capacity if the last one was given back.
 fn acquire(buffer: &mut BytesMut) {
     if buffer.capacity() == 0 {
-        *buffer = POOL.with_borrow_mut(Vec::pop).unwrap_or_default();
+        *buffer = POOL
+            .try_with(|pool| pool.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         // A pooled buffer whose start is still shared with a frame in use
         // has less room left; this takes it back or allocates.
         buffer.reserve(BUFFER_CAPACITY);
@@ -187,6 +201,17 @@ mod tests {
         far.write_all(&wire[4..]).await.unwrap();
         let read = framed.next().await.unwrap().unwrap();
         assert_eq!(read, frame);
+    }
+
+    #[test]
+    fn a_buffer_grown_for_a_large_frame_is_freed_not_pooled() {
+        let mut large = BytesMut::with_capacity(16 * BUFFER_CAPACITY);
+        let address = large.as_ptr();
+        release(&mut large);
+        let mut next = BytesMut::new();
+        acquire(&mut next);
+        assert_ne!(next.as_ptr(), address);
+        assert!(next.capacity() < 16 * BUFFER_CAPACITY);
     }
 
     #[tokio::test]

@@ -114,6 +114,7 @@ pub(crate) struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.handle.shared().close();
+        self.handle.shared().discard_queued();
         self.kernel.unregister(&self.handle);
     }
 }

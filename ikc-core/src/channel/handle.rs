@@ -10,7 +10,8 @@ use std::time::Duration;
 use foldhash::fast::RandomState as FastHash;
 use futures::task::AtomicWaker;
 use ikc_proto::{Value, pb};
-use tokio::sync::Notify;
+use tokio::sync::Semaphore;
+use tokio::sync::TryAcquireError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -94,8 +95,10 @@ pub(crate) struct Shared {
     pub(crate) driver_waker: AtomicWaker,
     /// Frames are queued for the driver (it need not lock to find out).
     queued: AtomicBool,
-    /// The full queue has room again, or the channel closed.
-    room: Notify,
+    /// Room in the queue, a permit per frame. The semaphore is fair: a
+    /// handle waiting for room is served before one that comes later, so
+    /// none waits forever behind a busy one.
+    room: Semaphore,
     closed: CancellationToken,
 }
 
@@ -116,7 +119,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             driver_waker: AtomicWaker::new(),
             queued: AtomicBool::new(false),
-            room: Notify::new(),
+            room: Semaphore::new(QUEUE_CAPACITY),
             closed: CancellationToken::new(),
         }
     }
@@ -144,14 +147,28 @@ impl Shared {
         }
         pending.calls.insert(id, call);
         pending.unanswered += 1;
-        let full = pending.outbox.len() >= QUEUE_CAPACITY;
-        if full {
+        if !self.take_room() {
+            drop(pending);
+            // The driver sweeps call deadlines only while calls are pending:
+            // it must learn of this one even though its frame waits.
+            self.driver_waker.wake();
             return Ok(Some(frame));
         }
         pending.outbox.push_back(frame);
         drop(pending);
         self.wake_driver();
         Ok(None)
+    }
+
+    /// Takes room for one frame if there is some (and nobody waits for it).
+    fn take_room(&self) -> bool {
+        match self.room.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => false,
+        }
     }
 
     fn wake_driver(&self) {
@@ -165,7 +182,7 @@ impl Shared {
         if pending.closed {
             return Queued::Closed;
         }
-        if pending.outbox.len() >= QUEUE_CAPACITY {
+        if !self.take_room() {
             return Queued::Full(frame);
         }
         pending.outbox.push_back(frame);
@@ -174,20 +191,28 @@ impl Shared {
         Queued::Yes
     }
 
-    /// Queues `frame` for the driver, waiting for room.
-    async fn queue_waiting(&self, mut frame: pb::Frame) -> Result<(), IkcError> {
-        loop {
-            // Listening before looking: room made in between is not missed.
-            let room = self.room.notified();
-            let mut room = std::pin::pin!(room);
-            room.as_mut().enable();
-            match self.queue(frame) {
-                Queued::Yes => return Ok(()),
-                Queued::Closed => return Err(IkcError::disconnected(false)),
-                Queued::Full(back) => frame = back,
-            }
-            room.await;
+    /// Queues `frame` for the driver, waiting for room in turn.
+    async fn queue_waiting(&self, frame: pb::Frame) -> Result<(), IkcError> {
+        let frame = match self.queue(frame) {
+            Queued::Yes => return Ok(()),
+            Queued::Closed => return Err(IkcError::disconnected(false)),
+            Queued::Full(frame) => frame,
+        };
+        // Closed with the channel.
+        let permit = self
+            .room
+            .acquire()
+            .await
+            .map_err(|_| IkcError::disconnected(false))?;
+        permit.forget();
+        let mut pending = self.lock();
+        if pending.closed {
+            return Err(IkcError::disconnected(false));
         }
+        pending.outbox.push_back(frame);
+        drop(pending);
+        self.wake_driver();
+        Ok(())
     }
 
     /// Moves up to `max` queued frames to `outbox` (the driver's); whether
@@ -197,15 +222,14 @@ impl Shared {
             return false;
         }
         let mut pending = self.lock();
-        let was_full = pending.outbox.len() >= QUEUE_CAPACITY;
         let taken = pending.outbox.len().min(max);
         outbox.extend(pending.outbox.drain(..taken));
         if !pending.outbox.is_empty() {
             self.queued.store(true, Ordering::Release);
         }
         drop(pending);
-        if was_full && taken > 0 {
-            self.room.notify_waiters();
+        if taken > 0 {
+            self.room.add_permits(taken);
         }
         taken > 0
     }
@@ -284,6 +308,12 @@ impl Shared {
         )
     }
 
+    /// Drops the frames still queued: the driver has ended.
+    pub(crate) fn discard_queued(&self) {
+        let unsent = std::mem::take(&mut self.lock().outbox);
+        drop(unsent);
+    }
+
     /// Whether calls of ours still wait for answers.
     pub(crate) fn has_pending(&self) -> bool {
         self.lock().unanswered > 0
@@ -297,7 +327,6 @@ impl Shared {
         let last_read = self.peer_last_id.load(Ordering::Acquire);
         let mut pending = self.lock();
         pending.closed = true;
-        let unsent = std::mem::take(&mut pending.outbox);
         let waiting: Vec<u64> = pending
             .calls
             .iter()
@@ -322,9 +351,11 @@ impl Shared {
             }
         }
         drop(pending);
-        drop(unsent);
         wakers.into_iter().for_each(Waker::wake);
-        self.room.notify_waiters();
+        // Handles waiting for room give up; frames already queued are still
+        // sent while the driver runs (a peer that closed its write half may
+        // still read them).
+        self.room.close();
         self.closed.cancel();
     }
 

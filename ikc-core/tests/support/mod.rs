@@ -283,6 +283,14 @@ impl RawPeer {
             .expect("the kernel's end is open");
     }
 
+    /// Sends nothing more (the kernel reads the end of its input) but
+    /// keeps reading, like a TCP peer that shut down its write half.
+    pub(crate) async fn close_write(&mut self) {
+        within("the raw peer to close", SinkExt::close(&mut self.transport))
+            .await
+            .expect("the memory transport closes");
+    }
+
     /// The next frame from the kernel; `None` when its end closed.
     pub(crate) async fn recv(&mut self) -> Option<pb::Frame> {
         within("a frame from the kernel", self.transport.next())
