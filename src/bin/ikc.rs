@@ -225,19 +225,25 @@ async fn run(command: Command) -> ExitCode {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn termination() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal sent as soon as
+/// the server says it listens must not find the default action (exit
+/// without a clean stop) still in place.
+fn termination() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let signals = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the server with IKC/shutdown");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = signals else {
+            tracing::error!("cannot install signal handlers; stop the server with IKC/shutdown");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
     }
 }
 
