@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(frame_decoder handshake_decoder value_decode specifier_parse connection legacy_storable)
+TARGETS=(frame_decoder frame_fast_path handshake_decoder value_decode specifier_parse connection legacy_storable)
 TOOLCHAIN="${TOOLCHAIN:-+nightly}"
 
 run_one() {

@@ -127,6 +127,45 @@ fn main() {
     let echo = frames(&[request(1, "poe://Fuzz/echo/say", Value::from("hello"))]);
     let ping = frames(&[pb::Ping { nonce: 7 }.into()]);
 
+    // frame_fast_path: one frame's bytes, without the head.
+    let t = "frame_fast_path";
+    for (name, frame) in [
+        (
+            "echo_request",
+            request(1, "poe://Fuzz/echo/say", Value::from("hello")),
+        ),
+        (
+            "bytes_request",
+            pb::Request {
+                id: 9,
+                target: "echo/say".to_owned(),
+                arg: Some(Value::Bytes(vec![1, 2, 3].into()).into()),
+                from: String::new(),
+                deadline_ms: 10_000,
+            }
+            .into(),
+        ),
+        (
+            "int_reply",
+            pb::Reply {
+                id: 3,
+                value: Some(Value::from(-5).into()),
+            }
+            .into(),
+        ),
+        (
+            "list_reply",
+            pb::Reply {
+                id: 4,
+                value: Some(Value::from(vec![1, 2]).into()),
+            }
+            .into(),
+        ),
+        ("ping", pb::Ping { nonce: 7 }.into()),
+    ] {
+        write(&corpus, t, name, &frame.encode_to_vec());
+    }
+
     // frame_decoder: [max_lo, max_hi, chunk_seed, new_max, stream...]
     let t = "frame_decoder";
     write(
