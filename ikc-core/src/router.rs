@@ -45,8 +45,8 @@ pub struct Router {
 /// kernel's sessions are unchanged.
 #[derive(Default)]
 struct Sessions {
-    /// Calls so far, up to 2: a router called once (`Kernel::call`) keeps
-    /// nothing, one called again (a connection's) keeps what it calls.
+    /// Calls so far (saturating): a router called once (`Kernel::call`)
+    /// keeps nothing, one called again (a connection's) keeps what it calls.
     calls: u8,
     generation: u64,
     ready: HashMap<String, Session, FastHash>,
@@ -195,11 +195,9 @@ impl Router {
         if !local || req.target().event().is_none() {
             return None;
         }
+        self.sessions.calls = self.sessions.calls.saturating_add(1);
         if self.sessions.calls < 2 {
-            self.sessions.calls += 1;
-            if self.sessions.calls < 2 {
-                return None;
-            }
+            return None;
         }
         let generation = self.kernel.sessions_generation();
         if self.sessions.generation != generation {

@@ -23,25 +23,28 @@ fn arb_arg() -> impl Strategy<Value = Option<pb::Value>> {
     ])
 }
 
+/// A request frame with targets matching `target` and arguments from `arg`.
+fn arb_request(
+    target: &'static str,
+    arg: impl Strategy<Value = Option<pb::Value>>,
+) -> impl Strategy<Value = pb::Frame> {
+    (any::<u64>(), target, arg, ".{0,8}", any::<u32>()).prop_map(
+        |(id, target, arg, from, deadline_ms)| {
+            pb::Request {
+                id,
+                target,
+                arg,
+                from,
+                deadline_ms,
+            }
+            .into()
+        },
+    )
+}
+
 fn arb_frame() -> impl Strategy<Value = pb::Frame> {
     prop_oneof![
-        (
-            any::<u64>(),
-            "[a-z:/]{0,24}",
-            arb_arg(),
-            ".{0,8}",
-            any::<u32>()
-        )
-            .prop_map(|(id, target, arg, from, deadline_ms)| {
-                pb::Request {
-                    id,
-                    target,
-                    arg,
-                    from,
-                    deadline_ms,
-                }
-                .into()
-            }),
+        arb_request("[a-z:/]{0,24}", arb_arg()),
         (any::<u64>(), arb_arg()).prop_map(|(id, value)| pb::Reply { id, value }.into()),
         (
             any::<u64>(),
@@ -402,23 +405,7 @@ fn arb_scalar_frame() -> impl Strategy<Value = pb::Frame> {
         .prop_map(|kind| pb::Value { kind: Some(kind) }),
     );
     prop_oneof![
-        (
-            any::<u64>(),
-            ".{0,24}",
-            value.clone(),
-            ".{0,8}",
-            any::<u32>()
-        )
-            .prop_map(|(id, target, arg, from, deadline_ms)| {
-                pb::Request {
-                    id,
-                    target,
-                    arg,
-                    from,
-                    deadline_ms,
-                }
-                .into()
-            }),
+        arb_request(".{0,24}", value.clone()),
         (any::<u64>(), value).prop_map(|(id, value)| pb::Reply { id, value }.into()),
     ]
 }

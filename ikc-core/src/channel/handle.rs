@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -124,7 +124,7 @@ impl Shared {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -154,9 +154,7 @@ impl Shared {
             self.driver_waker.wake();
             return Ok(Some(frame));
         }
-        pending.outbox.push_back(frame);
-        drop(pending);
-        self.wake_driver();
+        self.push(pending, frame);
         Ok(None)
     }
 
@@ -171,23 +169,25 @@ impl Shared {
         }
     }
 
-    fn wake_driver(&self) {
+    /// Queues `frame`, whose room was taken, then releases the lock and
+    /// wakes the driver.
+    fn push(&self, mut pending: MutexGuard<'_, Pending>, frame: pb::Frame) {
+        pending.outbox.push_back(frame);
+        drop(pending);
         self.queued.store(true, Ordering::Release);
         self.driver_waker.wake();
     }
 
     /// Queues `frame` for the driver if there is room.
     fn queue(&self, frame: pb::Frame) -> Queued {
-        let mut pending = self.lock();
+        let pending = self.lock();
         if pending.closed {
             return Queued::Closed;
         }
         if !self.take_room() {
             return Queued::Full(frame);
         }
-        pending.outbox.push_back(frame);
-        drop(pending);
-        self.wake_driver();
+        self.push(pending, frame);
         Queued::Yes
     }
 
@@ -205,13 +205,11 @@ impl Shared {
             .await
             .map_err(|_| IkcError::disconnected(false))?;
         permit.forget();
-        let mut pending = self.lock();
+        let pending = self.lock();
         if pending.closed {
             return Err(IkcError::disconnected(false));
         }
-        pending.outbox.push_back(frame);
-        drop(pending);
-        self.wake_driver();
+        self.push(pending, frame);
         Ok(())
     }
 

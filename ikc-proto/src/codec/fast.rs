@@ -31,16 +31,42 @@ const REQUEST_FROM: u32 = 4;
 const REQUEST_DEADLINE: u32 = 5;
 const REPLY_VALUE: u32 = 2;
 
+/// A frame of one of the fast shapes, measured.
+struct Fast<'a> {
+    /// Its field number in `Frame`.
+    field: u32,
+    /// The length of the request's or reply's body.
+    body_len: usize,
+    body: Body<'a>,
+}
+
+enum Body<'a> {
+    Request(&'a pb::Request),
+    Reply(&'a pb::Reply),
+}
+
+/// `frame` measured, if it has one of the fast shapes.
+fn fast(frame: &pb::Frame) -> Option<Fast<'_>> {
+    match frame.kind.as_ref()? {
+        Kind::Request(request) => Some(Fast {
+            field: FRAME_REQUEST,
+            body_len: request_len(request)?,
+            body: Body::Request(request),
+        }),
+        Kind::Reply(reply) => Some(Fast {
+            field: FRAME_REPLY,
+            body_len: reply_len(reply)?,
+            body: Body::Reply(reply),
+        }),
+        _ => None,
+    }
+}
+
 /// The length of `frame`'s protobuf encoding (without the head), as
 /// prost's `encoded_len` computes it, in one pass for the fast shapes.
 pub(super) fn encoded_len(frame: &pb::Frame) -> usize {
-    let fast = match frame.kind.as_ref() {
-        Some(Kind::Request(request)) => request_len(request).map(|len| (FRAME_REQUEST, len)),
-        Some(Kind::Reply(reply)) => reply_len(reply).map(|len| (FRAME_REPLY, len)),
-        _ => None,
-    };
-    match fast {
-        Some((field, body_len)) => delimited_len(field, body_len),
+    match fast(frame) {
+        Some(fast) => delimited_len(fast.field, fast.body_len),
         None => prost::Message::encoded_len(frame),
     }
 }
@@ -52,11 +78,11 @@ pub(super) fn encode(
     max: usize,
     dst: &mut BytesMut,
 ) -> Option<Result<(), CodecError>> {
-    let (field, body_len) = match frame.kind.as_ref()? {
-        Kind::Request(request) => (FRAME_REQUEST, request_len(request)?),
-        Kind::Reply(reply) => (FRAME_REPLY, reply_len(reply)?),
-        _ => return None,
-    };
+    let Fast {
+        field,
+        body_len,
+        body,
+    } = fast(frame)?;
     let len = delimited_len(field, body_len);
     let Ok(head) = u32::try_from(len) else {
         return Some(Err(too_large(len, max)));
@@ -68,10 +94,9 @@ pub(super) fn encode(
     dst.put_u32(head);
     encode_key(field, WireType::LengthDelimited, dst);
     encode_varint(body_len as u64, dst);
-    match frame.kind.as_ref()? {
-        Kind::Request(request) => put_request(request, dst),
-        Kind::Reply(reply) => put_reply(reply, dst),
-        _ => unreachable!("the shape was checked above"),
+    match body {
+        Body::Request(request) => put_request(request, dst),
+        Body::Reply(reply) => put_reply(reply, dst),
     }
     Some(Ok(()))
 }
