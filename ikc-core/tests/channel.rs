@@ -907,6 +907,36 @@ async fn calls_the_peer_never_read_before_its_go_away_fail_as_shutting_down_not_
     assert!(!unread.may_have_run(), "{unread}");
 }
 
+#[tokio::test]
+async fn a_call_made_after_the_peer_went_away_and_closed_fails_as_shutting_down_not_run() {
+    let kernel = Kernel::new("Local");
+    let (mut raw, to_raw, _driver) = raw_peer(&kernel, "Raw", |b| b);
+
+    // A draining server: GoAway right after the handshake, then it closes,
+    // before the caller had a chance to send anything.
+    raw.send(pb::GoAway {
+        reason: "stopping".to_owned(),
+        last_id: 0,
+    })
+    .await;
+    drop(raw);
+    within("the channel closes", to_raw.closed()).await;
+
+    // Nothing was sent, and the peer said it was going away: the caller may
+    // retry elsewhere, as for a call the peer never read.
+    let late = to_raw
+        .call(&spec("poe://Raw/s/late"), Value::Null)
+        .await
+        .unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::ShuttingDown, "{late}");
+    assert!(!late.may_have_run(), "{late}");
+    let post = to_raw
+        .post(&spec("poe://Raw/s/late"), Value::Null)
+        .await
+        .unwrap_err();
+    assert_eq!(post.kind(), ErrorKind::ShuttingDown, "{post}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_peer_is_probed_with_ping_and_dropped_when_it_stays_silent() {
     let kernel = Kernel::new("Local");

@@ -143,7 +143,7 @@ impl Shared {
         };
         let mut pending = self.lock();
         if pending.closed {
-            return Err(IkcError::disconnected(false));
+            return Err(self.closed_error());
         }
         pending.calls.insert(id, call);
         pending.unanswered += 1;
@@ -195,19 +195,15 @@ impl Shared {
     async fn queue_waiting(&self, frame: pb::Frame) -> Result<(), IkcError> {
         let frame = match self.queue(frame) {
             Queued::Yes => return Ok(()),
-            Queued::Closed => return Err(IkcError::disconnected(false)),
+            Queued::Closed => return Err(self.closed_error()),
             Queued::Full(frame) => frame,
         };
         // Closed with the channel.
-        let permit = self
-            .room
-            .acquire()
-            .await
-            .map_err(|_| IkcError::disconnected(false))?;
+        let permit = self.room.acquire().await.map_err(|_| self.closed_error())?;
         permit.forget();
         let pending = self.lock();
         if pending.closed {
-            return Err(IkcError::disconnected(false));
+            return Err(self.closed_error());
         }
         self.push(pending, frame);
         Ok(())
@@ -369,6 +365,22 @@ impl Shared {
 
     /// The peer sent GoAway: it read our requests up to `last_id` and takes
     /// no new ones.
+    /// Why a frame could not be sent on the closed channel. It never left
+    /// us; when the peer had said it was going away, that is the answer
+    /// (`ShuttingDown`, safe to retry elsewhere), as for a call it never
+    /// read: a draining server that closes right after its GoAway must not
+    /// make a call started a moment later look like a broken connection.
+    fn closed_error(&self) -> IkcError {
+        if self.peer_going_away.load(Ordering::Acquire) {
+            IkcError::new(
+                ErrorKind::ShuttingDown,
+                format!("kernel {:?} went away", self.peer.kernel),
+            )
+        } else {
+            IkcError::disconnected(false)
+        }
+    }
+
     pub(crate) fn set_peer_going_away(&self, last_id: u64) {
         self.peer_last_id.store(last_id, Ordering::Release);
         self.peer_going_away.store(true, Ordering::Release);
@@ -562,9 +574,10 @@ impl ChannelHandle {
     }
 
     fn check_open(&self) -> Result<(), IkcError> {
-        // A closed connection is the more useful answer than why it closed.
+        // A closed connection is the more useful answer than our own
+        // drain; after the peer's GoAway, both say the same.
         if self.is_closed() {
-            return Err(IkcError::disconnected(false));
+            return Err(self.shared.closed_error());
         }
         if self.shared.draining.load(Ordering::Acquire) {
             return Err(IkcError::new(
