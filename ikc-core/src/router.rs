@@ -30,7 +30,6 @@ use ikc_proto::Value;
 use pin_project::pin_project;
 use tower::Service;
 use tower::ServiceExt;
-use tower::util::Oneshot;
 
 use crate::kernel::{Published, SessionService};
 use crate::{ChannelHandle, ErrorKind, IkcError, Kernel, KernelTarget, Request, Specifier};
@@ -167,8 +166,10 @@ impl Service<Request> for Router {
             Err(error) => State::Ready {
                 result: Some(Err(error)),
             },
-            Ok(Destination::Local(published)) => State::Local {
-                inner: published.service.clone().oneshot(req),
+            // Rare (the first call, or a session that was not ready): a box
+            // keeps the request out of every routed future's size.
+            Ok(Destination::Local(published)) => State::Called {
+                inner: Box::pin(published.service.clone().oneshot(req)),
             },
             Ok(Destination::Remote(peer)) => State::Remote {
                 inner: Box::pin(async move { peer.forward(req, false).await }),
@@ -248,11 +249,7 @@ enum State {
     Ready {
         result: Option<Result<Value, IkcError>>,
     },
-    Local {
-        #[pin]
-        inner: Oneshot<SessionService, Request>,
-    },
-    /// Called on the router's own clone of the session's service.
+    /// A local session's answer.
     Called {
         #[pin]
         inner: BoxFuture<'static, Result<Value, crate::BoxError>>,
@@ -267,7 +264,7 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             State::Ready { .. } => "Ready",
-            State::Local { .. } | State::Called { .. } => "Local",
+            State::Called { .. } => "Local",
             State::Remote { .. } => "Remote",
         })
     }
@@ -281,7 +278,6 @@ impl Future for RouteFuture {
             StateProj::Ready { result } => {
                 Poll::Ready(result.take().expect("RouteFuture polled after completion"))
             }
-            StateProj::Local { inner } => inner.poll(cx).map_err(IkcError::from_box),
             StateProj::Called { inner } => inner.poll(cx).map_err(IkcError::from_box),
             StateProj::Remote { inner } => inner.poll(cx),
         }

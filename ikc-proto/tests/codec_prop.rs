@@ -23,12 +23,23 @@ fn arb_arg() -> impl Strategy<Value = Option<pb::Value>> {
     ])
 }
 
+/// Ids of every varint length: small ones (one or two bytes, what real
+/// traffic carries) as often as full-width ones.
+fn arb_id() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0..128u64,
+        128..1u64 << 21,
+        1u64 << 21..1u64 << 56,
+        1u64 << 56..=u64::MAX,
+    ]
+}
+
 /// A request frame with targets matching `target` and arguments from `arg`.
 fn arb_request(
     target: &'static str,
     arg: impl Strategy<Value = Option<pb::Value>>,
 ) -> impl Strategy<Value = pb::Frame> {
-    (any::<u64>(), target, arg, ".{0,8}", any::<u32>()).prop_map(
+    (arb_id(), target, arg, ".{0,8}", any::<u32>()).prop_map(
         |(id, target, arg, from, deadline_ms)| {
             pb::Request {
                 id,
@@ -45,7 +56,7 @@ fn arb_request(
 fn arb_frame() -> impl Strategy<Value = pb::Frame> {
     prop_oneof![
         arb_request("[a-z:/]{0,24}", arb_arg()),
-        (any::<u64>(), arb_arg()).prop_map(|(id, value)| pb::Reply { id, value }.into()),
+        (arb_id(), arb_arg()).prop_map(|(id, value)| pb::Reply { id, value }.into()),
         (
             any::<u64>(),
             0..=10i32,
@@ -406,12 +417,21 @@ fn arb_scalar_frame() -> impl Strategy<Value = pb::Frame> {
     );
     prop_oneof![
         arb_request(".{0,24}", value.clone()),
-        (any::<u64>(), value).prop_map(|(id, value)| pb::Reply { id, value }.into()),
+        (arb_id(), value).prop_map(|(id, value)| pb::Reply { id, value }.into()),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn over_limit_answers_as_the_exact_length_does(
+        frame in prop_oneof![arb_scalar_frame(), arb_frame()],
+        max in prop_oneof![0..200usize, 200..400usize, Just(usize::MAX)],
+    ) {
+        let len = frame.encoded_len();
+        prop_assert_eq!(ikc_proto::codec::over_limit(&frame, max), (len > max).then_some(len));
+    }
 
     #[test]
     fn scalar_frames_are_written_as_prost_writes_them_and_read_back(

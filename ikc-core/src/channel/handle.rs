@@ -359,8 +359,7 @@ impl Shared {
         if max == usize::MAX {
             return None;
         }
-        let len = ikc_proto::codec::encoded_len(frame);
-        (len > max).then_some((len, max))
+        ikc_proto::codec::over_limit(frame, max).map(|len| (len, max))
     }
 
     /// The peer sent GoAway: it read our requests up to `last_id` and takes

@@ -98,6 +98,20 @@ pub fn encoded_len(frame: &pb::Frame) -> usize {
     fast::encoded_len(frame)
 }
 
+/// The length of `frame` on the wire without its head when it is over
+/// `max`; `None` when it fits.
+///
+/// Frames of the common shapes far under the limit are not measured: a
+/// bound from their strings' and bytes' lengths settles it.
+#[must_use]
+pub fn over_limit(frame: &pb::Frame, max: usize) -> Option<usize> {
+    if fast::len_bound(frame).is_some_and(|bound| bound <= max) {
+        return None;
+    }
+    let len = encoded_len(frame);
+    (len > max).then_some(len)
+}
+
 /// A frame's bytes as a frame: the fast path for the common shapes, prost
 /// for everything else.
 fn decode_frame(message: Bytes) -> Result<pb::Frame, CodecError> {
