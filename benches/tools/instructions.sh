@@ -11,8 +11,14 @@
 # `cargo build --release --examples` (any peer with the same flags works,
 # e.g. links to shared/peers' codec-server and codec-client). The side
 # measured runs under valgrind, the other natively; requests are all the
-# calls answered, warm-up included; instructions include start-up, which
-# is under 1 % of the total here.
+# calls answered, warm-up included.
+#
+# Two figures: `instructions_per_request` of one run (start-up and the
+# end included: the bench client's per-slot latency histograms are set up
+# and merged then, a few hundred instructions per request at this length
+# under valgrind), and `net_instructions_per_request`, the difference
+# between a long and a short run divided by the difference in requests,
+# which leaves only the cost of the requests themselves.
 set -euo pipefail
 dir=$1
 side=$2
@@ -21,27 +27,38 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cg=(valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
 client=(--addr "127.0.0.1:$port" --conns 4 --inflight 32 --payload 64 --warmup 0.5)
-case $side in
-server)
-  "${cg[@]}" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs 9 >"$out/err" 2>&1 &
-  pid=$!
-  sleep 2
-  "$dir/bench_peer_client" "${client[@]}" --secs 4 >"$out/out"
-  wait "$pid"
-  ;;
-client)
-  "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs 12 2>/dev/null &
-  pid=$!
-  sleep 0.5
-  "${cg[@]}" "$dir/bench_peer_client" "${client[@]}" --secs 6 >"$out/out" 2>"$out/err"
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  ;;
-*)
-  echo "usage: $0 DIR server|client [PORT]" >&2
-  exit 2
-  ;;
-esac
-instructions=$(grep -oP 'I\s+refs:\s+\K[\d,]+' "$out/err" | tr -d ,)
-requests=$(grep -oP 'total_done=\K\d+' "$out/out")
-echo "$side requests=$requests instructions_per_request=$((instructions / requests))"
+
+# One run with the load on for SECS seconds; sets `instructions` and `requests`.
+measure() {
+  local secs=$1
+  case $side in
+  server)
+    "${cg[@]}" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 5)) >"$out/err" 2>&1 &
+    pid=$!
+    sleep 2
+    "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out"
+    wait "$pid"
+    ;;
+  client)
+    "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 6)) 2>/dev/null &
+    pid=$!
+    sleep 0.5
+    "${cg[@]}" "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out" 2>"$out/err"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    ;;
+  *)
+    echo "usage: $0 DIR server|client [PORT]" >&2
+    exit 2
+    ;;
+  esac
+  instructions=$(grep -oP 'I\s+refs:\s+\K[\d,]+' "$out/err" | tr -d ,)
+  requests=$(grep -oP 'total_done=\K\d+' "$out/out")
+}
+
+measure 2
+short_instructions=$instructions
+short_requests=$requests
+measure 6
+net=$(((instructions - short_instructions) / (requests - short_requests)))
+echo "$side requests=$requests instructions_per_request=$((instructions / requests)) net_instructions_per_request=$net"

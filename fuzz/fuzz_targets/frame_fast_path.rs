@@ -5,7 +5,9 @@
 //! Input: the bytes of one frame, without the 4-byte head. Checked: the
 //! codec decodes them exactly when prost does, to the same frame (compared
 //! re-encoded by prost, so a NaN compares equal to itself); and a frame
-//! prost decoded is written by the codec byte for byte as prost writes it.
+//! prost decoded is written by the codec byte for byte as prost writes it,
+//! and `codec::over_limit` says it is over a limit exactly when its length
+//! is (limits around its length and its first byte's value).
 
 #![no_main]
 
@@ -43,5 +45,14 @@ fuzz_target!(|message: &[u8]| {
         let expected = frame.encode_to_vec();
         assert_eq!(&written[4..], &expected[..], "written differently");
         assert_eq!(ikc_proto::codec::encoded_len(&frame), expected.len());
+        let len = expected.len();
+        let first = usize::from(message.first().copied().unwrap_or(0));
+        for max in [0, first, len.saturating_sub(1), len, len + first, usize::MAX] {
+            assert_eq!(
+                ikc_proto::codec::over_limit(&frame, max),
+                (len > max).then_some(len),
+                "over_limit at {max}"
+            );
+        }
     }
 });
