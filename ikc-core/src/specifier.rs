@@ -294,7 +294,39 @@ struct Layout {
     event_at: Option<usize>,
 }
 
+/// `session/event` in printable ASCII within the length limits, the shape
+/// nearly every request's target has, in one pass over its bytes. `None`
+/// sends the text through the general parser, which also names every error.
+fn local_event(text: &[u8]) -> Option<Layout> {
+    let mut slash = None;
+    for (at, &byte) in text.iter().enumerate() {
+        if byte == b'/' {
+            if slash.is_some() {
+                return None;
+            }
+            slash = Some(at);
+        } else if !(0x21..=0x7e).contains(&byte) {
+            // Not `plain`: a space, a control byte or not ASCII.
+            return None;
+        }
+    }
+    let at = slash?;
+    let (session, event) = (at, text.len() - at - 1);
+    ((1..=MAX_NAME_LEN).contains(&session) && (1..=MAX_NAME_LEN).contains(&event)).then_some(
+        Layout {
+            kernel: KernelTarget::Local,
+            names_at: 0,
+            event_at: Some(at + 1),
+        },
+    )
+}
+
 fn layout(text: &str) -> Result<Layout, ParseSpecifierError> {
+    if text.len() <= MAX_SPECIFIER_LEN
+        && let Some(layout) = local_event(text.as_bytes())
+    {
+        return Ok(layout);
+    }
     if text.is_empty() {
         return Err(ParseSpecifierError::Empty);
     }

@@ -418,7 +418,7 @@ fn parts(spec: Specifier) -> reference::Parsed {
 proptest! {
     #[test]
     fn parse_agrees_with_the_reference_parser(
-        text in "(poe://)?[a-c*/ \t\u{7f}é\u{2028}]{0,14}|(poe://)?[a/]{250,270}|\\PC{0,40}"
+        text in "(poe://)?[a-c*/ \t\u{7f}é\u{2028}]{0,14}|(poe://)?[a/]{250,270}|\\PC{0,40}|[!-~]{0,3}/[a-c]{254,258}|[a-c]{254,258}/[!-~]{0,3}"
     ) {
         prop_assert_eq!(text.parse::<Specifier>().map(parts), reference::parse(&text));
         prop_assert_eq!(Specifier::parse_owned(text.clone()).map(parts), reference::parse(&text));

@@ -306,12 +306,21 @@ impl Writer<'_> {
 /// Reads a varint from the front of `buf`. Only what prost would read the
 /// same way: a varint of ten bytes (where prost checks the last byte's
 /// range) is left to prost, like any other case this path is unsure of.
+#[inline]
 fn read_varint(buf: &mut &[u8]) -> Option<u64> {
-    let (&first, rest) = buf.split_first()?;
-    if first < 0x80 {
-        *buf = rest;
-        return Some(u64::from(first));
+    match buf.split_first() {
+        Some((&first, rest)) if first < 0x80 => {
+            *buf = rest;
+            Some(u64::from(first))
+        }
+        _ => read_long_varint(buf),
     }
+}
+
+/// A varint of two bytes or more (or none at all).
+#[cold]
+fn read_long_varint(buf: &mut &[u8]) -> Option<u64> {
+    let (&first, rest) = buf.split_first()?;
     let mut value = u64::from(first & 0x7f);
     for (i, &byte) in rest.iter().enumerate().take(8) {
         value |= u64::from(byte & 0x7f) << (7 * (i + 1));
@@ -325,6 +334,7 @@ fn read_varint(buf: &mut &[u8]) -> Option<u64> {
 
 /// Reads a field key: a field number from 1 to `u32::MAX >> 3` and a wire
 /// type prost knows; anything else is left to prost.
+#[inline]
 fn read_key(buf: &mut &[u8]) -> Option<(u32, WireType)> {
     let key = u32::try_from(read_varint(buf)?).ok()?;
     let wire_type = WireType::try_from(u64::from(key & 7)).ok()?;
