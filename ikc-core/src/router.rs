@@ -15,16 +15,16 @@
 //! nobody calls it. After a session is retracted or published again, a
 //! router drops the clones it kept at its next call to a local session (or
 //! when its connection closes): until then the old service stays alive,
-//! though nothing calls it. Every failure to route is a typed [`IkcError`],
+//! though nothing calls it. A router keeps at most [`KEPT_SESSIONS`]
+//! sessions, found by comparing names (a connection calls few sessions, and
+//! comparing a short name costs less than hashing it). Every failure to route is a typed [`IkcError`],
 //! never a panic or a closed connection.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use foldhash::fast::RandomState as FastHash;
 use futures::future::BoxFuture;
 use ikc_proto::Value;
 use pin_project::pin_project;
@@ -40,6 +40,10 @@ pub struct Router {
     sessions: Sessions,
 }
 
+/// How many sessions' services one router keeps; the one kept longest
+/// makes room for another.
+const KEPT_SESSIONS: usize = 8;
+
 /// Session services this router instance calls directly, valid while the
 /// kernel's sessions are unchanged.
 #[derive(Default)]
@@ -48,12 +52,16 @@ struct Sessions {
     /// keeps nothing, one called again (a connection's) keeps what it calls.
     calls: u8,
     generation: u64,
-    ready: HashMap<String, Session, FastHash>,
+    ready: Vec<Session>,
 }
 
 struct Session {
+    name: String,
     published: Arc<Published>,
     service: SessionService,
+    /// The event last found among the session's events (the next request
+    /// most likely names it again).
+    allowed: String,
 }
 
 impl Clone for Router {
@@ -205,33 +213,37 @@ impl Router {
             self.sessions.ready.clear();
             self.sessions.generation = generation;
         }
-        let session = match self.sessions.ready.get_mut(req.session()) {
-            Some(session) => session,
+        let ready = &mut self.sessions.ready;
+        let at = match ready.iter().position(|kept| kept.name == req.session()) {
+            Some(at) => at,
             None => {
                 let published = self.kernel.session(req.session())?;
-                let service = published.service.clone();
-                self.sessions
-                    .ready
-                    .entry(req.session().to_owned())
-                    .or_insert(Session { published, service })
+                if ready.len() == KEPT_SESSIONS {
+                    ready.remove(0);
+                }
+                ready.push(Session {
+                    name: req.session().to_owned(),
+                    service: published.service.clone(),
+                    published,
+                    allowed: String::new(),
+                });
+                ready.len() - 1
             }
         };
-        if !session.published.allows(req.event()) {
-            return None;
+        let session = &mut ready[at];
+        if session.allowed != req.event() {
+            if !session.published.allows(req.event()) {
+                return None;
+            }
+            req.event().clone_into(&mut session.allowed);
         }
         // Nobody is woken by this poll: a service that is not ready now is
         // dropped (with whatever it reserved) and a clone waits instead.
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         if let Poll::Ready(Ok(())) = session.service.poll_ready(&mut cx) {
-            // Looked up again to end the borrow above (a known limit of
-            // the borrow checker with a conditional return).
-            return self
-                .sessions
-                .ready
-                .get_mut(req.session())
-                .map(|session| &mut session.service);
+            return Some(&mut ready[at].service);
         }
-        self.sessions.ready.remove(req.session());
+        ready.remove(at);
         None
     }
 }

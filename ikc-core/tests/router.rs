@@ -515,3 +515,38 @@ async fn a_session_that_is_not_ready_is_waited_for_and_holds_nothing_back() {
         Ok(Value::from(4))
     );
 }
+
+#[tokio::test]
+async fn a_router_calling_more_sessions_than_it_keeps_reaches_each_and_checks_each_event() {
+    let kernel = Kernel::new("Server");
+    // More sessions than one router keeps services for.
+    let names: Vec<String> = (0..12).map(|n| format!("s{n}")).collect();
+    for name in &names {
+        let answer = Value::from(name.as_str());
+        let service = ikc_core::SessionService::new(ikc_core::service_fn(move |_: Request| {
+            let answer = answer.clone();
+            async move { Ok::<_, ikc_core::BoxError>(answer) }
+        }));
+        kernel.publish(name, ["a", "b"], service).unwrap();
+    }
+    let mut router = kernel.router();
+    let mut call = async |target: &str| {
+        router
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::call(spec(target), Value::Null))
+            .await
+    };
+    for _ in 0..3 {
+        for name in &names {
+            for event in ["a", "b", "a"] {
+                let answer = call(&format!("{name}/{event}")).await;
+                assert_eq!(answer, Ok(Value::from(name.as_str())), "{name}/{event}");
+            }
+            // The event checked last was allowed; this one is not.
+            let error = call(&format!("{name}/c")).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::NoEvent, "{name}/c");
+        }
+    }
+}
