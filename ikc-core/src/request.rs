@@ -25,10 +25,16 @@ use crate::Specifier;
 pub struct Request {
     target: Specifier,
     arg: Value,
-    from: Option<String>,
+    // A boxed `str`, not a `String`: with the specifier's small fields it
+    // keeps a request within 128 bytes (see `Specifier`).
+    from: Option<Box<str>>,
     deadline: Option<Instant>,
     post: bool,
 }
+
+// Kept within 128 bytes: the compiler moves it with plain stores rather
+// than a `memcpy` call each time it passes from layer to layer.
+const _: () = assert!(std::mem::size_of::<Request>() <= 128);
 
 impl Request {
     /// A call to `target`: the caller waits for the answer.
@@ -55,7 +61,7 @@ impl Request {
     /// Sets who sent the request (`kernel/session`, informational).
     #[must_use]
     pub fn with_from(mut self, from: impl Into<String>) -> Self {
-        self.from = Some(from.into());
+        self.from = Some(from.into().into_boxed_str());
         self
     }
 
