@@ -16,6 +16,10 @@
 //! CPU figures are process CPU time (from `/proc/PID/stat`) over the measured
 //! window; with `--server-pid`, the server's too.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 

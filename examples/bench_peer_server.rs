@@ -9,6 +9,10 @@
 //! It runs a tokio runtime with `--workers` worker threads, accepts on
 //! `--addr` at once, and exits by itself after `--max-secs` seconds.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;

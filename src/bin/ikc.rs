@@ -5,6 +5,10 @@
 //! printed, e.g. `error: NoSession: ...`); 2 for a usage error; 3 when the
 //! server cannot be reached or refuses the connection.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
