@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use ikc_core::{IkcError, Value};
+use ikc_core::Value;
 use ikc_server::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -264,15 +264,6 @@ struct Load {
     done: Option<Arc<AtomicU64>>,
 }
 
-/// One call: when it was sent, when it was answered, and the answer.
-async fn call(client: &Client, target: &str, payload: Bytes) -> (Instant, Instant, Answer) {
-    let sent = Instant::now();
-    let answer = client.call(target, Value::Bytes(payload)).await;
-    (sent, Instant::now(), answer)
-}
-
-type Answer = Result<Value, IkcError>;
-
 impl Load {
     /// `inflight` slots, each calling again as soon as its answer came: a
     /// slot is one future for the whole run, not one per call.
@@ -288,8 +279,12 @@ impl Load {
     async fn slot(&self) -> Recorder {
         let mut recorder = Recorder::new();
         loop {
-            let (sent, answered, answer) =
-                call(&self.client, &self.target, self.payload.clone()).await;
+            let sent = Instant::now();
+            let answer = self
+                .client
+                .call(&self.target, Value::Bytes(self.payload.clone()))
+                .await;
+            let answered = Instant::now();
             if let Some(done) = &self.done {
                 done.fetch_add(1, Ordering::Relaxed);
             }

@@ -337,7 +337,14 @@ fn read_long_varint(buf: &mut &[u8]) -> Option<u64> {
 #[inline]
 fn read_key(buf: &mut &[u8]) -> Option<(u32, WireType)> {
     let key = u32::try_from(read_varint(buf)?).ok()?;
-    let wire_type = WireType::try_from(u64::from(key & 7)).ok()?;
+    let wire_type = match key & 7 {
+        0 => WireType::Varint,
+        1 => WireType::SixtyFourBit,
+        2 => WireType::LengthDelimited,
+        5 => WireType::ThirtyTwoBit,
+        // Groups, and the wire types prost refuses.
+        _ => return None,
+    };
     let field = key >> 3;
     (field > 0).then_some((field, wire_type))
 }
