@@ -26,7 +26,7 @@
 mod report;
 
 use std::io::IsTerminal;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -266,18 +266,20 @@ struct Load {
 
 impl Load {
     /// `inflight` slots, each calling again as soon as its answer came: a
-    /// slot is one future for the whole run, not one per call.
+    /// slot is one future for the whole run, not one per call. The slots of
+    /// a connection share one recorder: a latency histogram is a few hundred
+    /// kilobytes, and one per slot would scatter the recording of every
+    /// answer over more memory than the caches hold.
     async fn run(self) -> Recorder {
-        let mut slots: FuturesUnordered<_> = (0..self.inflight).map(|_| self.slot()).collect();
-        let mut total = Recorder::new();
-        while let Some(recorder) = slots.next().await {
-            total.merge(&recorder);
-        }
-        total
+        let recorder = Mutex::new(Recorder::new());
+        let mut slots: FuturesUnordered<_> =
+            (0..self.inflight).map(|_| self.slot(&recorder)).collect();
+        while slots.next().await.is_some() {}
+        drop(slots);
+        recorder.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn slot(&self) -> Recorder {
-        let mut recorder = Recorder::new();
+    async fn slot(&self, recorder: &Mutex<Recorder>) {
         loop {
             let sent = Instant::now();
             let answer = self
@@ -288,28 +290,31 @@ impl Load {
             if let Some(done) = &self.done {
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            match answer {
+            // The slots run in one task, one at a time: the lock is never
+            // contended, and it is let go before the next call.
+            let mut recorder = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+            let dead = match answer {
                 Ok(Value::Bytes(bytes)) if bytes == self.payload => {
                     recorder.answer(&self.window, sent, answered);
+                    false
                 }
                 Ok(other) => {
                     recorder.answer(&self.window, sent, answered);
                     recorder.mismatch(&other);
+                    false
                 }
                 Err(error) => {
                     recorder.error(&error.to_string());
                     // A dead connection answers at once: calling again
                     // would only spin.
-                    if self.client.is_closed() {
-                        break;
-                    }
+                    self.client.is_closed()
                 }
-            }
-            if answered >= self.window.end {
+            };
+            drop(recorder);
+            if dead || answered >= self.window.end {
                 break;
             }
         }
-        recorder
     }
 }
 
