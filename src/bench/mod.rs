@@ -26,8 +26,8 @@
 mod report;
 
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -276,7 +276,9 @@ impl Load {
             (0..self.inflight).map(|_| self.slot(&recorder)).collect();
         while slots.next().await.is_some() {}
         drop(slots);
-        recorder.into_inner().unwrap_or_else(PoisonError::into_inner)
+        recorder
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn slot(&self, recorder: &Mutex<Recorder>) {

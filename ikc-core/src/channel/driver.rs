@@ -187,6 +187,10 @@ struct State {
     unflushed: bool,
     failed: Option<ChannelError>,
     last_request_id: u64,
+    /// The time read once per wake-up for the deadlines of the requests
+    /// read then: they are approximate anyway (the caller enforces its
+    /// own), and reading the clock per request is not free.
+    clock: Option<tokio::time::Instant>,
     failed_posts: FailedPosts,
     shared: Arc<Shared>,
     registration: Registration,
@@ -229,6 +233,7 @@ where
             unflushed: false,
             failed: None,
             last_request_id: 0,
+            clock: None,
             failed_posts: FailedPosts::default(),
             shared: Arc::clone(registration.handle.shared()),
             registration,
@@ -249,6 +254,7 @@ where
         let mut transport = this.transport;
         let state = this.state;
         state.shared.driver_waker.register(cx.waker());
+        state.clock = None;
         // Timers are looked at once per wake-up, not per loop turn: polling
         // a timer is not free, and a busy connection turns the loop often.
         if !state.read_closed && state.failed.is_none() {
@@ -556,7 +562,8 @@ impl State {
         // Cancel drops the handler, without a timer per request.
         if request.deadline_ms > 0 {
             let deadline = Duration::from_millis(u64::from(request.deadline_ms));
-            req = req.with_deadline(tokio::time::Instant::now() + deadline);
+            let now = *self.clock.get_or_insert_with(tokio::time::Instant::now);
+            req = req.with_deadline(now + deadline);
         }
         let waiting = Waiting {
             id,
