@@ -174,11 +174,25 @@ impl Service<Request> for Router {
             Err(error) => State::Ready {
                 result: Some(Err(error)),
             },
-            // Rare (the first call, or a session that was not ready): a box
-            // keeps the request out of every routed future's size.
-            Ok(Destination::Local(published)) => State::Called {
-                inner: Box::pin(published.service.clone().oneshot(req)),
-            },
+            Ok(Destination::Local(published)) => {
+                let mut service = published.service.clone();
+                // Nobody is woken by this poll: a service that is not ready
+                // is polled again, with the caller's waker, by `Oneshot`.
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                match service.poll_ready(&mut cx) {
+                    Poll::Ready(Ok(())) => State::Called {
+                        inner: service.call(req),
+                    },
+                    Poll::Ready(Err(error)) => State::Ready {
+                        result: Some(Err(IkcError::from_box(error))),
+                    },
+                    // Rare: boxed, so the request stays out of every routed
+                    // future's size.
+                    Poll::Pending => State::Called {
+                        inner: Box::pin(service.oneshot(req)),
+                    },
+                }
+            }
             Ok(Destination::Remote(peer)) => State::Remote {
                 inner: Box::pin(async move { peer.forward(req, false).await }),
             },

@@ -179,9 +179,7 @@ impl Specifier {
     }
 
     /// Parses `text` like [`str::parse`], keeping `text`'s allocation for
-    /// the names when it starts with them (`session/event`, no kernel) and
-    /// has no spare capacity: the way to parse a target that arrived as a
-    /// `String`.
+    /// the names: the way to parse a target that arrived as a `String`.
     ///
     /// # Errors
     ///
@@ -200,11 +198,13 @@ impl Specifier {
             names_at,
             event_at,
         } = layout(&text)?;
-        let names = if names_at > 0 {
-            Box::from(&text[names_at..])
-        } else {
-            text.into_boxed_str()
-        };
+        let mut text = text;
+        if names_at > 0 {
+            // In place; giving back the spare room is a shrinking realloc,
+            // which allocators do in place.
+            text.drain(..names_at);
+        }
+        let names = text.into_boxed_str();
         Ok(Specifier {
             kernel,
             names,

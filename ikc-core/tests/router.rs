@@ -550,3 +550,45 @@ async fn a_router_calling_more_sessions_than_it_keeps_reaches_each_and_checks_ea
         }
     }
 }
+
+/// A session whose service has failed: `poll_ready` answers an error.
+#[derive(Clone)]
+struct Broken;
+
+impl Service<Request> for Broken {
+    type Response = Value;
+    type Error = ikc_core::BoxError;
+    type Future = std::future::Ready<Result<Value, ikc_core::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Err("the session's backend is gone".into()))
+    }
+
+    fn call(&mut self, _req: Request) -> Self::Future {
+        panic!("a service that failed its poll_ready is never called")
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_fails_its_readiness_answers_that_error_every_time() {
+    let kernel = Kernel::new("Server");
+    kernel
+        .publish("broken", ["ask"], ikc_core::SessionService::new(Broken))
+        .unwrap();
+    let mut router = kernel.router();
+    // The first call, then the calls once the router keeps the session.
+    for _ in 0..3 {
+        let error = router
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::call(spec("broken/ask"), Value::Null))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Handler, "{error}");
+        assert!(error.message().contains("backend is gone"), "{error}");
+    }
+}
