@@ -530,22 +530,14 @@ async fn a_router_calling_more_sessions_than_it_keeps_reaches_each_and_checks_ea
         kernel.publish(name, ["a", "b"], service).unwrap();
     }
     let mut router = kernel.router();
-    let mut call = async |target: &str| {
-        router
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::call(spec(target), Value::Null))
-            .await
-    };
     for _ in 0..3 {
         for name in &names {
             for event in ["a", "b", "a"] {
-                let answer = call(&format!("{name}/{event}")).await;
+                let answer = route(&mut router, &format!("{name}/{event}")).await;
                 assert_eq!(answer, Ok(Value::from(name.as_str())), "{name}/{event}");
             }
             // The event checked last was allowed; this one is not.
-            let error = call(&format!("{name}/c")).await.unwrap_err();
+            let error = route(&mut router, &format!("{name}/c")).await.unwrap_err();
             assert_eq!(error.kind(), ErrorKind::NoEvent, "{name}/c");
         }
     }
@@ -581,14 +573,18 @@ async fn a_session_that_fails_its_readiness_answers_that_error_every_time() {
     let mut router = kernel.router();
     // The first call, then the calls once the router keeps the session.
     for _ in 0..3 {
-        let error = router
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::call(spec("broken/ask"), Value::Null))
-            .await
-            .unwrap_err();
+        let error = route(&mut router, "broken/ask").await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Handler, "{error}");
         assert!(error.message().contains("backend is gone"), "{error}");
     }
+}
+
+/// Calls `target` with a null argument through `router`.
+async fn route(router: &mut ikc_core::Router, target: &str) -> Result<Value, ikc_core::IkcError> {
+    router
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::call(spec(target), Value::Null))
+        .await
 }
