@@ -655,21 +655,31 @@ impl ChannelHandle {
             id,
             answered: false,
         };
-        let mut answer = std::future::poll_fn(|cx| self.shared.poll_answer(id, cx));
         let answer = match unsent {
-            None => answer.await,
-            Some(frame) => tokio::select! {
-                // The sweep may time the call out while the queue to the
-                // driver is full.
-                biased;
-                answer = &mut answer => answer,
-                queued = self.shared.queue_waiting(frame) => match queued {
-                    Ok(()) => answer.await,
-                    Err(error) => return Err(error),
-                },
+            None => std::future::poll_fn(|cx| self.shared.poll_answer(id, cx)).await,
+            // Rare, and boxed: every call's future would otherwise carry
+            // room for waiting on the queue (it was 900 bytes).
+            Some(frame) => match Box::pin(self.answer_once_queued(id, frame)).await {
+                Ok(answer) => answer,
+                Err(error) => return Err(error),
             },
         };
         guard.answered = true;
         answer
+    }
+
+    /// Waits for room for `frame` in the full queue to the driver, and
+    /// meanwhile for call `id`'s answer (the driver's sweep may time the
+    /// call out first). `Err` when the frame could not be queued.
+    async fn answer_once_queued(&self, id: u64, frame: pb::Frame) -> Result<Answer, IkcError> {
+        let mut answer = std::future::poll_fn(|cx| self.shared.poll_answer(id, cx));
+        tokio::select! {
+            biased;
+            answer = &mut answer => Ok(answer),
+            queued = self.shared.queue_waiting(frame) => match queued {
+                Ok(()) => Ok(answer.await),
+                Err(error) => Err(error),
+            },
+        }
     }
 }
