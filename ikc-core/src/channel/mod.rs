@@ -1,7 +1,7 @@
 //! Channels: one connected peer kernel, after the handshake.
 //!
 //! A channel runs over any transport that is a `Sink` and a `Stream` of
-//! [`pb::Frame`](ikc_proto::pb::Frame)s (a `Framed` socket with the ikc frame
+//! [`pb::Frame`]s (a `Framed` socket with the ikc frame
 //! codec, or [`transport::memory`](crate::transport::memory) in tests). It is
 //! symmetric: both ends send requests and answer them.
 //!

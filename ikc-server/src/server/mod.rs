@@ -27,7 +27,7 @@
 //! connection), [`ConnectionLimit`](crate::limit::ConnectionLimit) (a permit
 //! taken before accept), [`ShutdownMonitor`](crate::shutdown::ShutdownMonitor)
 //! (drain and abort), then the handshake and the channel. Each request goes
-//! through [`RequestTrace`](crate::trace::RequestTrace), the layers added
+//! through [`RequestTrace`], the layers added
 //! with [`Server::layer`], the request timeout, then the kernel's router.
 //!
 //! # Graceful shutdown
