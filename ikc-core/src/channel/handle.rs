@@ -1,7 +1,9 @@
 //! [`ChannelHandle`]: the cheap, cloneable side of a channel that sends calls
 //! and posts to the peer.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -472,9 +474,18 @@ impl ChannelHandle {
     ///
     /// Dropping the future abandons the call: its entry is removed and the
     /// peer is sent `Cancel`, which drops the handler there.
-    pub async fn call(&self, target: &Specifier, arg: Value) -> Result<Value, IkcError> {
-        self.request(target.to_string(), arg, None, self.shared.call_timeout)
-            .await
+    pub fn call(
+        &self,
+        target: &Specifier,
+        arg: Value,
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
+        request(
+            self,
+            target.to_string(),
+            arg,
+            None,
+            self.shared.call_timeout,
+        )
     }
 
     /// Like [`call`](Self::call) with its own timeout.
@@ -482,14 +493,13 @@ impl ChannelHandle {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    pub async fn call_timeout(
+    pub fn call_timeout(
         &self,
         target: &Specifier,
         arg: Value,
         timeout: Duration,
-    ) -> Result<Value, IkcError> {
-        self.request(target.to_string(), arg, None, Some(timeout))
-            .await
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
+        request(self, target.to_string(), arg, None, Some(timeout))
     }
 
     /// Posts to `target` on the peer: it is sent, and nobody waits for an
@@ -512,14 +522,30 @@ impl ChannelHandle {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    pub async fn call_str(
+    pub fn call_str(
         &self,
         target: &str,
         arg: Value,
         timeout: Option<Duration>,
-    ) -> Result<Value, IkcError> {
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
         let timeout = timeout.or(self.shared.call_timeout);
-        self.request(target.to_owned(), arg, None, timeout).await
+        request(self, target.to_owned(), arg, None, timeout)
+    }
+
+    /// Like [`call_str`](Self::call_str), taking the handle: the future
+    /// owns it and borrows nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub fn into_call_str(
+        self,
+        target: &str,
+        arg: Value,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'static {
+        let timeout = timeout.or(self.shared.call_timeout);
+        request(self, target.to_owned(), arg, None, timeout)
     }
 
     /// Like [`post`](Self::post) with the target as text, sent as written.
@@ -544,7 +570,7 @@ impl ChannelHandle {
             id,
             session: session.to_owned(),
         });
-        self.exchange(id, frame, self.shared.call_timeout).await?;
+        exchange(self, |_, _| Ok(frame), Some(id), self.shared.call_timeout).await?;
         Ok(RemoteSession::new(self.clone(), session.to_owned()))
     }
 
@@ -563,7 +589,7 @@ impl ChannelHandle {
             Some(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
             None => self.shared.call_timeout,
         };
-        self.request(target, arg, from, timeout).await
+        request(self, target, arg, from, timeout).await
     }
 
     /// Queues `frame` if there is room; drops it if not, or if the
@@ -622,52 +648,6 @@ impl ChannelHandle {
         }
     }
 
-    async fn request(
-        &self,
-        target: String,
-        arg: Value,
-        from: Option<String>,
-        timeout: Option<Duration>,
-    ) -> Result<Value, IkcError> {
-        self.check_open()?;
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let request = pb::Request {
-            id,
-            target,
-            arg: Some(arg.into_proto()),
-            from: from.unwrap_or_default(),
-            deadline_ms: timeout.map_or(0, |t| {
-                u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
-            }),
-        };
-        let frame = self.fits(request.into())?;
-        self.exchange(id, frame, timeout).await
-    }
-
-    /// Sends `frame`, which carries call `id`, and waits for its answer.
-    /// The deadline is kept in the pending table and enforced by the
-    /// driver's sweep, so a call costs no timer of its own.
-    async fn exchange(&self, id: u64, frame: pb::Frame, timeout: Option<Duration>) -> Answer {
-        let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
-        let unsent = self.shared.insert(id, deadline, frame)?;
-        let mut guard = CallGuard {
-            handle: self,
-            id,
-            answered: false,
-        };
-        let answer = match unsent {
-            None => std::future::poll_fn(|cx| self.shared.poll_answer(id, cx)).await,
-            // Rare, and boxed: every call's future would otherwise carry
-            // room for waiting on the queue (it was 900 bytes).
-            Some(frame) => match Box::pin(self.answer_once_queued(id, frame)).await {
-                Ok(answer) => answer,
-                Err(error) => return Err(error),
-            },
-        };
-        guard.answered = true;
-        answer
-    }
-
     /// Waits for room for `frame` in the full queue to the driver, and
     /// meanwhile for call `id`'s answer (the driver's sweep may time the
     /// call out first). `Err` when the frame could not be queued.
@@ -682,4 +662,65 @@ impl ChannelHandle {
             },
         }
     }
+}
+
+/// A call of `target`, sent on the first poll.
+fn request<H>(
+    handle: H,
+    target: String,
+    arg: Value,
+    from: Option<String>,
+    timeout: Option<Duration>,
+) -> impl Future<Output = Answer> + Send
+where
+    H: Borrow<ChannelHandle> + Send,
+{
+    let build = move |handle: &ChannelHandle, id: u64| {
+        handle.check_open()?;
+        let request = pb::Request {
+            id,
+            target,
+            arg: Some(arg.into_proto()),
+            from: from.unwrap_or_default(),
+            deadline_ms: timeout.map_or(0, |t| {
+                u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
+        };
+        handle.fits(request.into())
+    };
+    let id = None;
+    exchange(handle, build, id, timeout)
+}
+
+/// Sends the frame `build` makes for call `id` (a new id when `None`) on
+/// the first poll, and waits for the answer. One future for the whole call,
+/// not one per layer of helpers: each layer would copy the call's arguments
+/// again. The deadline is kept in the pending table and enforced by the
+/// driver's sweep, so a call costs no timer of its own.
+async fn exchange<H, B>(handle: H, build: B, id: Option<u64>, timeout: Option<Duration>) -> Answer
+where
+    H: Borrow<ChannelHandle>,
+    B: FnOnce(&ChannelHandle, u64) -> Result<pb::Frame, IkcError>,
+{
+    let handle = handle.borrow();
+    let id = id.unwrap_or_else(|| handle.shared.next_id.fetch_add(1, Ordering::Relaxed));
+    let frame = build(handle, id)?;
+    let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
+    let unsent = handle.shared.insert(id, deadline, frame)?;
+    let mut guard = CallGuard {
+        handle,
+        id,
+        answered: false,
+    };
+    let answer = match unsent {
+        None => std::future::poll_fn(|cx| handle.shared.poll_answer(id, cx)).await,
+        // Rare, and boxed: every call's future would otherwise carry room
+        // for waiting on the queue.
+        Some(frame) => match Box::pin(handle.answer_once_queued(id, frame)).await {
+            Ok(answer) => answer,
+            Err(error) => return Err(error),
+        },
+    };
+    guard.answered = true;
+    answer
 }

@@ -19,10 +19,12 @@
 
 mod connect;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use futures::future::Either;
 use ikc_core::{
     BoxError, ChannelHandle, ErrorKind as CallErrorKind, IkcError, Kernel, PeerInfo, RemoteSession,
     Request, Specifier, Value,
@@ -348,10 +350,23 @@ impl Client {
     /// # Errors
     ///
     /// The typed error the call ended with.
-    pub async fn call(&self, target: &str, arg: impl Into<Value>) -> Result<Value, IkcError> {
+    pub fn call(
+        &self,
+        target: &str,
+        arg: impl Into<Value>,
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
+        let arg = arg.into();
         match self.route(target) {
-            Route::Server(handle) => handle.call_str(target, arg.into(), None).await,
-            Route::Local(spec) => self.inner.kernel.call(&spec, arg.into()).await,
+            // The channel's own future, not one wrapped around it: a call's
+            // arguments are copied once, not once per layer.
+            Route::Server(handle) => Either::Left(handle.into_call_str(target, arg, None)),
+            // Rare, and boxed: it would make every call's future as large as
+            // a local call's.
+            Route::Local(spec) => {
+                Either::Right(Box::pin(
+                    async move { self.inner.kernel.call(&spec, arg).await },
+                ))
+            }
         }
     }
 
