@@ -4,9 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use futures::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use ikc_core::Value;
@@ -16,7 +13,6 @@ use ikc_server::{Client, ErrorKind, Server, ServerHandle};
 use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
-use tracing_subscriber::fmt::MakeWriter;
 
 use support::{LOOPBACK, server_kernel, within};
 
@@ -207,57 +203,4 @@ async fn a_recorded_handshake_cannot_be_replayed() {
         next(&mut replay).await,
         Some(pb::handshake::Kind::Refuse(_))
     ));
-}
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-// Current-thread runtime: the subscriber is this thread's default and the
-// server runs on this thread.
-#[tokio::test]
-async fn a_refused_peer_is_logged_with_its_address() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    let server = server_with_secret().await;
-    let mut peer = raw(&server).await;
-    let local = peer.get_ref().local_addr().unwrap();
-    peer.send(hello(&[])).await.unwrap();
-    assert!(matches!(
-        next(&mut peer).await,
-        Some(pb::handshake::Kind::Refuse(_))
-    ));
-
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let line = text
-        .lines()
-        .find(|line| line.contains("did not prove the shared secret"))
-        .unwrap_or_else(|| panic!("no refusal logged:\n{text}"));
-    assert!(line.contains(&local.to_string()), "{line}");
 }

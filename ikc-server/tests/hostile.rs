@@ -11,9 +11,7 @@
 
 mod support;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -27,11 +25,10 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder, Framed};
-use tracing_subscriber::fmt::MakeWriter;
 
 use support::{
-    LOOPBACK, WAIT, call_error, hello_bytes, publish_echo, publish_recorder, read_until_closed,
-    still_pending, within,
+    CapturedLogs, LOOPBACK, WAIT, call_error, hello_bytes, publish_echo, publish_recorder,
+    read_until_closed, still_pending, within,
 };
 
 /// Longest a control call may take. A slower answer means the hostile peer
@@ -640,42 +637,6 @@ async fn hello_over_the_handshake_limit_is_refused_before_it_is_read() {
     );
     harness.control.keeps_answering("an oversized Hello").await;
     harness.still_serves().await;
-}
-
-/// Log lines written at WARN and above, kept in memory.
-#[derive(Debug, Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl CapturedLogs {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for CapturedLogs {
-    type Writer = CapturedLogs;
-
-    fn make_writer(&'a self) -> CapturedLogs {
-        self.clone()
-    }
 }
 
 // Current-thread runtime: the subscriber is this thread's default, and the

@@ -9,8 +9,9 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -22,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 use tower::service_fn;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// The bound on every wait in the tests. Generous: a passing wait takes
 /// milliseconds, and a failing one must not hang the suite.
@@ -251,4 +253,41 @@ where
         received
     })
     .await
+}
+
+/// Log lines a test's `tracing_subscriber::fmt` subscriber writes, kept in
+/// memory.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> CapturedLogs {
+        self.clone()
+    }
 }
