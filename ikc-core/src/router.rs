@@ -17,8 +17,8 @@
 //! when its connection closes): until then the old service stays alive,
 //! though nothing calls it. A router keeps at most [`KEPT_SESSIONS`]
 //! sessions, found by comparing names (a connection calls few sessions, and
-//! comparing a short name costs less than hashing it). Every failure to route is a typed [`IkcError`],
-//! never a panic or a closed connection.
+//! comparing a short name costs less than hashing it). Every failure to
+//! route is a typed [`IkcError`], never a panic or a closed connection.
 
 use std::future::Future;
 use std::pin::Pin;

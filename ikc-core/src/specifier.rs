@@ -192,13 +192,12 @@ impl Specifier {
     /// assert_eq!(spec, "poe://Server/calc/add".parse()?);
     /// # Ok::<(), ikc_core::ParseSpecifierError>(())
     /// ```
-    pub fn parse_owned(text: String) -> Result<Self, ParseSpecifierError> {
+    pub fn parse_owned(mut text: String) -> Result<Self, ParseSpecifierError> {
         let Layout {
             kernel,
             names_at,
             event_at,
         } = layout(&text)?;
-        let mut text = text;
         if names_at > 0 {
             // In place; giving back the spare room is a shrinking realloc,
             // which allocators do in place.
@@ -323,7 +322,8 @@ fn local_event(text: &[u8]) -> Option<Layout> {
             }
             slash = Some(at);
         } else if !(0x21..=0x7e).contains(&byte) {
-            // Not `plain`: a space, a control byte or not ASCII.
+            // What `plain` accepts, in one comparison: not a space, a
+            // control byte or a byte outside ASCII.
             return None;
         }
     }

@@ -364,8 +364,6 @@ impl Shared {
         ikc_proto::codec::over_limit(frame, max).map(|len| (len, max))
     }
 
-    /// The peer sent GoAway: it read our requests up to `last_id` and takes
-    /// no new ones.
     /// Why a frame could not be sent on the closed channel. It never left
     /// us; when the peer had said it was going away, that is the answer
     /// (`ShuttingDown`, safe to retry elsewhere), as for a call it never
@@ -382,6 +380,8 @@ impl Shared {
         }
     }
 
+    /// The peer sent GoAway: it read our requests up to `last_id` and takes
+    /// no new ones.
     pub(crate) fn set_peer_going_away(&self, last_id: u64) {
         self.peer_last_id.store(last_id, Ordering::Release);
         self.peer_going_away.store(true, Ordering::Release);
@@ -688,8 +688,7 @@ where
         };
         handle.fits(request.into())
     };
-    let id = None;
-    exchange(handle, build, id, timeout)
+    exchange(handle, build, None, timeout)
 }
 
 /// Sends the frame `build` makes for call `id` (a new id when `None`) on

@@ -7,8 +7,9 @@
 //! every message. For these few shapes the frame's layout is known, so it
 //! is written in one pass into a slice and read in one pass from one, with
 //! varint and key readers that take the one-byte case first (prost's
-//! generic ones go through `Buf`/`BufMut` a byte at a time). Anything else (a list or map value, an unknown field,
-//! fields out of order, a string that is not UTF-8) is left to prost: the
+//! generic ones go through `Buf`/`BufMut` a byte at a time). Anything else
+//! (a list or map value, an unknown field, fields out of order, a string
+//! that is not UTF-8) is left to prost: the
 //! fast path only ever answers what prost would have answered, and the
 //! tests check exactly that, byte for byte and value for value.
 
@@ -72,25 +73,19 @@ pub(super) fn encoded_len(frame: &pb::Frame) -> usize {
     }
 }
 
-/// What a fast-shape frame's encoding holds besides its strings' and bytes,
-/// at the most: eight fields, each a key and a varint of fifteen bytes at
-/// the most.
+/// What a fast-shape frame's encoding holds besides its target, sender and
+/// value, at the most: eight fields, each a key and a varint of fifteen
+/// bytes at the most.
 const FIXED_MAX: usize = 8 * 15;
 
-/// At least the length of `frame`'s encoding, from its strings' and bytes'
-/// lengths alone, if it has one of the fast shapes.
+/// At least the length of `frame`'s encoding, if it has one of the fast
+/// shapes: its strings' lengths and its value's, without measuring its
+/// keys and varints one by one.
 pub(super) fn len_bound(frame: &pb::Frame) -> Option<usize> {
-    let payload = |value: &Option<pb::Value>| match value.as_ref().and_then(|v| v.kind.as_ref()) {
-        Some(ValueKind::String(text)) => Some(text.len()),
-        Some(ValueKind::Bytes(bytes)) => Some(bytes.len()),
-        Some(ValueKind::List(_) | ValueKind::Map(_)) => None,
-        _ => Some(0),
-    };
+    let value = |value: &Option<pb::Value>| value.as_ref().map_or(Some(0), value_len);
     let variable = match frame.kind.as_ref()? {
-        Kind::Request(request) => {
-            request.target.len() + request.from.len() + payload(&request.arg)?
-        }
-        Kind::Reply(reply) => payload(&reply.value)?,
+        Kind::Request(request) => request.target.len() + request.from.len() + value(&request.arg)?,
+        Kind::Reply(reply) => value(&reply.value)?,
         _ => return None,
     };
     Some(variable.saturating_add(FIXED_MAX))
