@@ -454,3 +454,62 @@ proptest! {
         prop_assert_eq!(decoded, frames);
     }
 }
+
+/// Values of every kind, scalars (which `encode_request` writes itself) as
+/// often as lists and maps (which it leaves to prost).
+fn arb_request_arg() -> impl Strategy<Value = ikc_proto::Value> {
+    use ikc_proto::Value;
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::Int),
+        any::<f64>().prop_map(Value::Float),
+        ".{0,12}".prop_map(Value::String),
+        vec(any::<u8>(), 0..300).prop_map(|b| Value::Bytes(b.into())),
+        support::arb_value(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_request_written_from_its_parts_is_the_frame_the_codec_writes(
+        id in arb_id(),
+        target in ".{0,24}",
+        from in prop_oneof![Just(String::new()), ".{1,8}"],
+        deadline_ms in prop_oneof![Just(0u32), any::<u32>()],
+        arg in arb_request_arg(),
+        max in prop_oneof![0..120usize, Just(usize::MAX)],
+        before in vec(any::<u8>(), 0..3),
+    ) {
+        let frame = pb::Frame::from(pb::Request {
+            id,
+            target: target.clone(),
+            arg: Some(arg.clone().into_proto()),
+            from: from.clone(),
+            deadline_ms,
+        });
+        let mut expected = BytesMut::from(&before[..]);
+        let expected_result = ikc_proto::codec::Builder::new()
+            .max_frame_length(max)
+            .new_frame_codec()
+            .encode(&frame, &mut expected);
+
+        // Appended after what the buffer held, as a channel's queue does.
+        let mut wire = BytesMut::from(&before[..]);
+        let parts = ikc_proto::codec::RequestParts { id, target: &target, from: &from, deadline_ms };
+        let result = ikc_proto::codec::encode_request(&parts, arg, max, &mut wire);
+        match (result, expected_result) {
+            (Ok(()), Ok(())) => prop_assert_eq!(&wire[..], &expected[..]),
+            (
+                Err(ikc_proto::CodecError::FrameTooLarge { len, max: limit }),
+                Err(ikc_proto::CodecError::FrameTooLarge { len: expected_len, max: expected_limit }),
+            ) => {
+                prop_assert_eq!((len, limit), (expected_len, expected_limit));
+                prop_assert_eq!(&wire[..], &before[..], "a refused frame leaves the buffer as it was");
+            }
+            (result, expected) => prop_assert!(false, "{result:?} where the codec gives {expected:?}"),
+        }
+    }
+}

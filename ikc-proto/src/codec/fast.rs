@@ -17,8 +17,9 @@ use bytes::{Bytes, BytesMut};
 use prost::encoding::WireType;
 use prost::encoding::{encoded_len_varint, key_len};
 
-use super::CodecError;
 use super::delimited::HEAD_LEN;
+use super::{CodecError, RequestParts};
+use crate::Value;
 use crate::pb;
 use crate::pb::frame::Kind;
 use crate::pb::value::Kind as ValueKind;
@@ -201,6 +202,82 @@ fn reply_len(reply: &pb::Reply) -> Option<usize> {
     Some(len)
 }
 
+/// A `Request` frame written straight from its parts, with its head: the
+/// bytes `encode` writes for the `pb::Frame` holding the same request
+/// (`arg` as `Value::into_proto` makes it), without building that frame.
+/// `None` when `arg` is a list or a map, which is left to prost.
+pub(super) fn encode_request(
+    request: &RequestParts<'_>,
+    arg: &Value,
+    max: usize,
+    dst: &mut BytesMut,
+) -> Option<Result<(), CodecError>> {
+    let mut body_len = 0;
+    if request.id != 0 {
+        body_len += key_len(ID) + encoded_len_varint(request.id);
+    }
+    if !request.target.is_empty() {
+        body_len += delimited_len(REQUEST_TARGET, request.target.len());
+    }
+    body_len += delimited_len(REQUEST_ARG, scalar_len(arg)?);
+    if !request.from.is_empty() {
+        body_len += delimited_len(REQUEST_FROM, request.from.len());
+    }
+    if request.deadline_ms != 0 {
+        body_len += key_len(REQUEST_DEADLINE) + encoded_len_varint(u64::from(request.deadline_ms));
+    }
+    let len = delimited_len(FRAME_REQUEST, body_len);
+    let head = match u32::try_from(len) {
+        Ok(head) if len <= max => head,
+        _ => return Some(Err(too_large(len, max))),
+    };
+    let start = dst.len();
+    dst.resize(start + HEAD_LEN + len, 0);
+    let mut w = Writer {
+        buf: &mut dst[start..],
+        pos: 0,
+    };
+    w.slice(&head.to_be_bytes());
+    w.key(FRAME_REQUEST, WireType::LengthDelimited);
+    w.varint(body_len as u64);
+    if request.id != 0 {
+        w.key(ID, WireType::Varint);
+        w.varint(request.id);
+    }
+    if !request.target.is_empty() {
+        w.delimited(REQUEST_TARGET, request.target.as_bytes());
+    }
+    w.scalar(REQUEST_ARG, arg);
+    if !request.from.is_empty() {
+        w.delimited(REQUEST_FROM, request.from.as_bytes());
+    }
+    if request.deadline_ms != 0 {
+        w.key(REQUEST_DEADLINE, WireType::Varint);
+        w.varint(u64::from(request.deadline_ms));
+    }
+    debug_assert_eq!(
+        w.pos,
+        HEAD_LEN + len,
+        "the measured length is the written one"
+    );
+    Some(Ok(()))
+}
+
+/// Length of a scalar [`Value`]'s body as a `pb::Value`; `None` for a list
+/// or a map.
+fn scalar_len(value: &Value) -> Option<usize> {
+    Some(match value {
+        // `Null` is the enum's zero: one byte of varint.
+        Value::Null => 2,
+        Value::Bool(_) => 2,
+        Value::Int(int) => 1 + encoded_len_varint(zigzag(*int)),
+        Value::Float(_) => 9,
+        Value::String(text) => delimited_len(5, text.len()),
+        Value::Bytes(bytes) => delimited_len(6, bytes.len()),
+        Value::List(_) | Value::Map(_) => return None,
+    })
+}
+
 /// Writes a frame into a slice measured for it.
 struct Writer<'a> {
     buf: &'a mut [u8],
@@ -262,6 +339,36 @@ impl Writer<'_> {
             Some(ValueKind::String(text)) => self.delimited(5, text.as_bytes()),
             Some(ValueKind::Bytes(bytes)) => self.delimited(6, bytes),
             Some(ValueKind::List(_) | ValueKind::Map(_)) => {
+                unreachable!("only scalar values take the fast path")
+            }
+        }
+    }
+
+    /// A scalar [`Value`] as the `pb::Value` it converts to.
+    fn scalar(&mut self, field: u32, value: &Value) {
+        let len = scalar_len(value).expect("only scalar values take the fast path");
+        self.key(field, WireType::LengthDelimited);
+        self.varint(len as u64);
+        match value {
+            Value::Null => {
+                self.key(1, WireType::Varint);
+                self.byte(0);
+            }
+            Value::Bool(b) => {
+                self.key(2, WireType::Varint);
+                self.byte(u8::from(*b));
+            }
+            Value::Int(int) => {
+                self.key(3, WireType::Varint);
+                self.varint(zigzag(*int));
+            }
+            Value::Float(float) => {
+                self.key(4, WireType::SixtyFourBit);
+                self.slice(&float.to_le_bytes());
+            }
+            Value::String(text) => self.delimited(5, text.as_bytes()),
+            Value::Bytes(bytes) => self.delimited(6, bytes),
+            Value::List(_) | Value::Map(_) => {
                 unreachable!("only scalar values take the fast path")
             }
         }

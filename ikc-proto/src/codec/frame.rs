@@ -7,7 +7,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::delimited::Delimited;
 use super::fast;
 use super::{Builder, CodecError};
-use crate::pb;
+use crate::{Value, pb};
 
 /// Encodes and decodes [`pb::Frame`]s as a 4-byte big-endian length followed
 /// by that many bytes of protobuf.
@@ -110,6 +110,49 @@ pub fn over_limit(frame: &pb::Frame, max: usize) -> Option<usize> {
     }
     let len = encoded_len(frame);
     (len > max).then_some(len)
+}
+
+/// What a `Request` frame holds besides its argument, borrowed: a caller
+/// that has its target as text writes the frame with
+/// [`encode_request`] without building a [`pb::Request`] first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestParts<'a> {
+    /// The call's id; 0 for a post.
+    pub id: u64,
+    /// The target, as sent.
+    pub target: &'a str,
+    /// The sending kernel, or empty.
+    pub from: &'a str,
+    /// How long the caller waits, in milliseconds; 0 for no deadline.
+    pub deadline_ms: u32,
+}
+
+/// Appends the `Request` frame of `request` with `arg` to `dst`, head
+/// included: the same bytes [`FrameCodec`] writes for the [`pb::Frame`]
+/// holding that request with `arg.into_proto()`. A scalar argument is
+/// written straight from the parts; a list or a map goes through prost.
+///
+/// # Errors
+///
+/// [`CodecError::FrameTooLarge`] when the frame is over `max` bytes (not
+/// counting the head); `dst` is then unchanged.
+pub fn encode_request(
+    request: &RequestParts<'_>,
+    arg: Value,
+    max: usize,
+    dst: &mut BytesMut,
+) -> Result<(), CodecError> {
+    if let Some(written) = fast::encode_request(request, &arg, max, dst) {
+        return written;
+    }
+    let frame = pb::Frame::from(pb::Request {
+        id: request.id,
+        target: request.target.to_owned(),
+        arg: Some(arg.into_proto()),
+        from: request.from.to_owned(),
+        deadline_ms: request.deadline_ms,
+    });
+    Encoder::<&pb::Frame>::encode(&mut FrameCodec::with_max_frame_length(max), &frame, dst)
 }
 
 /// A frame's bytes as a frame: the fast path for the common shapes, prost
