@@ -40,6 +40,24 @@ impl<T, U> IdleFramed<T, U> {
     }
 }
 
+impl<T: Unpin, U> IdleFramed<T, U> {
+    /// Appends frames encoded elsewhere to the write buffer (the channel's
+    /// [`AppendEncoded`](ikc_core::AppendEncoded)). A large batch that
+    /// finds the buffer empty is taken whole, buffer and all, instead of
+    /// copied.
+    pub(crate) fn append_encoded(self: Pin<&mut Self>, frames: &mut BytesMut) {
+        let buffer = self.get_mut().inner.write_buffer_mut();
+        if buffer.is_empty() && frames.len() >= BUFFER_CAPACITY {
+            std::mem::swap(buffer, frames);
+            frames.clear();
+        } else {
+            acquire(buffer);
+            buffer.extend_from_slice(frames);
+            frames.clear();
+        }
+    }
+}
+
 /// Buffers kept per thread for connections to take again.
 const POOL_SIZE: usize = 32;
 

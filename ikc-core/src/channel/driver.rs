@@ -12,8 +12,10 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use bytes::BytesMut;
 
 use foldhash::fast::RandomState as FastHash;
 use futures::future::{AbortHandle, Abortable, BoxFuture};
@@ -163,8 +165,18 @@ fn is_power_of_ten(n: u64) -> bool {
 pub struct ChannelDriver<T> {
     #[pin]
     transport: T,
+    /// For a transport that takes frames the handles encoded: appends them
+    /// to its write buffer.
+    append: Option<AppendEncoded<T>>,
     state: State,
 }
+
+/// Appends frames a channel's handles encoded (whole frames, heads
+/// included, back to back) to a transport's write buffer, to be written
+/// with its next flush after everything sent to it before; `frames` is left
+/// empty, its bytes copied or its buffer taken. See
+/// [`Registered::connect_encoded`](super::Registered::connect_encoded).
+pub type AppendEncoded<T> = fn(Pin<&mut T>, &mut BytesMut);
 
 /// Everything the driver owns besides the transport.
 struct State {
@@ -176,6 +188,10 @@ struct State {
     waiting: VecDeque<Waiting>,
     cancels: HashMap<u64, AbortHandle, FastHash>,
     outbox: VecDeque<pb::Frame>,
+    /// Answers to our calls read in this turn of the loop, delivered
+    /// together under one lock; `wakers` is room for their callers'.
+    answers: Vec<(u64, Result<Value, IkcError>)>,
+    wakers: Vec<Waker>,
     max_in_flight: usize,
     keepalive: Option<Keepalive>,
     /// Wakes the driver to time out our calls; polled only while some wait.
@@ -213,6 +229,7 @@ where
 {
     pub(crate) fn new(
         transport: T,
+        append: Option<AppendEncoded<T>>,
         registration: Registration,
         service: SessionService,
         max_in_flight: usize,
@@ -227,6 +244,8 @@ where
             waiting: VecDeque::new(),
             cancels: HashMap::default(),
             outbox: VecDeque::new(),
+            answers: Vec::new(),
+            wakers: Vec::new(),
             max_in_flight,
             read_closed: false,
             draining: false,
@@ -238,7 +257,14 @@ where
             shared: Arc::clone(registration.handle.shared()),
             registration,
         };
-        ChannelDriver { transport, state }
+        if append.is_some() {
+            state.shared.encode_queued();
+        }
+        ChannelDriver {
+            transport,
+            append,
+            state,
+        }
     }
 }
 
@@ -252,6 +278,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut transport = this.transport;
+        let append = *this.append;
         let state = this.state;
         state.shared.driver_waker.register(cx.waker());
         state.clock = None;
@@ -309,9 +336,9 @@ where
                 progress = true;
             }
 
-            // Frames queued by handles.
+            // Frames queued by handles (encoded ones are written below).
             let room = OUTBOX_HIGH_WATER.saturating_sub(state.outbox.len());
-            if state.shared.take_queued(&mut state.outbox, room) {
+            if append.is_none() && state.shared.take_queued(&mut state.outbox, room) {
                 progress = true;
             }
 
@@ -322,8 +349,6 @@ where
                 && state.outbox.len() < OUTBOX_HIGH_WATER
             {
                 if budget == 0 {
-                    // Let other connections run; come back at once.
-                    cx.waker().wake_by_ref();
                     break;
                 }
                 match transport.as_mut().poll_next(cx) {
@@ -348,6 +373,7 @@ where
                     }
                     Poll::Ready(None) => {
                         state.read_closed = true;
+                        state.deliver_answers();
                         // Nothing more will be read, so no answer can arrive.
                         state.shared.close();
                         progress = true;
@@ -355,6 +381,7 @@ where
                     Poll::Pending => break,
                 }
             }
+            state.deliver_answers();
 
             // Requests that waited for the service to be ready.
             if state.failed.is_none() && state.dispatch(cx) {
@@ -386,8 +413,37 @@ where
                     Poll::Pending => break,
                 }
             }
+            // Then what the handles encoded, once the frames before it are
+            // in the sink and it has room.
+            if let Some(append) = append
+                && state.outbox.is_empty()
+                && state.shared.has_queued()
+            {
+                match transport.as_mut().poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        if state
+                            .shared
+                            .take_encoded(|frames| append(transport.as_mut(), frames))
+                        {
+                            state.unflushed = true;
+                            progress = true;
+                        }
+                    }
+                    Poll::Ready(Err(error)) => {
+                        return Poll::Ready(Err(ChannelError::Write(error.into())));
+                    }
+                    Poll::Pending => {}
+                }
+            }
 
-            if !progress || budget == 0 {
+            if budget == 0 {
+                // Let other connections run; come back at once. (The last
+                // frame read may also have filled the outbox: then no
+                // read was left pending to wake the driver.)
+                cx.waker().wake_by_ref();
+                break;
+            }
+            if !progress {
                 break;
             }
         }
@@ -426,6 +482,13 @@ where
 }
 
 impl State {
+    /// Delivers the answers read so far to their callers.
+    fn deliver_answers(&mut self) {
+        if !self.answers.is_empty() {
+            self.shared.resolve_all(&mut self.answers, &mut self.wakers);
+        }
+    }
+
     fn on_frame(&mut self, frame: pb::Frame, cx: &mut Context<'_>) {
         use pb::frame::Kind;
         let Some(kind) = frame.kind else {
@@ -437,9 +500,7 @@ impl State {
             Kind::Request(request) => self.on_request(request, cx),
             Kind::Reply(reply) => {
                 let answer = Value::from_proto(reply.value).map_err(IkcError::from);
-                if !self.shared.resolve(reply.id, answer) {
-                    tracing::trace!(id = reply.id, "reply for a call nobody waits for");
-                }
+                self.answers.push((reply.id, answer));
             }
             Kind::Error(error) => {
                 let id = error.id;
@@ -451,7 +512,7 @@ impl State {
                         message: error.to_string(),
                     });
                 } else {
-                    self.shared.resolve(id, Err(error));
+                    self.answers.push((id, Err(error)));
                 }
             }
             Kind::Cancel(cancel) => {

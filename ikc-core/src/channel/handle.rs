@@ -9,12 +9,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use foldhash::fast::RandomState as FastHash;
 use futures::task::AtomicWaker;
-use ikc_proto::{Value, pb};
+use ikc_proto::codec::{Builder as CodecBuilder, RequestParts, encode_request};
+use ikc_proto::{CodecError, FrameCodec, Value, pb};
 use tokio::sync::Semaphore;
 use tokio::sync::TryAcquireError;
 use tokio::time::Instant;
+use tokio_util::codec::Encoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ErrorKind, IkcError, PeerInfo, RemoteSession, Request, Specifier};
@@ -44,7 +47,48 @@ struct Pending {
     unanswered: usize,
     /// Frames for the driver to send, oldest first.
     outbox: VecDeque<pb::Frame>,
+    /// Frames already encoded, for a transport that takes them so; from
+    /// then on every frame is queued here, after those in `outbox`.
+    encoded: Option<Encoded>,
     closed: bool,
+}
+
+/// Frames the handles encoded themselves, back to back with their heads,
+/// for the driver to hand to the transport's write buffer in one piece
+/// (see [`Registered::connect_encoded`](super::Registered::connect_encoded)):
+/// a call is written straight from its target and argument, without a
+/// `pb::Frame` built, queued, moved and dropped on the way.
+#[derive(Debug)]
+struct Encoded {
+    bytes: BytesMut,
+    /// How many frames `bytes` holds: the room they took in the queue.
+    frames: usize,
+    /// Writes the frames that are not requests, with the peer's limit.
+    codec: FrameCodec,
+}
+
+/// What a handle queues for the driver.
+pub(crate) enum Outgoing<'a> {
+    Frame(pb::Frame),
+    /// A request from its parts: encoded as it is queued where the
+    /// transport takes encoded frames, made a frame otherwise.
+    Request(RequestParts<'a>, Value),
+}
+
+impl Outgoing<'_> {
+    fn into_frame(self) -> pb::Frame {
+        match self {
+            Outgoing::Frame(frame) => frame,
+            Outgoing::Request(parts, arg) => pb::Request {
+                id: parts.id,
+                target: parts.target.to_owned(),
+                arg: Some(arg.into_proto()),
+                from: parts.from.to_owned(),
+                deadline_ms: parts.deadline_ms,
+            }
+            .into(),
+        }
+    }
 }
 
 /// Whether an answer found its call.
@@ -77,6 +121,8 @@ enum Queued {
     /// The queue is full: the frame is given back.
     Full(pb::Frame),
     Closed,
+    /// Over the peer's frame limit.
+    Refused(IkcError),
 }
 
 /// State shared by the handles and the driver of one channel.
@@ -130,33 +176,39 @@ impl Shared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers call `id` and queues its frame, under one lock. The frame
-    /// is given back when the queue is full.
+    /// Registers call `id`, whose caller `waker` wakes, and queues its
+    /// frame, under one lock. The frame is given back when the queue is
+    /// full.
     fn insert(
         &self,
         id: u64,
-        deadline: Option<(Instant, Duration)>,
-        frame: pb::Frame,
+        timeout: Option<Duration>,
+        waker: &Waker,
+        frame: Outgoing<'_>,
     ) -> Result<Option<pb::Frame>, IkcError> {
         let call = PendingCall {
             answer: None,
-            waker: None,
-            deadline,
+            waker: Some(waker.clone()),
+            deadline: timeout.map(|timeout| (Instant::now() + timeout, timeout)),
         };
         let mut pending = self.lock();
         if pending.closed {
             return Err(self.closed_error());
         }
-        pending.calls.insert(id, call);
-        pending.unanswered += 1;
         if !self.take_room() {
+            pending.calls.insert(id, call);
+            pending.unanswered += 1;
             drop(pending);
             // The driver sweeps call deadlines only while calls are pending:
             // it must learn of this one even though its frame waits.
             self.driver_waker.wake();
-            return Ok(Some(frame));
+            return Ok(Some(frame.into_frame()));
         }
-        self.push(pending, frame);
+        self.enqueue(&mut pending, frame)?;
+        pending.calls.insert(id, call);
+        pending.unanswered += 1;
+        drop(pending);
+        self.notify();
         Ok(None)
     }
 
@@ -171,44 +223,115 @@ impl Shared {
         }
     }
 
-    /// Queues `frame`, whose room was taken, then releases the lock and
-    /// wakes the driver.
-    fn push(&self, mut pending: MutexGuard<'_, Pending>, frame: pb::Frame) {
-        pending.outbox.push_back(frame);
-        drop(pending);
+    /// Queues `frame`, whose room was taken; the room is given back when
+    /// the frame is over the peer's limit.
+    fn enqueue(&self, pending: &mut Pending, frame: Outgoing<'_>) -> Result<(), IkcError> {
+        let queued = match &mut pending.encoded {
+            Some(encoded) => {
+                let written = match frame {
+                    Outgoing::Request(parts, arg) => {
+                        encode_request(&parts, arg, self.max_frame_length, &mut encoded.bytes)
+                    }
+                    Outgoing::Frame(frame) => encoded.codec.encode(&frame, &mut encoded.bytes),
+                };
+                written
+                    .map(|()| encoded.frames += 1)
+                    .map_err(|error| match error {
+                        CodecError::FrameTooLarge { len, max } => too_large(len, max),
+                        other => IkcError::new(ErrorKind::BadRequest, other.to_string()),
+                    })
+            }
+            None => {
+                let frame = frame.into_frame();
+                match self.oversized(&frame) {
+                    Some((len, max)) => Err(too_large(len as u64, max)),
+                    None => {
+                        pending.outbox.push_back(frame);
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if queued.is_err() {
+            self.room.add_permits(1);
+        }
+        queued
+    }
+
+    /// Tells the driver frames are queued.
+    fn notify(&self) {
         self.queued.store(true, Ordering::Release);
         self.driver_waker.wake();
     }
 
     /// Queues `frame` for the driver if there is room.
-    fn queue(&self, frame: pb::Frame) -> Queued {
-        let pending = self.lock();
+    fn queue(&self, frame: Outgoing<'_>) -> Queued {
+        let mut pending = self.lock();
         if pending.closed {
             return Queued::Closed;
         }
         if !self.take_room() {
-            return Queued::Full(frame);
+            return Queued::Full(frame.into_frame());
         }
-        self.push(pending, frame);
+        if let Err(error) = self.enqueue(&mut pending, frame) {
+            return Queued::Refused(error);
+        }
+        drop(pending);
+        self.notify();
         Queued::Yes
     }
 
     /// Queues `frame` for the driver, waiting for room in turn.
     async fn queue_waiting(&self, frame: pb::Frame) -> Result<(), IkcError> {
-        let frame = match self.queue(frame) {
+        let frame = match self.queue(Outgoing::Frame(frame)) {
             Queued::Yes => return Ok(()),
             Queued::Closed => return Err(self.closed_error()),
+            Queued::Refused(error) => return Err(error),
             Queued::Full(frame) => frame,
         };
         // Closed with the channel.
         let permit = self.room.acquire().await.map_err(|_| self.closed_error())?;
         permit.forget();
-        let pending = self.lock();
+        let mut pending = self.lock();
         if pending.closed {
             return Err(self.closed_error());
         }
-        self.push(pending, frame);
+        self.enqueue(&mut pending, Outgoing::Frame(frame))?;
+        drop(pending);
+        self.notify();
         Ok(())
+    }
+
+    /// From now on, frames are encoded as they are queued, for a transport
+    /// that takes them so; frames queued before are encoded first.
+    pub(crate) fn encode_queued(&self) {
+        let mut codec = CodecBuilder::new()
+            .max_frame_length(self.max_frame_length)
+            .new_frame_codec();
+        let mut pending = self.lock();
+        let mut bytes = BytesMut::new();
+        let mut frames = 0;
+        for frame in std::mem::take(&mut pending.outbox) {
+            // Each was measured against the same limit when it was queued.
+            match codec.encode(&frame, &mut bytes) {
+                Ok(()) => frames += 1,
+                Err(error) => {
+                    tracing::warn!(%error, "dropped a queued frame the peer would refuse");
+                    self.room.add_permits(1);
+                }
+            }
+        }
+        pending.encoded = Some(Encoded {
+            bytes,
+            frames,
+            codec,
+        });
+    }
+
+    /// Whether frames are queued for the driver (it need not lock to find
+    /// out).
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// Moves up to `max` queued frames to `outbox` (the driver's); whether
@@ -228,6 +351,29 @@ impl Shared {
             self.room.add_permits(taken);
         }
         taken > 0
+    }
+
+    /// Hands the frames the handles encoded to `write`, which leaves the
+    /// buffer empty; whether there were any.
+    pub(crate) fn take_encoded(&self, write: impl FnOnce(&mut BytesMut)) -> bool {
+        if !self.queued.swap(false, Ordering::Acquire) {
+            return false;
+        }
+        let mut pending = self.lock();
+        let Some(encoded) = pending
+            .encoded
+            .as_mut()
+            .filter(|encoded| encoded.frames > 0)
+        else {
+            return false;
+        };
+        write(&mut encoded.bytes);
+        debug_assert!(encoded.bytes.is_empty(), "the transport takes every frame");
+        encoded.bytes.clear();
+        let taken = std::mem::take(&mut encoded.frames);
+        drop(pending);
+        self.room.add_permits(taken);
+        true
     }
 
     /// Ends every call whose deadline passed with `Timeout`; returns their
@@ -271,16 +417,19 @@ impl Shared {
         unanswered
     }
 
-    /// Delivers the answer to call `id`; whether anybody was waiting.
-    pub(crate) fn resolve(&self, id: u64, answer: Answer) -> bool {
-        let answered = self.lock().answer(id, answer);
-        match answered {
-            Answered::Waited(waker) => {
-                waker.into_iter().for_each(Waker::wake);
-                true
+    /// Delivers every answer in `answers` (emptied) under one lock, then
+    /// wakes the callers, whose wakers are kept in `wakers` meanwhile.
+    /// Answers nobody waits for are dropped, each with a trace line.
+    pub(crate) fn resolve_all(&self, answers: &mut Vec<(u64, Answer)>, wakers: &mut Vec<Waker>) {
+        let mut pending = self.lock();
+        for (id, answer) in answers.drain(..) {
+            match pending.answer(id, answer) {
+                Answered::Waited(waker) => wakers.extend(waker),
+                Answered::Nobody => tracing::trace!(id, "answer for a call nobody waits for"),
             }
-            Answered::Nobody => false,
         }
+        drop(pending);
+        wakers.drain(..).for_each(Waker::wake);
     }
 
     /// The answer to call `id` once it is in; until then the caller's
@@ -306,8 +455,11 @@ impl Shared {
 
     /// Drops the frames still queued: the driver has ended.
     pub(crate) fn discard_queued(&self) {
-        let unsent = std::mem::take(&mut self.lock().outbox);
-        drop(unsent);
+        let mut pending = self.lock();
+        let unsent = std::mem::take(&mut pending.outbox);
+        let encoded = pending.encoded.take();
+        drop(pending);
+        drop((unsent, encoded));
     }
 
     /// Whether calls of ours still wait for answers.
@@ -390,6 +542,14 @@ impl Shared {
     pub(crate) fn drain_requested(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
+}
+
+/// The error for a frame of ours over the peer's limit: never sent.
+fn too_large(len: u64, max: usize) -> IkcError {
+    IkcError::new(
+        ErrorKind::BadRequest,
+        format!("request of {len} bytes exceeds the peer's frame limit of {max} bytes"),
+    )
 }
 
 /// Sends calls and posts to one connected peer. Cheap to clone; every clone
@@ -479,13 +639,8 @@ impl ChannelHandle {
         target: &Specifier,
         arg: Value,
     ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
-        request(
-            self,
-            target.to_string(),
-            arg,
-            None,
-            self.shared.call_timeout,
-        )
+        let message = Message::request(target.to_string(), arg, None);
+        exchange(self, message, None, self.shared.call_timeout)
     }
 
     /// Like [`call`](Self::call) with its own timeout.
@@ -499,7 +654,8 @@ impl ChannelHandle {
         arg: Value,
         timeout: Duration,
     ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
-        request(self, target.to_string(), arg, None, Some(timeout))
+        let message = Message::request(target.to_string(), arg, None);
+        exchange(self, message, None, Some(timeout))
     }
 
     /// Posts to `target` on the peer: it is sent, and nobody waits for an
@@ -522,18 +678,19 @@ impl ChannelHandle {
     /// # Errors
     ///
     /// As [`call`](Self::call).
-    pub fn call_str(
-        &self,
-        target: &str,
+    pub fn call_str<'a>(
+        &'a self,
+        target: &'a str,
         arg: Value,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'a {
         let timeout = timeout.or(self.shared.call_timeout);
-        request(self, target.to_owned(), arg, None, timeout)
+        exchange(self, Message::request(target, arg, None), None, timeout)
     }
 
     /// Like [`call_str`](Self::call_str), taking the handle: the future
-    /// owns it and borrows nothing.
+    /// owns it and borrows only `target`, which it writes to the wire
+    /// without a copy of its own.
     ///
     /// # Errors
     ///
@@ -543,9 +700,9 @@ impl ChannelHandle {
         target: &str,
         arg: Value,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
         let timeout = timeout.or(self.shared.call_timeout);
-        request(self, target.to_owned(), arg, None, timeout)
+        exchange(self, Message::request(target, arg, None), None, timeout)
     }
 
     /// Like [`post`](Self::post) with the target as text, sent as written.
@@ -570,7 +727,8 @@ impl ChannelHandle {
             id,
             session: session.to_owned(),
         });
-        exchange(self, |_, _| Ok(frame), Some(id), self.shared.call_timeout).await?;
+        let message: Message<&str> = Message::Frame(frame);
+        exchange(self, message, Some(id), self.shared.call_timeout).await?;
         Ok(RemoteSession::new(self.clone(), session.to_owned()))
     }
 
@@ -589,34 +747,38 @@ impl ChannelHandle {
             Some(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
             None => self.shared.call_timeout,
         };
-        request(self, target, arg, from, timeout).await
+        exchange(self, Message::request(target, arg, from), None, timeout).await
     }
 
     /// Queues `frame` if there is room; drops it if not, or if the
     /// channel closed.
     pub(crate) fn try_send(&self, frame: pb::Frame) {
-        let _ = self.shared.queue(frame);
+        let _ = self.shared.queue(Outgoing::Frame(frame));
     }
 
     fn check_open(&self) -> Result<(), IkcError> {
+        let draining = self.shared.draining.load(Ordering::Acquire);
+        let going_away = self.shared.peer_going_away.load(Ordering::Acquire);
+        // A closed channel is found when the frame is queued, under the
+        // lock that is taken then anyway.
+        if !draining && !going_away {
+            return Ok(());
+        }
         // A closed connection is the more useful answer than our own
         // drain; after the peer's GoAway, both say the same.
         if self.is_closed() {
             return Err(self.shared.closed_error());
         }
-        if self.shared.draining.load(Ordering::Acquire) {
+        if draining {
             return Err(IkcError::new(
                 ErrorKind::ShuttingDown,
                 "this connection is closing",
             ));
         }
-        if self.shared.peer_going_away.load(Ordering::Acquire) {
-            return Err(IkcError::new(
-                ErrorKind::ShuttingDown,
-                format!("kernel {:?} is shutting down", self.shared.peer.kernel),
-            ));
-        }
-        Ok(())
+        Err(IkcError::new(
+            ErrorKind::ShuttingDown,
+            format!("kernel {:?} is shutting down", self.shared.peer.kernel),
+        ))
     }
 
     async fn send_post(
@@ -626,26 +788,19 @@ impl ChannelHandle {
         from: Option<String>,
     ) -> Result<(), IkcError> {
         self.check_open()?;
-        let request = pb::Request {
+        let parts = RequestParts {
             id: 0,
-            target,
-            arg: Some(arg.into_proto()),
-            from: from.unwrap_or_default(),
+            target: &target,
+            from: from.as_deref().unwrap_or_default(),
             deadline_ms: 0,
         };
-        let frame = self.fits(request.into())?;
+        let frame = match self.shared.queue(Outgoing::Request(parts, arg)) {
+            Queued::Yes => return Ok(()),
+            Queued::Closed => return Err(self.shared.closed_error()),
+            Queued::Refused(error) => return Err(error),
+            Queued::Full(frame) => frame,
+        };
         self.shared.queue_waiting(frame).await
-    }
-
-    /// Refuses a frame the peer would reject for its size, before it is sent.
-    fn fits(&self, frame: pb::Frame) -> Result<pb::Frame, IkcError> {
-        match self.shared.oversized(&frame) {
-            Some((len, max)) => Err(IkcError::new(
-                ErrorKind::BadRequest,
-                format!("request of {len} bytes exceeds the peer's frame limit of {max} bytes"),
-            )),
-            None => Ok(frame),
-        }
     }
 
     /// Waits for room for `frame` in the full queue to the driver, and
@@ -664,62 +819,94 @@ impl ChannelHandle {
     }
 }
 
-/// A call of `target`, sent on the first poll.
-fn request<H>(
-    handle: H,
-    target: String,
-    arg: Value,
-    from: Option<String>,
-    timeout: Option<Duration>,
-) -> impl Future<Output = Answer> + Send
-where
-    H: Borrow<ChannelHandle> + Send,
-{
-    let build = move |handle: &ChannelHandle, id: u64| {
-        handle.check_open()?;
-        let request = pb::Request {
-            id,
-            target,
-            arg: Some(arg.into_proto()),
-            from: from.unwrap_or_default(),
-            deadline_ms: timeout.map_or(0, |t| {
-                u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
-            }),
-        };
-        handle.fits(request.into())
-    };
-    exchange(handle, build, None, timeout)
+/// What a call sends: a request from its parts (`target` borrowed or
+/// owned), or a frame made already.
+enum Message<T> {
+    Request {
+        target: T,
+        arg: Value,
+        from: Option<String>,
+    },
+    Frame(pb::Frame),
 }
 
-/// Sends the frame `build` makes for call `id` (a new id when `None`) on
-/// the first poll, and waits for the answer. One future for the whole call,
-/// not one per layer of helpers: each layer would copy the call's arguments
-/// again. The deadline is kept in the pending table and enforced by the
-/// driver's sweep, so a call costs no timer of its own.
-async fn exchange<H, B>(handle: H, build: B, id: Option<u64>, timeout: Option<Duration>) -> Answer
+impl<T> Message<T> {
+    fn request(target: T, arg: Value, from: Option<String>) -> Self {
+        Message::Request { target, arg, from }
+    }
+}
+
+/// Sends `message` as call `id` (a new id when `None`) on the first poll,
+/// and waits for the answer. One future for the whole call, not one per
+/// layer of helpers: each layer would copy the call's arguments again. The
+/// deadline is kept in the pending table and enforced by the driver's
+/// sweep, so a call costs no timer of its own; the caller's waker is
+/// registered as the call is queued, under the same lock.
+async fn exchange<H, T>(
+    handle: H,
+    message: Message<T>,
+    id: Option<u64>,
+    timeout: Option<Duration>,
+) -> Answer
 where
     H: Borrow<ChannelHandle>,
-    B: FnOnce(&ChannelHandle, u64) -> Result<pb::Frame, IkcError>,
+    T: AsRef<str>,
 {
     let handle = handle.borrow();
+    handle.check_open()?;
     let id = id.unwrap_or_else(|| handle.shared.next_id.fetch_add(1, Ordering::Relaxed));
-    let frame = build(handle, id)?;
-    let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
-    let unsent = handle.shared.insert(id, deadline, frame)?;
+    let (target, from, outgoing);
+    match message {
+        Message::Request {
+            target: text,
+            arg,
+            from: sender,
+        } => {
+            (target, from) = (text, sender);
+            let parts = RequestParts {
+                id,
+                target: target.as_ref(),
+                from: from.as_deref().unwrap_or_default(),
+                deadline_ms: timeout.map_or(0, |t| {
+                    u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+                }),
+            };
+            outgoing = Some(Outgoing::Request(parts, arg));
+        }
+        Message::Frame(frame) => outgoing = Some(Outgoing::Frame(frame)),
+    }
+    let mut outgoing = outgoing;
     let mut guard = CallGuard {
         handle,
         id,
         answered: false,
     };
-    let answer = match unsent {
-        None => std::future::poll_fn(|cx| handle.shared.poll_answer(id, cx)).await,
+    let mut unsent = None;
+    let answer = std::future::poll_fn(|cx| match outgoing.take() {
+        // Queued with the caller's waker: nothing more to look at until
+        // the answer wakes it.
+        Some(frame) => match handle.shared.insert(id, timeout, cx.waker(), frame) {
+            Ok(None) => Poll::Pending,
+            Ok(Some(frame)) => {
+                unsent = Some(frame);
+                Poll::Ready(None)
+            }
+            Err(error) => Poll::Ready(Some(Err(error))),
+        },
+        None => handle.shared.poll_answer(id, cx).map(Some),
+    })
+    .await;
+    let answer = match (answer, unsent) {
+        (Some(answer), _) => answer,
         // Rare, and boxed: every call's future would otherwise carry room
         // for waiting on the queue.
-        Some(frame) => match Box::pin(handle.answer_once_queued(id, frame)).await {
+        (None, Some(frame)) => match Box::pin(handle.answer_once_queued(id, frame)).await {
             Ok(answer) => answer,
             Err(error) => return Err(error),
         },
+        (None, None) => unreachable!("a call either answers or gives its frame back"),
     };
+    // Taken with its entry (or never entered).
     guard.answered = true;
     answer
 }

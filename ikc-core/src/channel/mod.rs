@@ -54,8 +54,8 @@ use std::time::Duration;
 use futures::{Sink, Stream};
 use ikc_proto::pb;
 
-pub use self::driver::ChannelDriver;
 use self::driver::Registration;
+pub use self::driver::{AppendEncoded, ChannelDriver};
 pub use self::handle::ChannelHandle;
 use self::handle::Shared;
 use crate::kernel::SessionService;
@@ -228,6 +228,42 @@ impl Registered {
         T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
         E: Into<BoxError>,
     {
+        self.start(transport, None)
+    }
+
+    /// Starts the channel over `transport`, whose write buffer takes
+    /// frames encoded by someone else: `append` puts them there.
+    ///
+    /// The handles then write each call's `Request` frame themselves, as
+    /// they queue it, straight from its target and argument, and the driver
+    /// hands the queued bytes to `append` in one piece; a call costs no
+    /// `pb::Frame` built, queued, moved, encoded and dropped. The frames
+    /// are the ones `transport`'s own codec would write (the protocol's
+    /// [`FrameCodec`](ikc_proto::FrameCodec)): a transport that speaks
+    /// anything else (Perl IKC, an in-memory pair) starts with
+    /// [`connect`](Self::connect). Frames reach the wire in the order they
+    /// were queued.
+    pub fn connect_encoded<T, E>(
+        self,
+        transport: T,
+        append: AppendEncoded<T>,
+    ) -> (ChannelHandle, ChannelDriver<T>)
+    where
+        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
+        E: Into<BoxError>,
+    {
+        self.start(transport, Some(append))
+    }
+
+    fn start<T, E>(
+        self,
+        transport: T,
+        append: Option<AppendEncoded<T>>,
+    ) -> (ChannelHandle, ChannelDriver<T>)
+    where
+        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
+        E: Into<BoxError>,
+    {
         let Registered {
             builder,
             registration,
@@ -241,6 +277,7 @@ impl Registered {
         let handle = registration.handle.clone();
         let driver = ChannelDriver::new(
             transport,
+            append,
             registration,
             service,
             builder.max_in_flight,

@@ -164,7 +164,16 @@ pub(super) async fn establish(
     };
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
-    let handle = start_channel(kernel, settings, addr, peer, framed, send_limit)?;
+    let append: ikc_core::AppendEncoded<_> = IdleFramed::append_encoded;
+    let handle = start_channel(
+        kernel,
+        settings,
+        addr,
+        peer,
+        framed,
+        Some(append),
+        send_limit,
+    )?;
     Ok(Connected {
         handle,
         worker: welcome.worker,
@@ -203,6 +212,7 @@ async fn establish_legacy(
         addr,
         peer,
         transport,
+        None,
         settings.max_frame_length,
     )?;
     Ok(Connected { handle, worker: 0 })
@@ -216,6 +226,7 @@ fn start_channel<T, E>(
     addr: &str,
     peer: PeerInfo,
     transport: T,
+    append: Option<ikc_core::AppendEncoded<T>>,
     max_frame_length: usize,
 ) -> Result<ChannelHandle, Error>
 where
@@ -225,10 +236,10 @@ where
         + 'static,
     E: Into<ikc_core::BoxError> + Send + 'static,
 {
-    let (handle, driver) = Channel::builder(kernel.clone())
+    let registered = Channel::builder(kernel.clone())
         .call_timeout(settings.call_timeout)
         .max_frame_length(max_frame_length)
-        .connect(peer, transport)
+        .register(peer)
         .map_err(|e| {
             Error::new(
                 ErrorKind::Handshake,
@@ -236,6 +247,10 @@ where
             )
             .with_source(e)
         })?;
+    let (handle, driver) = match append {
+        Some(append) => registered.connect_encoded(transport, append),
+        None => registered.connect(transport),
+    };
     let addr = addr.to_owned();
     tokio::spawn(async move {
         if let Err(error) = driver.await {

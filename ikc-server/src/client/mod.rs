@@ -350,11 +350,11 @@ impl Client {
     /// # Errors
     ///
     /// The typed error the call ended with.
-    pub fn call(
-        &self,
-        target: &str,
+    pub fn call<'a>(
+        &'a self,
+        target: &'a str,
         arg: impl Into<Value>,
-    ) -> impl Future<Output = Result<Value, IkcError>> + Send + '_ {
+    ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'a {
         let arg = arg.into();
         match self.route(target) {
             // The channel's own future, not one wrapped around it: a call's

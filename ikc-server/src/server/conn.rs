@@ -293,7 +293,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // `map_codec` keeps the read buffer: frames the peer sent right behind
     // its Hello are not lost.
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
-    let (handle, driver) = registered.connect(framed);
+    let (handle, driver) = registered.connect_encoded(framed, IdleFramed::append_encoded);
     tracing::debug!("handshake done");
     run_channel(&handle, driver, &drain, &abort).await
 }
