@@ -58,6 +58,18 @@ impl Delimited {
         }
     }
 
+    /// The length of the next message when it is whole in `src`, its head
+    /// not yet consumed, and at most `limit` (and the maximum) long: such
+    /// a message can be read in place, then consumed with its head.
+    pub(crate) fn whole(&self, src: &BytesMut, limit: usize) -> Option<usize> {
+        if !matches!(self.state, DecodeState::Head) {
+            return None;
+        }
+        let head = src.first_chunk::<HEAD_LEN>()?;
+        let len = usize::try_from(u32::from_be_bytes(*head)).ok()?;
+        (len <= limit.min(self.max) && src.len() >= HEAD_LEN + len).then_some(len)
+    }
+
     /// The next message's bytes, without its head, undecoded.
     pub(crate) fn decode_bytes(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
         let len = match self.state {

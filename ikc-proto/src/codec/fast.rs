@@ -454,10 +454,22 @@ fn read_key(buf: &mut &[u8]) -> Option<(u32, WireType)> {
 /// Decodes `message` (a frame without its head) if it has one of the fast
 /// shapes; `None` leaves it to prost.
 pub(super) fn decode(message: &Bytes) -> Option<pb::Frame> {
-    let mut reader = Reader {
-        message,
+    decode_from(Reader {
+        message: Some(message),
         buf: message,
-    };
+    })
+}
+
+/// [`decode`] for a frame that stays where it is: its `bytes` fields are
+/// copied out of it.
+pub(super) fn decode_copied(message: &[u8]) -> Option<pb::Frame> {
+    decode_from(Reader {
+        message: None,
+        buf: message,
+    })
+}
+
+fn decode_from(mut reader: Reader<'_>) -> Option<pb::Frame> {
     let (field, wire_type) = read_key(&mut reader.buf)?;
     if wire_type != WireType::LengthDelimited {
         return None;
@@ -486,9 +498,9 @@ enum Next {
 }
 
 /// Reads fields from a slice of `message`; a `bytes` field is a slice of
-/// `message` itself, not a copy.
+/// `message` itself, not a copy, or a copy when there is no `message`.
 struct Reader<'a> {
-    message: &'a Bytes,
+    message: Option<&'a Bytes>,
     /// What is left to read of the current body.
     buf: &'a [u8],
 }
@@ -523,7 +535,10 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self) -> Option<Bytes> {
-        self.delimited().map(|field| self.message.slice_ref(field))
+        self.delimited().map(|field| match self.message {
+            Some(message) => message.slice_ref(field),
+            None => Bytes::copy_from_slice(field),
+        })
     }
 
     /// Reads the body `delimited` returned next, then carries on after it.
