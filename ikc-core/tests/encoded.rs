@@ -223,3 +223,39 @@ async fn a_call_given_up_is_cancelled_on_the_peer() {
         Value::from("given up")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn calls_a_peer_never_reads_still_time_out() {
+    // The peer reads nothing. The first calls are sent until the stream and
+    // the write buffer are full; the later ones stay queued, never taken
+    // by the driver, and their clock is started by its sweep instead.
+    let client = Kernel::new("Client");
+    let (near, _far) = tokio::io::duplex(1024);
+    let (handle, driver) = Channel::builder(client.clone())
+        .register(ikc_core::PeerInfo {
+            kernel: "Deaf".to_owned(),
+            aliases: Vec::new(),
+            pid: 1,
+        })
+        .expect("the peer registers")
+        .connect_encoded(Framed::new(near, FrameCodec::new()), append);
+    let driver = tokio::spawn(driver);
+    let target = spec("poe://Deaf/echo/say");
+    let batch = |handle: ChannelHandle, target: ikc_core::Specifier| async move {
+        let calls = (0..1000_i64)
+            .map(|n| handle.call_timeout(&target, Value::from(n), Duration::from_millis(100)));
+        join_all(calls).await
+    };
+    let first = tokio::spawn(batch(handle.clone(), target.clone()));
+    // The first batch is queued, then taken and written as far as it goes
+    // (this runtime has one thread: each yield lets the others run).
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    let later = within("the later timeouts", batch(handle.clone(), target)).await;
+    let first = within("the first timeouts", first).await.unwrap();
+    for answer in first.into_iter().chain(later) {
+        assert_eq!(answer.unwrap_err().kind(), ErrorKind::Timeout);
+    }
+    driver.abort();
+}

@@ -338,7 +338,9 @@ where
 
             // Frames queued by handles (encoded ones are written below).
             let room = OUTBOX_HIGH_WATER.saturating_sub(state.outbox.len());
-            if append.is_none() && state.shared.take_queued(&mut state.outbox, room) {
+            let clock = &mut state.clock;
+            let now = || *clock.get_or_insert_with(tokio::time::Instant::now);
+            if append.is_none() && state.shared.take_queued(&mut state.outbox, room, now) {
                 progress = true;
             }
 
@@ -421,9 +423,11 @@ where
             {
                 match transport.as_mut().poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
+                        let clock = &mut state.clock;
+                        let now = || *clock.get_or_insert_with(tokio::time::Instant::now);
                         if state
                             .shared
-                            .take_encoded(|frames| append(transport.as_mut(), frames))
+                            .take_encoded(|frames| append(transport.as_mut(), frames), now)
                         {
                             state.unflushed = true;
                             progress = true;

@@ -34,8 +34,10 @@ struct PendingCall {
     answer: Option<Answer>,
     /// The caller's task, woken when the answer is in.
     waker: Option<Waker>,
-    /// When the caller stops waiting, and the timeout it asked for.
-    deadline: Option<(Instant, Duration)>,
+    /// The timeout the caller asked for, and when it stops waiting: the
+    /// driver stamps a call with its own clock when it sends it (or when
+    /// its sweep finds it first), so a call reads no clock of its own.
+    deadline: Option<(Option<Instant>, Duration)>,
 }
 
 /// The calls waiting for answers and the frames waiting for the driver,
@@ -45,6 +47,8 @@ struct Pending {
     calls: HashMap<u64, PendingCall, FastHash>,
     /// Calls in `calls` still without an answer.
     unanswered: usize,
+    /// Calls with a timeout whose deadline the driver has not stamped yet.
+    unstamped: Vec<u64>,
     /// Frames for the driver to send, oldest first.
     outbox: VecDeque<pb::Frame>,
     /// Frames already encoded, for a transport that takes them so; from
@@ -101,6 +105,23 @@ enum Answered {
 }
 
 impl Pending {
+    /// Starts the clock of the calls not stamped yet at `now`.
+    fn stamp(&mut self, now: impl FnOnce() -> Instant) {
+        if self.unstamped.is_empty() {
+            return;
+        }
+        let now = now();
+        for id in self.unstamped.drain(..) {
+            if let Some(PendingCall {
+                deadline: Some((at @ None, timeout)),
+                ..
+            }) = self.calls.get_mut(&id)
+            {
+                *at = Some(now + *timeout);
+            }
+        }
+    }
+
     /// Answers call `id` if it still waits for an answer.
     fn answer(&mut self, id: u64, answer: Answer) -> Answered {
         let Some(call) = self.calls.get_mut(&id) else {
@@ -186,16 +207,18 @@ impl Shared {
         waker: &Waker,
         frame: Outgoing<'_>,
     ) -> Result<Option<pb::Frame>, IkcError> {
-        let call = PendingCall {
+        let mut call = PendingCall {
             answer: None,
             waker: Some(waker.clone()),
-            deadline: timeout.map(|timeout| (Instant::now() + timeout, timeout)),
+            deadline: timeout.map(|timeout| (None, timeout)),
         };
         let mut pending = self.lock();
         if pending.closed {
             return Err(self.closed_error());
         }
         if !self.take_room() {
+            // Its frame waits for room: its time counts from now.
+            call.deadline = timeout.map(|timeout| (Some(Instant::now() + timeout), timeout));
             pending.calls.insert(id, call);
             pending.unanswered += 1;
             drop(pending);
@@ -207,6 +230,9 @@ impl Shared {
         self.enqueue(&mut pending, frame)?;
         pending.calls.insert(id, call);
         pending.unanswered += 1;
+        if timeout.is_some() {
+            pending.unstamped.push(id);
+        }
         drop(pending);
         self.notify();
         Ok(None)
@@ -336,11 +362,17 @@ impl Shared {
 
     /// Moves up to `max` queued frames to `outbox` (the driver's); whether
     /// it moved any.
-    pub(crate) fn take_queued(&self, outbox: &mut VecDeque<pb::Frame>, max: usize) -> bool {
+    pub(crate) fn take_queued(
+        &self,
+        outbox: &mut VecDeque<pb::Frame>,
+        max: usize,
+        now: impl FnOnce() -> Instant,
+    ) -> bool {
         if max == 0 || !self.queued.swap(false, Ordering::Acquire) {
             return false;
         }
         let mut pending = self.lock();
+        pending.stamp(now);
         let taken = pending.outbox.len().min(max);
         outbox.extend(pending.outbox.drain(..taken));
         if !pending.outbox.is_empty() {
@@ -355,11 +387,16 @@ impl Shared {
 
     /// Hands the frames the handles encoded to `write`, which leaves the
     /// buffer empty; whether there were any.
-    pub(crate) fn take_encoded(&self, write: impl FnOnce(&mut BytesMut)) -> bool {
+    pub(crate) fn take_encoded(
+        &self,
+        write: impl FnOnce(&mut BytesMut),
+        now: impl FnOnce() -> Instant,
+    ) -> bool {
         if !self.queued.swap(false, Ordering::Acquire) {
             return false;
         }
         let mut pending = self.lock();
+        pending.stamp(now);
         let Some(encoded) = pending
             .encoded
             .as_mut()
@@ -382,12 +419,14 @@ impl Shared {
     pub(crate) fn expire(&self, now: Instant) -> Vec<u64> {
         let mut wakers = Vec::new();
         let mut pending = self.lock();
+        // Calls not sent yet (the transport had no room) start from now.
+        pending.stamp(|| now);
         let expired: Vec<(u64, Duration)> = pending
             .calls
             .iter()
             .filter(|(_, call)| call.answer.is_none())
             .filter_map(|(id, call)| match call.deadline {
-                Some((at, timeout)) if at <= now => Some((*id, timeout)),
+                Some((Some(at), timeout)) if at <= now => Some((*id, timeout)),
                 _ => None,
             })
             .collect();
