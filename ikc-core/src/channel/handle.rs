@@ -42,13 +42,17 @@ struct PendingCall {
 
 /// The calls waiting for answers and the frames waiting for the driver,
 /// behind one lock: a call takes it once to do both.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pending {
     calls: HashMap<u64, PendingCall, FastHash>,
     /// Calls in `calls` still without an answer.
     unanswered: usize,
     /// Calls with a timeout whose deadline the driver has not stamped yet.
     unstamped: Vec<u64>,
+    /// The id of the next call, taken under the lock as the call is queued:
+    /// ids rise in the order calls reach the wire (a peer's `GoAway` names
+    /// the last one it read).
+    next_id: u64,
     /// Frames for the driver to send, oldest first.
     outbox: VecDeque<pb::Frame>,
     /// Frames already encoded, for a transport that takes them so; from
@@ -104,7 +108,28 @@ enum Answered {
     Nobody,
 }
 
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            calls: HashMap::default(),
+            unanswered: 0,
+            unstamped: Vec::new(),
+            next_id: 1,
+            outbox: VecDeque::new(),
+            encoded: None,
+            closed: false,
+        }
+    }
+}
+
 impl Pending {
+    /// A new call id.
+    fn allocate_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
     /// Starts the clock of the calls not stamped yet at `now`.
     fn stamp(&mut self, now: impl FnOnce() -> Instant) {
         if self.unstamped.is_empty() {
@@ -151,7 +176,6 @@ enum Queued {
 pub(crate) struct Shared {
     peer: PeerInfo,
     pending: Mutex<Pending>,
-    next_id: AtomicU64,
     call_timeout: Option<Duration>,
     /// Largest frame the peer accepts.
     max_frame_length: usize,
@@ -180,7 +204,6 @@ impl Shared {
         Shared {
             peer,
             pending: Mutex::default(),
-            next_id: AtomicU64::new(1),
             call_timeout,
             max_frame_length,
             peer_going_away: AtomicBool::new(false),
@@ -197,16 +220,16 @@ impl Shared {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers call `id`, whose caller `waker` wakes, and queues its
-    /// frame, under one lock. The frame is given back when the queue is
-    /// full.
+    /// Registers a call, whose caller `waker` wakes, and queues its frame,
+    /// under one lock; returns its id (`id`, or a new one for a request),
+    /// and the frame when the queue is full.
     fn insert(
         &self,
-        id: u64,
+        id: Option<u64>,
         timeout: Option<Duration>,
         waker: &Waker,
-        frame: Outgoing<'_>,
-    ) -> Result<Option<pb::Frame>, IkcError> {
+        mut frame: Outgoing<'_>,
+    ) -> Result<(u64, Option<pb::Frame>), IkcError> {
         let mut call = PendingCall {
             answer: None,
             waker: Some(waker.clone()),
@@ -215,6 +238,10 @@ impl Shared {
         let mut pending = self.lock();
         if pending.closed {
             return Err(self.closed_error());
+        }
+        let id = id.unwrap_or_else(|| pending.allocate_id());
+        if let Outgoing::Request(parts, _) = &mut frame {
+            parts.id = id;
         }
         if !self.take_room() {
             // Its frame waits for room: its time counts from now.
@@ -225,7 +252,7 @@ impl Shared {
             // The driver sweeps call deadlines only while calls are pending:
             // it must learn of this one even though its frame waits.
             self.driver_waker.wake();
-            return Ok(Some(frame.into_frame()));
+            return Ok((id, Some(frame.into_frame())));
         }
         self.enqueue(&mut pending, frame)?;
         pending.calls.insert(id, call);
@@ -235,7 +262,7 @@ impl Shared {
         }
         drop(pending);
         self.notify();
-        Ok(None)
+        Ok((id, None))
     }
 
     /// Takes room for one frame if there is some (and nobody waits for it).
@@ -286,8 +313,19 @@ impl Shared {
 
     /// Tells the driver frames are queued.
     fn notify(&self) {
+        // Told already and not looked yet: the driver takes this frame with
+        // the others (it clears the flag before it takes them, and takes
+        // them under the lock this frame was queued under).
+        if self.queued.load(Ordering::Acquire) {
+            return;
+        }
         self.queued.store(true, Ordering::Release);
         self.driver_waker.wake();
+    }
+
+    /// A new call id, for a frame made before it is queued.
+    fn allocate_id(&self) -> u64 {
+        self.lock().allocate_id()
     }
 
     /// Queues `frame` for the driver if there is room.
@@ -761,7 +799,7 @@ impl ChannelHandle {
     /// `NoSession` when the peer does not publish it; `Timeout` or
     /// `Disconnected` when the connection fails meanwhile.
     pub async fn subscribe(&self, session: &str) -> Result<RemoteSession, IkcError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.shared.allocate_id();
         let frame = pb::Frame::from(pb::Subscribe {
             id,
             session: session.to_owned(),
@@ -893,7 +931,6 @@ where
 {
     let handle = handle.borrow();
     handle.check_open()?;
-    let id = id.unwrap_or_else(|| handle.shared.next_id.fetch_add(1, Ordering::Relaxed));
     let (target, from, outgoing);
     match message {
         Message::Request {
@@ -903,7 +940,8 @@ where
         } => {
             (target, from) = (text, sender);
             let parts = RequestParts {
-                id,
+                // Given as it is queued.
+                id: 0,
                 target: target.as_ref(),
                 from: from.as_deref().unwrap_or_default(),
                 deadline_ms: timeout.map_or(0, |t| {
@@ -915,31 +953,37 @@ where
         Message::Frame(frame) => outgoing = Some(Outgoing::Frame(frame)),
     }
     let mut outgoing = outgoing;
+    // Armed once the call is in the table.
     let mut guard = CallGuard {
         handle,
-        id,
-        answered: false,
+        id: 0,
+        answered: true,
     };
     let mut unsent = None;
     let answer = std::future::poll_fn(|cx| match outgoing.take() {
-        // Queued with the caller's waker: nothing more to look at until
-        // the answer wakes it.
         Some(frame) => match handle.shared.insert(id, timeout, cx.waker(), frame) {
-            Ok(None) => Poll::Pending,
-            Ok(Some(frame)) => {
-                unsent = Some(frame);
-                Poll::Ready(None)
+            Ok((id, frame)) => {
+                (guard.id, guard.answered) = (id, false);
+                match frame {
+                    // Queued with the caller's waker: nothing more to look
+                    // at until the answer wakes it.
+                    None => Poll::Pending,
+                    Some(frame) => {
+                        unsent = Some(frame);
+                        Poll::Ready(None)
+                    }
+                }
             }
             Err(error) => Poll::Ready(Some(Err(error))),
         },
-        None => handle.shared.poll_answer(id, cx).map(Some),
+        None => handle.shared.poll_answer(guard.id, cx).map(Some),
     })
     .await;
     let answer = match (answer, unsent) {
         (Some(answer), _) => answer,
         // Rare, and boxed: every call's future would otherwise carry room
         // for waiting on the queue.
-        (None, Some(frame)) => match Box::pin(handle.answer_once_queued(id, frame)).await {
+        (None, Some(frame)) => match Box::pin(handle.answer_once_queued(guard.id, frame)).await {
             Ok(answer) => answer,
             Err(error) => return Err(error),
         },

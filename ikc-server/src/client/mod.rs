@@ -193,10 +193,12 @@ impl ClientBuilder {
             })?;
         }
         let connected = establish(&kernel, addr, &self).await?;
+        let fixed = self.reconnect.is_none().then(|| connected.handle.clone());
         let inner = Arc::new(Inner {
             kernel,
             addr: addr.to_owned(),
             settings: self,
+            fixed,
             current: RwLock::new(connected),
         });
         if let Some(reconnect) = inner.settings.reconnect {
@@ -211,6 +213,10 @@ struct Inner {
     kernel: Kernel,
     addr: String,
     settings: ClientBuilder,
+    /// The connection's channel when the client never reconnects: calls
+    /// borrow it, without the lock and the handle's clone a call takes
+    /// otherwise.
+    fixed: Option<ChannelHandle>,
     current: RwLock<Connected>,
 }
 
@@ -239,7 +245,7 @@ impl Inner {
 /// Where a client sends a call.
 enum Route {
     /// Over the connection, to the server (which may forward it).
-    Server(ChannelHandle),
+    Server,
     /// To a session of the client's own kernel.
     Local(Specifier),
 }
@@ -311,7 +317,10 @@ impl Client {
     /// The channel of the current connection.
     #[must_use]
     pub fn handle(&self) -> ChannelHandle {
-        self.inner.connected().handle
+        match &self.inner.fixed {
+            Some(handle) => handle.clone(),
+            None => self.inner.connected().handle,
+        }
     }
 
     /// Whether the current connection has ended.
@@ -337,9 +346,9 @@ impl Client {
             Some(kernel) if self.inner.kernel.is_named(kernel) => match target.parse() {
                 Ok(spec) => Route::Local(spec),
                 // Malformed: let the server answer BadRequest like any other.
-                Err(_) => Route::Server(self.handle()),
+                Err(_) => Route::Server,
             },
-            _ => Route::Server(self.handle()),
+            _ => Route::Server,
         }
     }
 
@@ -359,7 +368,10 @@ impl Client {
         match self.route(target) {
             // The channel's own future, not one wrapped around it: a call's
             // arguments are copied once, not once per layer.
-            Route::Server(handle) => Either::Left(handle.into_call_str(target, arg, None)),
+            Route::Server => Either::Left(match &self.inner.fixed {
+                Some(handle) => Either::Left(handle.call_str(target, arg, None)),
+                None => Either::Right(self.handle().into_call_str(target, arg, None)),
+            }),
             // Rare, and boxed: it would make every call's future as large as
             // a local call's.
             Route::Local(spec) => {
@@ -382,7 +394,11 @@ impl Client {
         timeout: Duration,
     ) -> Result<Value, IkcError> {
         match self.route(target) {
-            Route::Server(handle) => handle.call_str(target, arg.into(), Some(timeout)).await,
+            Route::Server => {
+                self.handle()
+                    .call_str(target, arg.into(), Some(timeout))
+                    .await
+            }
             Route::Local(spec) => {
                 tokio::time::timeout(timeout, self.inner.kernel.call(&spec, arg.into()))
                     .await
@@ -403,7 +419,7 @@ impl Client {
     /// When the connection is closed, or the target cannot be reached.
     pub async fn post(&self, target: &str, arg: impl Into<Value>) -> Result<(), IkcError> {
         match self.route(target) {
-            Route::Server(handle) => handle.post_str(target, arg.into()).await,
+            Route::Server => self.handle().post_str(target, arg.into()).await,
             Route::Local(spec) => self.inner.kernel.post(&spec, arg.into()).await,
         }
     }
