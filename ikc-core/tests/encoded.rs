@@ -259,3 +259,30 @@ async fn calls_a_peer_never_reads_still_time_out() {
     }
     driver.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_from_many_threads_at_once_are_all_answered() {
+    // Handles on several threads queue calls while the driver takes them:
+    // a handle that finds the driver already told does not wake it again,
+    // and no call may be left behind by that.
+    let (server, client) = (Kernel::new("Server"), Kernel::new("Client"));
+    server.publish("echo", ["say"], echo()).unwrap();
+    let link = connect(&client, &server, |b| b, |_| {});
+    let target = spec("poe://Server/echo/say");
+    let tasks: Vec<_> = (0..8_i64)
+        .map(|task| {
+            let handle = link.client_to_server.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                for n in 0..500_i64 {
+                    let value = Value::from(task * 1000 + n);
+                    let answer = handle.call(&target, value.clone()).await;
+                    assert_eq!(answer, Ok(value));
+                }
+            })
+        })
+        .collect();
+    for task in within("every task's answers", join_all(tasks)).await {
+        task.expect("no call failed");
+    }
+}
