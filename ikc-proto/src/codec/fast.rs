@@ -478,12 +478,22 @@ fn decode_from(mut reader: Reader<'_>) -> Option<pb::Frame> {
     if len != reader.buf.len() {
         return None;
     }
-    let kind = match field {
-        FRAME_REQUEST => Kind::Request(reader.request()?),
-        FRAME_REPLY => Kind::Reply(reader.reply()?),
-        _ => return None,
+    // The frame is made first and its fields are read into it where it
+    // lies: built inside out, a request or reply is moved (copied) once
+    // per level of nesting on its way out.
+    let mut frame = pb::Frame {
+        kind: Some(match field {
+            FRAME_REQUEST => Kind::Request(pb::Request::default()),
+            FRAME_REPLY => Kind::Reply(pb::Reply::default()),
+            _ => return None,
+        }),
     };
-    Some(pb::Frame { kind: Some(kind) })
+    match &mut frame.kind {
+        Some(Kind::Request(request)) => reader.request(request)?,
+        Some(Kind::Reply(reply)) => reader.reply(reply)?,
+        _ => unreachable!("made just above"),
+    }
+    Some(frame)
 }
 
 /// What comes next in a message's body.
@@ -576,12 +586,11 @@ impl<'a> Reader<'a> {
         Some(pb::Value { kind: Some(kind) })
     }
 
-    fn request(&mut self) -> Option<pb::Request> {
-        let mut request = pb::Request::default();
+    fn request(&mut self, request: &mut pb::Request) -> Option<()> {
         let mut last = 0;
         loop {
             let (field, wire_type) = match self.next_key(last) {
-                Next::End => return Some(request),
+                Next::End => return Some(()),
                 Next::Field(field, wire_type) => (field, wire_type),
                 Next::Other => return None,
             };
@@ -603,12 +612,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn reply(&mut self) -> Option<pb::Reply> {
-        let mut reply = pb::Reply::default();
+    fn reply(&mut self, reply: &mut pb::Reply) -> Option<()> {
         let mut last = 0;
         loop {
             let (field, wire_type) = match self.next_key(last) {
-                Next::End => return Some(reply),
+                Next::End => return Some(()),
                 Next::Field(field, wire_type) => (field, wire_type),
                 Next::Other => return None,
             };
