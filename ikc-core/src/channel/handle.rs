@@ -2,6 +2,7 @@
 //! and posts to the peer.
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -513,19 +514,22 @@ impl Shared {
     /// task is woken when it comes.
     fn poll_answer(&self, id: u64, cx: &mut Context<'_>) -> Poll<Answer> {
         let mut pending = self.lock();
-        let Some(call) = pending.calls.get_mut(&id) else {
+        // One lookup, whether the call is taken out or waits on.
+        let Entry::Occupied(mut entry) = pending.calls.entry(id) else {
             // Only the caller takes a call out of the table.
             return Poll::Ready(Err(IkcError::disconnected(true)));
         };
+        let call = entry.get_mut();
         if call.answer.is_none() {
             if !call.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 call.waker = Some(cx.waker().clone());
             }
             return Poll::Pending;
         }
-        let call = pending.calls.remove(&id);
         Poll::Ready(
-            call.and_then(|call| call.answer)
+            entry
+                .remove()
+                .answer
                 .unwrap_or_else(|| Err(IkcError::disconnected(true))),
         )
     }

@@ -47,21 +47,45 @@ where
     }
 }
 
-/// A request running in its span; logs its latency and outcome.
+/// A request running in its span; logs its latency and outcome. A
+/// request whose span nobody wants runs without one (and without reading
+/// the clock): entering and leaving a disabled span on every poll is a
+/// measurable part of a small call.
 #[pin_project]
 #[derive(Debug)]
 pub struct RequestFuture<F> {
     #[pin]
-    inner: Instrumented<F>,
-    /// `None` when no subscriber wants the request span: reading the clock
-    /// twice per request is a measurable part of a small call.
-    started: Option<Instant>,
+    state: RequestState<F>,
+}
+
+#[pin_project(project = RequestStateProj)]
+#[derive(Debug)]
+enum RequestState<F> {
+    Traced {
+        #[pin]
+        inner: Instrumented<F>,
+        started: Instant,
+    },
+    Untraced {
+        #[pin]
+        inner: F,
+    },
 }
 
 impl<F> RequestFuture<F> {
-    pub(crate) fn new(inner: Instrumented<F>) -> Self {
-        let started = (!inner.span().is_disabled()).then(Instant::now);
-        RequestFuture { inner, started }
+    pub(crate) fn traced(inner: Instrumented<F>) -> Self {
+        RequestFuture {
+            state: RequestState::Traced {
+                inner,
+                started: Instant::now(),
+            },
+        }
+    }
+
+    pub(crate) fn untraced(inner: F) -> Self {
+        RequestFuture {
+            state: RequestState::Untraced { inner },
+        }
     }
 }
 
@@ -73,14 +97,24 @@ where
     type Output = Result<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let output = std::task::ready!(this.inner.as_mut().poll(cx));
-        let _entered = this.inner.span().enter();
-        let latency = this.started.map(|started| started.elapsed());
-        match &output {
-            Ok(_) => tracing::trace!(?latency, "request answered"),
-            Err(error) => tracing::debug!(?latency, %error, "request failed"),
+        match self.project().state.project() {
+            RequestStateProj::Traced { mut inner, started } => {
+                let output = std::task::ready!(inner.as_mut().poll(cx));
+                let _entered = inner.span().enter();
+                let latency = started.elapsed();
+                match &output {
+                    Ok(_) => tracing::trace!(?latency, "request answered"),
+                    Err(error) => tracing::debug!(?latency, %error, "request failed"),
+                }
+                Poll::Ready(output)
+            }
+            RequestStateProj::Untraced { inner } => {
+                let output = std::task::ready!(inner.poll(cx));
+                if let Err(error) = &output {
+                    tracing::debug!(%error, "request failed");
+                }
+                Poll::Ready(output)
+            }
         }
-        Poll::Ready(output)
     }
 }

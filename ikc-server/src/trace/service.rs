@@ -91,7 +91,10 @@ where
             event = req.event(),
             kind = if req.is_post() { "post" } else { "call" },
         );
+        if span.is_disabled() {
+            return RequestFuture::untraced(self.inner.call(req));
+        }
         let inner = span.in_scope(|| self.inner.call(req));
-        RequestFuture::new(inner.instrument(span))
+        RequestFuture::traced(inner.instrument(span))
     }
 }
