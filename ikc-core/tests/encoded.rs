@@ -43,6 +43,17 @@ fn connect(
     client_options: impl FnOnce(ChannelBuilder) -> ChannelBuilder,
     before: impl FnOnce(&ChannelHandle),
 ) -> Link {
+    connect_with(client, server, client_options, |b| b, before)
+}
+
+/// [`connect`], the server's channel configured too.
+fn connect_with(
+    client: &Kernel,
+    server: &Kernel,
+    client_options: impl FnOnce(ChannelBuilder) -> ChannelBuilder,
+    server_options: impl FnOnce(ChannelBuilder) -> ChannelBuilder,
+    before: impl FnOnce(&ChannelHandle),
+) -> Link {
     let (near, far) = tokio::io::duplex(64 * 1024);
     let registered = client_options(Channel::builder(client.clone()))
         .register(peer_info(server))
@@ -50,7 +61,7 @@ fn connect(
     before(registered.handle());
     let (client_to_server, client_driver) =
         registered.connect_encoded(Framed::new(near, FrameCodec::new()), append);
-    let (_, server_driver) = Channel::builder(server.clone())
+    let (_, server_driver) = server_options(Channel::builder(server.clone()))
         .register(peer_info(client))
         .expect("the client registers with the server")
         .connect_encoded(Framed::new(far, FrameCodec::new()), append);
@@ -285,4 +296,29 @@ async fn calls_from_many_threads_at_once_are_all_answered() {
     for task in within("every task's answers", join_all(tasks)).await {
         task.expect("no call failed");
     }
+}
+
+#[tokio::test]
+async fn a_reply_over_the_peers_limit_is_answered_with_the_reason() {
+    let (server, client) = (Kernel::new("Server"), Kernel::new("Client"));
+    server.publish("echo", ["say"], echo()).unwrap();
+    // The server may send the client frames of 100 bytes at most.
+    let link = connect_with(&client, &server, |b| b, |b| b.max_frame_length(100), |_| {});
+    let target = spec("poe://Server/echo/say");
+    let handle = &link.client_to_server;
+
+    let big = Value::Bytes(vec![0; 200].into());
+    let error = within("the refusal", handle.call(&target, big))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
+    assert!(
+        error
+            .message()
+            .contains("exceeds the peer's frame limit of 100 bytes"),
+        "{error}"
+    );
+    // The connection carries on.
+    let answer = within("the small call", handle.call(&target, Value::from("small"))).await;
+    assert_eq!(answer, Ok(Value::from("small")));
 }

@@ -513,3 +513,35 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_reply_written_from_its_value_is_the_frame_the_codec_writes(
+        id in arb_id(),
+        value in arb_request_arg(),
+        max in prop_oneof![0..60usize, Just(usize::MAX)],
+        before in vec(any::<u8>(), 0..3),
+    ) {
+        let frame = pb::Frame::from(pb::Reply { id, value: Some(value.clone().into_proto()) });
+        let mut expected = BytesMut::from(&before[..]);
+        let expected_result = ikc_proto::codec::Builder::new()
+            .max_frame_length(max)
+            .new_frame_codec()
+            .encode(&frame, &mut expected);
+        let mut wire = BytesMut::from(&before[..]);
+        let result = ikc_proto::codec::encode_reply(id, value, max, &mut wire);
+        match (result, expected_result) {
+            (Ok(()), Ok(())) => prop_assert_eq!(&wire[..], &expected[..]),
+            (
+                Err(ikc_proto::CodecError::FrameTooLarge { len, max: limit }),
+                Err(ikc_proto::CodecError::FrameTooLarge { len: expected_len, max: expected_limit }),
+            ) => {
+                prop_assert_eq!((len, limit), (expected_len, expected_limit));
+                prop_assert_eq!(&wire[..], &before[..], "a refused frame leaves the buffer as it was");
+            }
+            (result, expected) => prop_assert!(false, "{result:?} where the codec gives {expected:?}"),
+        }
+    }
+}

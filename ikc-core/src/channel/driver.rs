@@ -37,6 +37,9 @@ use crate::{BoxError, ChannelHandle, ErrorKind, IkcError, Kernel, Request, Speci
 /// reading more requests from that peer.
 const OUTBOX_HIGH_WATER: usize = 256;
 
+/// Room for encoded replies a connection keeps between batches.
+const REPLIES_KEPT: usize = 16 * 1024;
+
 /// Frames read per poll before the driver yields to other tasks.
 const READ_BUDGET: usize = 256;
 
@@ -148,6 +151,15 @@ impl Drop for FailedPosts {
     }
 }
 
+/// The answer to a call whose reply is over the peer's frame limit:
+/// sending it would break the connection for every call on it.
+fn too_large_reply(len: u64, max: usize) -> IkcError {
+    IkcError::new(
+        ErrorKind::Protocol,
+        format!("reply of {len} bytes exceeds the peer's frame limit of {max} bytes"),
+    )
+}
+
 fn is_power_of_ten(n: u64) -> bool {
     n > 0 && 10_u64.pow(n.ilog10()) == n
 }
@@ -171,6 +183,14 @@ pub struct ChannelDriver<T> {
     state: State,
 }
 
+/// Replies encoded as they are made, back to back with their heads.
+#[derive(Default)]
+struct Replies {
+    bytes: BytesMut,
+    /// How many `bytes` holds: they count against `OUTBOX_HIGH_WATER`.
+    frames: usize,
+}
+
 /// Appends frames a channel's handles encoded (whole frames, heads
 /// included, back to back) to a transport's write buffer, to be written
 /// with its next flush after everything sent to it before; `frames` is left
@@ -188,6 +208,10 @@ struct State {
     waiting: VecDeque<Waiting>,
     cancels: HashMap<u64, AbortHandle, FastHash>,
     outbox: VecDeque<pb::Frame>,
+    /// For a transport that takes encoded frames: the replies to the
+    /// peer's calls, written straight from their values, handed to the
+    /// transport after the outbox.
+    replies: Option<Replies>,
     /// Answers to our calls read in this turn of the loop, delivered
     /// together under one lock; `wakers` is room for their callers'.
     answers: Vec<(u64, Result<Value, IkcError>)>,
@@ -244,6 +268,7 @@ where
             waiting: VecDeque::new(),
             cancels: HashMap::default(),
             outbox: VecDeque::new(),
+            replies: append.is_some().then(Replies::default),
             answers: Vec::new(),
             wakers: Vec::new(),
             max_in_flight,
@@ -337,7 +362,7 @@ where
             }
 
             // Frames queued by handles (encoded ones are written below).
-            let room = OUTBOX_HIGH_WATER.saturating_sub(state.outbox.len());
+            let room = OUTBOX_HIGH_WATER.saturating_sub(state.unsent());
             let clock = &mut state.clock;
             let now = || *clock.get_or_insert_with(tokio::time::Instant::now);
             if append.is_none() && state.shared.take_queued(&mut state.outbox, room, now) {
@@ -346,9 +371,7 @@ where
 
             // Frames from the peer. A peer that does not read its answers
             // fills the outbox, and then we stop reading its requests.
-            while !state.read_closed
-                && state.failed.is_none()
-                && state.outbox.len() < OUTBOX_HIGH_WATER
+            while !state.read_closed && state.failed.is_none() && state.unsent() < OUTBOX_HIGH_WATER
             {
                 if budget == 0 {
                     break;
@@ -415,8 +438,32 @@ where
                     Poll::Pending => break,
                 }
             }
-            // Then what the handles encoded, once the frames before it are
-            // in the sink and it has room.
+            // Then the replies encoded already, and what the handles
+            // encoded, once the frames before them are in the sink and it
+            // has room.
+            if let Some(append) = append
+                && state.outbox.is_empty()
+                && let Some(replies) = state.replies.as_mut().filter(|r| r.frames > 0)
+            {
+                match transport.as_mut().poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        append(transport.as_mut(), &mut replies.bytes);
+                        replies.bytes.clear();
+                        replies.frames = 0;
+                        // A buffer that grew for large replies is not kept
+                        // for the life of the connection.
+                        if replies.bytes.capacity() > REPLIES_KEPT {
+                            replies.bytes = BytesMut::new();
+                        }
+                        state.unflushed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(error)) => {
+                        return Poll::Ready(Err(ChannelError::Write(error.into())));
+                    }
+                    Poll::Pending => {}
+                }
+            }
             if let Some(append) = append
                 && state.outbox.is_empty()
                 && state.shared.has_queued()
@@ -462,7 +509,7 @@ where
             }
         }
 
-        let quiet = state.outbox.is_empty() && !state.unflushed;
+        let quiet = state.unsent() == 0 && !state.unflushed;
         let done = if state.failed.is_some() {
             quiet
         } else if state.read_closed {
@@ -486,6 +533,11 @@ where
 }
 
 impl State {
+    /// Frames of ours waiting to go to the transport.
+    fn unsent(&self) -> usize {
+        self.outbox.len() + self.replies.as_ref().map_or(0, |replies| replies.frames)
+    }
+
     /// Delivers the answers read so far to their callers.
     fn deliver_answers(&mut self) {
         if !self.answers.is_empty() {
@@ -715,6 +767,22 @@ impl State {
         let frame = match answer {
             // Cancelled by the caller: nobody waits for an answer.
             None => return,
+            Some(Ok(value)) if self.replies.is_some() => {
+                let max = self.shared.max_frame_length();
+                let replies = self.replies.as_mut().expect("checked above");
+                match ikc_proto::codec::encode_reply(id, value, max, &mut replies.bytes) {
+                    Ok(()) => {
+                        replies.frames += 1;
+                        return;
+                    }
+                    Err(ikc_proto::CodecError::FrameTooLarge { len, max }) => {
+                        too_large_reply(len, max).to_proto(id).into()
+                    }
+                    Err(error) => IkcError::new(ErrorKind::Protocol, error.to_string())
+                        .to_proto(id)
+                        .into(),
+                }
+            }
             Some(Ok(value)) => {
                 let reply: pb::Frame = pb::Reply {
                     id,
@@ -723,14 +791,7 @@ impl State {
                 .into();
                 match self.shared.oversized(&reply) {
                     // Sending it would break the connection for every call on it.
-                    Some((len, max)) => IkcError::new(
-                        ErrorKind::Protocol,
-                        format!(
-                            "reply of {len} bytes exceeds the peer's frame limit of {max} bytes"
-                        ),
-                    )
-                    .to_proto(id)
-                    .into(),
+                    Some((len, max)) => too_large_reply(len as u64, max).to_proto(id).into(),
                     None => reply,
                 }
             }

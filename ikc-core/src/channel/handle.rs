@@ -588,6 +588,11 @@ impl Shared {
         self.closed.cancel();
     }
 
+    /// The largest frame the peer accepts.
+    pub(crate) fn max_frame_length(&self) -> usize {
+        self.max_frame_length
+    }
+
     /// The frame's length and the peer's limit, when the frame is over it.
     pub(crate) fn oversized(&self, frame: &pb::Frame) -> Option<(usize, usize)> {
         let max = self.max_frame_length;

@@ -263,6 +263,47 @@ pub(super) fn encode_request(
     Some(Ok(()))
 }
 
+/// A `Reply` frame written straight from its id and value, with its head:
+/// the bytes `encode` writes for the `pb::Frame` holding
+/// `pb::Reply { id, value: Some(value.into_proto()) }`. `None` when `value`
+/// is a list or a map, which is left to prost.
+pub(super) fn encode_reply(
+    id: u64,
+    value: &Value,
+    max: usize,
+    dst: &mut BytesMut,
+) -> Option<Result<(), CodecError>> {
+    let mut body_len = delimited_len(REPLY_VALUE, scalar_len(value)?);
+    if id != 0 {
+        body_len += key_len(ID) + encoded_len_varint(id);
+    }
+    let len = delimited_len(FRAME_REPLY, body_len);
+    let head = match u32::try_from(len) {
+        Ok(head) if len <= max => head,
+        _ => return Some(Err(too_large(len, max))),
+    };
+    let start = dst.len();
+    dst.resize(start + HEAD_LEN + len, 0);
+    let mut w = Writer {
+        buf: &mut dst[start..],
+        pos: 0,
+    };
+    w.slice(&head.to_be_bytes());
+    w.key(FRAME_REPLY, WireType::LengthDelimited);
+    w.varint(body_len as u64);
+    if id != 0 {
+        w.key(ID, WireType::Varint);
+        w.varint(id);
+    }
+    w.scalar(REPLY_VALUE, value);
+    debug_assert_eq!(
+        w.pos,
+        HEAD_LEN + len,
+        "the measured length is the written one"
+    );
+    Some(Ok(()))
+}
+
 /// Length of a scalar [`Value`]'s body as a `pb::Value`; `None` for a list
 /// or a map.
 fn scalar_len(value: &Value) -> Option<usize> {

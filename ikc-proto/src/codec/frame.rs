@@ -169,6 +169,32 @@ pub fn encode_request(
     Encoder::<&pb::Frame>::encode(&mut FrameCodec::with_max_frame_length(max), &frame, dst)
 }
 
+/// Appends the `Reply` frame answering call `id` with `value` to `dst`,
+/// head included: the same bytes [`FrameCodec`] writes for the
+/// [`pb::Frame`] holding `pb::Reply { id, value: Some(value.into_proto()) }`.
+/// A scalar value is written straight from it; a list or a map goes
+/// through prost.
+///
+/// # Errors
+///
+/// [`CodecError::FrameTooLarge`] when the frame is over `max` bytes (not
+/// counting the head); `dst` is then unchanged.
+pub fn encode_reply(
+    id: u64,
+    value: Value,
+    max: usize,
+    dst: &mut BytesMut,
+) -> Result<(), CodecError> {
+    if let Some(written) = fast::encode_reply(id, &value, max, dst) {
+        return written;
+    }
+    let frame = pb::Frame::from(pb::Reply {
+        id,
+        value: Some(value.into_proto()),
+    });
+    Encoder::<&pb::Frame>::encode(&mut FrameCodec::with_max_frame_length(max), &frame, dst)
+}
+
 /// A frame's bytes as a frame: the fast path for the common shapes, prost
 /// for everything else.
 fn decode_frame(message: Bytes) -> Result<pb::Frame, CodecError> {

@@ -88,6 +88,6 @@ mod preface;
 
 pub use builder::{Builder, DEFAULT_MAX_FRAME_LENGTH};
 pub use error::CodecError;
-pub use frame::{FrameCodec, RequestParts, encode_request, encoded_len, over_limit};
+pub use frame::{FrameCodec, RequestParts, encode_reply, encode_request, encoded_len, over_limit};
 pub use handshake::{HandshakeCodec, MAX_HANDSHAKE_LENGTH};
 pub use preface::Preface;
