@@ -4,7 +4,11 @@
 //! queued, read every frame that is ready and dispatch it, collect finished
 //! handlers, and hand the outgoing frames to the sink. The sink is flushed
 //! once at the end, so a burst of requests costs one write, not one per
-//! reply. A handler is polled once inline when its request arrives; only a
+//! reply. Over a transport that takes encoded frames
+//! ([`Registered::connect_encoded`](super::Registered::connect_encoded)),
+//! replies are written straight from their values and the handles write
+//! their calls themselves; both reach the transport's write buffer as one
+//! run of bytes per batch, after the frames of the outbox. A handler is polled once inline when its request arrives; only a
 //! handler that is still pending is kept in a `FuturesUnordered` (a task per
 //! request would cost a spawn and a cross-thread wake each).
 
