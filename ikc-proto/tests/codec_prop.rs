@@ -455,6 +455,34 @@ proptest! {
     }
 }
 
+/// A frame written from its parts (`result`, into `wire`) against the one
+/// the codec wrote (`expected_result`, into `expected`), both appended to
+/// `before`: the same bytes, or the same refusal with `wire` untouched.
+fn same_outcome(
+    result: Result<(), ikc_proto::CodecError>,
+    wire: &[u8],
+    expected_result: Result<(), ikc_proto::CodecError>,
+    expected: &[u8],
+    before: &[u8],
+) -> Result<(), TestCaseError> {
+    use ikc_proto::CodecError::FrameTooLarge;
+    match (result, expected_result) {
+        (Ok(()), Ok(())) => prop_assert_eq!(wire, expected),
+        (
+            Err(FrameTooLarge { len, max }),
+            Err(FrameTooLarge {
+                len: want,
+                max: limit,
+            }),
+        ) => {
+            prop_assert_eq!((len, max), (want, limit));
+            prop_assert_eq!(wire, before, "a refused frame leaves the buffer as it was");
+        }
+        (result, expected) => prop_assert!(false, "{result:?} where the codec gives {expected:?}"),
+    }
+    Ok(())
+}
+
 /// Values of every kind, scalars (which `encode_request` writes itself) as
 /// often as lists and maps (which it leaves to prost).
 fn arb_request_arg() -> impl Strategy<Value = ikc_proto::Value> {
@@ -500,17 +528,7 @@ proptest! {
         let mut wire = BytesMut::from(&before[..]);
         let parts = ikc_proto::codec::RequestParts { id, target: &target, from: &from, deadline_ms };
         let result = ikc_proto::codec::encode_request(&parts, arg, max, &mut wire);
-        match (result, expected_result) {
-            (Ok(()), Ok(())) => prop_assert_eq!(&wire[..], &expected[..]),
-            (
-                Err(ikc_proto::CodecError::FrameTooLarge { len, max: limit }),
-                Err(ikc_proto::CodecError::FrameTooLarge { len: expected_len, max: expected_limit }),
-            ) => {
-                prop_assert_eq!((len, limit), (expected_len, expected_limit));
-                prop_assert_eq!(&wire[..], &before[..], "a refused frame leaves the buffer as it was");
-            }
-            (result, expected) => prop_assert!(false, "{result:?} where the codec gives {expected:?}"),
-        }
+        same_outcome(result, &wire, expected_result, &expected, &before)?;
     }
 }
 
@@ -532,16 +550,6 @@ proptest! {
             .encode(&frame, &mut expected);
         let mut wire = BytesMut::from(&before[..]);
         let result = ikc_proto::codec::encode_reply(id, value, max, &mut wire);
-        match (result, expected_result) {
-            (Ok(()), Ok(())) => prop_assert_eq!(&wire[..], &expected[..]),
-            (
-                Err(ikc_proto::CodecError::FrameTooLarge { len, max: limit }),
-                Err(ikc_proto::CodecError::FrameTooLarge { len: expected_len, max: expected_limit }),
-            ) => {
-                prop_assert_eq!((len, limit), (expected_len, expected_limit));
-                prop_assert_eq!(&wire[..], &before[..], "a refused frame leaves the buffer as it was");
-            }
-            (result, expected) => prop_assert!(false, "{result:?} where the codec gives {expected:?}"),
-        }
+        same_outcome(result, &wire, expected_result, &expected, &before)?;
     }
 }

@@ -104,34 +104,10 @@ pub(super) fn encode(
         body_len,
         body,
     } = fast(frame)?;
-    let len = delimited_len(field, body_len);
-    let Ok(head) = u32::try_from(len) else {
-        return Some(Err(too_large(len, max)));
-    };
-    if len > max {
-        return Some(Err(too_large(len, max)));
-    }
-    // Zeroing a frame's worth of buffer is one short `memset`; it lets the
-    // frame be written through a bounds-checked slice.
-    let start = dst.len();
-    dst.resize(start + HEAD_LEN + len, 0);
-    let mut w = Writer {
-        buf: &mut dst[start..],
-        pos: 0,
-    };
-    w.slice(&head.to_be_bytes());
-    w.key(field, WireType::LengthDelimited);
-    w.varint(body_len as u64);
-    match body {
+    Some(write_frame(field, body_len, max, dst, |w| match body {
         Body::Request(request) => w.request(request),
         Body::Reply(reply) => w.reply(reply),
-    }
-    debug_assert_eq!(
-        w.pos,
-        HEAD_LEN + len,
-        "the measured length is the written one"
-    );
-    Some(Ok(()))
+    }))
 }
 
 fn too_large(len: usize, max: usize) -> CodecError {
@@ -226,41 +202,23 @@ pub(super) fn encode_request(
     if request.deadline_ms != 0 {
         body_len += key_len(REQUEST_DEADLINE) + encoded_len_varint(u64::from(request.deadline_ms));
     }
-    let len = delimited_len(FRAME_REQUEST, body_len);
-    let head = match u32::try_from(len) {
-        Ok(head) if len <= max => head,
-        _ => return Some(Err(too_large(len, max))),
-    };
-    let start = dst.len();
-    dst.resize(start + HEAD_LEN + len, 0);
-    let mut w = Writer {
-        buf: &mut dst[start..],
-        pos: 0,
-    };
-    w.slice(&head.to_be_bytes());
-    w.key(FRAME_REQUEST, WireType::LengthDelimited);
-    w.varint(body_len as u64);
-    if request.id != 0 {
-        w.key(ID, WireType::Varint);
-        w.varint(request.id);
-    }
-    if !request.target.is_empty() {
-        w.delimited(REQUEST_TARGET, request.target.as_bytes());
-    }
-    w.scalar(REQUEST_ARG, arg);
-    if !request.from.is_empty() {
-        w.delimited(REQUEST_FROM, request.from.as_bytes());
-    }
-    if request.deadline_ms != 0 {
-        w.key(REQUEST_DEADLINE, WireType::Varint);
-        w.varint(u64::from(request.deadline_ms));
-    }
-    debug_assert_eq!(
-        w.pos,
-        HEAD_LEN + len,
-        "the measured length is the written one"
-    );
-    Some(Ok(()))
+    Some(write_frame(FRAME_REQUEST, body_len, max, dst, |w| {
+        if request.id != 0 {
+            w.key(ID, WireType::Varint);
+            w.varint(request.id);
+        }
+        if !request.target.is_empty() {
+            w.delimited(REQUEST_TARGET, request.target.as_bytes());
+        }
+        w.scalar(REQUEST_ARG, arg);
+        if !request.from.is_empty() {
+            w.delimited(REQUEST_FROM, request.from.as_bytes());
+        }
+        if request.deadline_ms != 0 {
+            w.key(REQUEST_DEADLINE, WireType::Varint);
+            w.varint(u64::from(request.deadline_ms));
+        }
+    }))
 }
 
 /// A `Reply` frame written straight from its id and value, with its head:
@@ -277,11 +235,32 @@ pub(super) fn encode_reply(
     if id != 0 {
         body_len += key_len(ID) + encoded_len_varint(id);
     }
-    let len = delimited_len(FRAME_REPLY, body_len);
+    Some(write_frame(FRAME_REPLY, body_len, max, dst, |w| {
+        if id != 0 {
+            w.key(ID, WireType::Varint);
+            w.varint(id);
+        }
+        w.scalar(REPLY_VALUE, value);
+    }))
+}
+
+/// Appends a frame holding field `field` of `Frame`, whose body of
+/// `body_len` bytes `body` writes, head included; over `max` it is
+/// refused and `dst` left as it was.
+fn write_frame(
+    field: u32,
+    body_len: usize,
+    max: usize,
+    dst: &mut BytesMut,
+    body: impl FnOnce(&mut Writer<'_>),
+) -> Result<(), CodecError> {
+    let len = delimited_len(field, body_len);
     let head = match u32::try_from(len) {
         Ok(head) if len <= max => head,
-        _ => return Some(Err(too_large(len, max))),
+        _ => return Err(too_large(len, max)),
     };
+    // Zeroing a frame's worth of buffer is one short `memset`; it lets the
+    // frame be written through a bounds-checked slice.
     let start = dst.len();
     dst.resize(start + HEAD_LEN + len, 0);
     let mut w = Writer {
@@ -289,19 +268,15 @@ pub(super) fn encode_reply(
         pos: 0,
     };
     w.slice(&head.to_be_bytes());
-    w.key(FRAME_REPLY, WireType::LengthDelimited);
+    w.key(field, WireType::LengthDelimited);
     w.varint(body_len as u64);
-    if id != 0 {
-        w.key(ID, WireType::Varint);
-        w.varint(id);
-    }
-    w.scalar(REPLY_VALUE, value);
+    body(&mut w);
     debug_assert_eq!(
         w.pos,
         HEAD_LEN + len,
         "the measured length is the written one"
     );
-    Some(Ok(()))
+    Ok(())
 }
 
 /// Length of a scalar [`Value`]'s body as a `pb::Value`; `None` for a list
