@@ -79,15 +79,18 @@ struct Encoded {
 /// What a handle queues for the driver.
 pub(crate) enum Outgoing<'a> {
     Frame(pb::Frame),
-    /// A request from its parts: encoded as it is queued where the
-    /// transport takes encoded frames, made a frame otherwise.
+    /// A request from its parts, for a transport that takes encoded
+    /// frames: encoded as it is queued (made a frame if it has to wait).
     Request(RequestParts<'a>, Value),
+    /// A request made a frame already, for any other transport.
+    RequestFrame(pb::Request),
 }
 
 impl Outgoing<'_> {
     fn into_frame(self) -> pb::Frame {
         match self {
             Outgoing::Frame(frame) => frame,
+            Outgoing::RequestFrame(request) => request.into(),
             Outgoing::Request(parts, arg) => pb::Request {
                 id: parts.id,
                 target: parts.target.to_owned(),
@@ -189,6 +192,9 @@ pub(crate) struct Shared {
     pub(crate) driver_waker: AtomicWaker,
     /// Frames are queued for the driver (it need not lock to find out).
     queued: AtomicBool,
+    /// The transport takes encoded frames: calls are queued as their parts,
+    /// not as frames.
+    encodes: AtomicBool,
     /// Room in the queue, a permit per frame. The semaphore is fair: a
     /// handle waiting for room is served before one that comes later, so
     /// none waits forever behind a busy one.
@@ -212,6 +218,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             driver_waker: AtomicWaker::new(),
             queued: AtomicBool::new(false),
+            encodes: AtomicBool::new(false),
             room: Semaphore::new(QUEUE_CAPACITY),
             closed: CancellationToken::new(),
         }
@@ -241,8 +248,10 @@ impl Shared {
             return Err(self.closed_error());
         }
         let id = id.unwrap_or_else(|| pending.allocate_id());
-        if let Outgoing::Request(parts, _) = &mut frame {
-            parts.id = id;
+        match &mut frame {
+            Outgoing::Request(parts, _) => parts.id = id,
+            Outgoing::RequestFrame(request) => request.id = id,
+            Outgoing::Frame(_) => {}
         }
         if !self.take_room() {
             // Its frame waits for room: its time counts from now.
@@ -286,7 +295,9 @@ impl Shared {
                     Outgoing::Request(parts, arg) => {
                         encode_request(&parts, arg, self.max_frame_length, &mut encoded.bytes)
                     }
-                    Outgoing::Frame(frame) => encoded.codec.encode(&frame, &mut encoded.bytes),
+                    frame @ (Outgoing::Frame(_) | Outgoing::RequestFrame(_)) => encoded
+                        .codec
+                        .encode(&frame.into_frame(), &mut encoded.bytes),
                 };
                 written
                     .map(|()| encoded.frames += 1)
@@ -370,6 +381,7 @@ impl Shared {
     /// From now on, frames are encoded as they are queued, for a transport
     /// that takes them so; frames queued before are encoded first.
     pub(crate) fn encode_queued(&self) {
+        self.encodes.store(true, Ordering::Release);
         let mut codec = CodecBuilder::new()
             .max_frame_length(self.max_frame_length)
             .new_frame_codec();
@@ -874,13 +886,24 @@ impl ChannelHandle {
         from: Option<String>,
     ) -> Result<(), IkcError> {
         self.check_open()?;
-        let parts = RequestParts {
-            id: 0,
-            target: &target,
-            from: from.as_deref().unwrap_or_default(),
-            deadline_ms: 0,
+        let outgoing = if self.shared.encodes.load(Ordering::Acquire) {
+            let parts = RequestParts {
+                id: 0,
+                target: &target,
+                from: from.as_deref().unwrap_or_default(),
+                deadline_ms: 0,
+            };
+            Outgoing::Request(parts, arg)
+        } else {
+            Outgoing::RequestFrame(pb::Request {
+                id: 0,
+                target,
+                arg: Some(arg.into_proto()),
+                from: from.unwrap_or_default(),
+                deadline_ms: 0,
+            })
         };
-        let frame = match self.shared.queue(Outgoing::Request(parts, arg)) {
+        let frame = match self.shared.queue(outgoing) {
             Queued::Yes => return Ok(()),
             Queued::Closed => return Err(self.shared.closed_error()),
             Queued::Refused(error) => return Err(error),
@@ -936,7 +959,7 @@ async fn exchange<H, T>(
 ) -> Answer
 where
     H: Borrow<ChannelHandle>,
-    T: AsRef<str>,
+    T: AsRef<str> + Into<String>,
 {
     let handle = handle.borrow();
     handle.check_open()?;
@@ -947,17 +970,29 @@ where
             arg,
             from: sender,
         } => {
-            (target, from) = (text, sender);
-            let parts = RequestParts {
-                // Given as it is queued.
-                id: 0,
-                target: target.as_ref(),
-                from: from.as_deref().unwrap_or_default(),
-                deadline_ms: timeout.map_or(0, |t| {
-                    u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
-                }),
-            };
-            outgoing = Some(Outgoing::Request(parts, arg));
+            let deadline_ms = timeout.map_or(0, |t| {
+                u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+            });
+            if handle.shared.encodes.load(Ordering::Acquire) {
+                (target, from) = (text, sender);
+                let parts = RequestParts {
+                    // Given as it is queued.
+                    id: 0,
+                    target: target.as_ref(),
+                    from: from.as_deref().unwrap_or_default(),
+                    deadline_ms,
+                };
+                outgoing = Some(Outgoing::Request(parts, arg));
+            } else {
+                // An owned target is moved into the frame, not copied.
+                outgoing = Some(Outgoing::RequestFrame(pb::Request {
+                    id: 0,
+                    target: text.into(),
+                    arg: Some(arg.into_proto()),
+                    from: sender.unwrap_or_default(),
+                    deadline_ms,
+                }));
+            }
         }
         Message::Frame(frame) => outgoing = Some(Outgoing::Frame(frame)),
     }
