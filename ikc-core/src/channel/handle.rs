@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{ErrorKind, IkcError, PeerInfo, RemoteSession, Request, Specifier};
 
+/// Room for encoded calls a connection keeps between batches.
+const ENCODED_KEPT: usize = 16 * 1024;
+
 /// Frames handles may queue for the driver before `call`/`post` wait.
 const QUEUE_CAPACITY: usize = 1024;
 
@@ -458,6 +461,11 @@ impl Shared {
         write(&mut encoded.bytes);
         debug_assert!(encoded.bytes.is_empty(), "the transport takes every frame");
         encoded.bytes.clear();
+        // A buffer that grew for large calls is not kept for the life of
+        // the connection.
+        if encoded.bytes.capacity() > ENCODED_KEPT {
+            encoded.bytes = BytesMut::new();
+        }
         let taken = std::mem::take(&mut encoded.frames);
         drop(pending);
         self.room.add_permits(taken);
@@ -1036,4 +1044,62 @@ where
     // Taken with its entry (or never entered).
     guard.answered = true;
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoding_shared() -> Shared {
+        let peer = PeerInfo {
+            kernel: "Peer".to_owned(),
+            aliases: Vec::new(),
+            pid: 1,
+        };
+        let shared = Shared::new(peer, None, usize::MAX);
+        shared.encode_queued();
+        shared
+    }
+
+    fn queue_call(shared: &Shared, payload: usize) {
+        let parts = RequestParts {
+            id: 0,
+            target: "echo/say",
+            from: "",
+            deadline_ms: 0,
+        };
+        let arg = Value::Bytes(vec![7; payload].into());
+        let waker = futures::task::noop_waker_ref();
+        let (_, unsent) = shared
+            .insert(None, None, waker, Outgoing::Request(parts, arg))
+            .expect("the channel is open");
+        assert!(unsent.is_none(), "there is room in the queue");
+    }
+
+    fn kept(shared: &Shared) -> usize {
+        shared
+            .lock()
+            .encoded
+            .as_ref()
+            .map_or(0, |encoded| encoded.bytes.capacity())
+    }
+
+    #[test]
+    fn the_queue_of_encoded_calls_gives_back_a_buffer_grown_for_a_large_call() {
+        let shared = encoding_shared();
+        // Taken by copying, as a transport whose buffer is not empty does.
+        let copy = |frames: &mut BytesMut| {
+            let _copied = frames.to_vec();
+            frames.clear();
+        };
+        queue_call(&shared, 100);
+        assert!(shared.take_encoded(copy, Instant::now));
+        let small = kept(&shared);
+        assert!(small > 0, "a small batch's buffer is kept for the next one");
+
+        queue_call(&shared, 256 * 1024);
+        assert!(kept(&shared) > ENCODED_KEPT);
+        assert!(shared.take_encoded(copy, Instant::now));
+        assert!(kept(&shared) <= ENCODED_KEPT, "{}", kept(&shared));
+    }
 }
