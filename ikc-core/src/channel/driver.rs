@@ -41,9 +41,6 @@ use crate::{BoxError, ChannelHandle, ErrorKind, IkcError, Kernel, Request, Speci
 /// reading more requests from that peer.
 const OUTBOX_HIGH_WATER: usize = 256;
 
-/// Room for encoded replies a connection keeps between batches.
-const REPLIES_KEPT: usize = 16 * 1024;
-
 /// Frames read per poll before the driver yields to other tasks.
 const READ_BUDGET: usize = 256;
 
@@ -454,11 +451,7 @@ where
                         append(transport.as_mut(), &mut replies.bytes);
                         replies.bytes.clear();
                         replies.frames = 0;
-                        // A buffer that grew for large replies is not kept
-                        // for the life of the connection.
-                        if replies.bytes.capacity() > REPLIES_KEPT {
-                            replies.bytes = BytesMut::new();
-                        }
+                        super::trim_encoded(&mut replies.bytes);
                         state.unflushed = true;
                         progress = true;
                     }

@@ -23,9 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{ErrorKind, IkcError, PeerInfo, RemoteSession, Request, Specifier};
 
-/// Room for encoded calls a connection keeps between batches.
-const ENCODED_KEPT: usize = 16 * 1024;
-
 /// Frames handles may queue for the driver before `call`/`post` wait.
 const QUEUE_CAPACITY: usize = 1024;
 
@@ -461,11 +458,7 @@ impl Shared {
         write(&mut encoded.bytes);
         debug_assert!(encoded.bytes.is_empty(), "the transport takes every frame");
         encoded.bytes.clear();
-        // A buffer that grew for large calls is not kept for the life of
-        // the connection.
-        if encoded.bytes.capacity() > ENCODED_KEPT {
-            encoded.bytes = BytesMut::new();
-        }
+        super::trim_encoded(&mut encoded.bytes);
         let taken = std::mem::take(&mut encoded.frames);
         drop(pending);
         self.room.add_permits(taken);
@@ -1098,8 +1091,12 @@ mod tests {
         assert!(small > 0, "a small batch's buffer is kept for the next one");
 
         queue_call(&shared, 256 * 1024);
-        assert!(kept(&shared) > ENCODED_KEPT);
+        assert!(kept(&shared) > super::super::ENCODED_KEPT);
         assert!(shared.take_encoded(copy, Instant::now));
-        assert!(kept(&shared) <= ENCODED_KEPT, "{}", kept(&shared));
+        assert!(
+            kept(&shared) <= super::super::ENCODED_KEPT,
+            "{}",
+            kept(&shared)
+        );
     }
 }

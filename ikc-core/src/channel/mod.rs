@@ -61,6 +61,18 @@ use self::handle::Shared;
 use crate::kernel::SessionService;
 use crate::{BoxError, Kernel, PeerInfo, RegisterError};
 
+/// Room a connection keeps between batches for the frames it encodes (its
+/// calls, its replies); a buffer that grew past it for large frames is
+/// given back rather than kept for the life of the connection.
+const ENCODED_KEPT: usize = 16 * 1024;
+
+/// Gives `buffer` (emptied) back when it grew past [`ENCODED_KEPT`].
+fn trim_encoded(buffer: &mut bytes::BytesMut) {
+    if buffer.capacity() > ENCODED_KEPT {
+        *buffer = bytes::BytesMut::new();
+    }
+}
+
 /// Default for [`ChannelBuilder::max_in_flight`]: 1024 requests.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
