@@ -124,19 +124,67 @@ fn delimited_len(field: u32, len: usize) -> usize {
 
 /// Length of a scalar value's body; `None` for a list or a map.
 fn value_len(value: &pb::Value) -> Option<usize> {
-    let Some(kind) = &value.kind else {
-        return Some(0);
-    };
-    Some(match kind {
-        // An enum is an int32: negative values take ten bytes.
-        ValueKind::Null(null) => 1 + encoded_len_varint(i64::from(*null) as u64),
-        ValueKind::Bool(_) => 2,
-        ValueKind::Int(int) => 1 + encoded_len_varint(zigzag(*int)),
-        ValueKind::Float(_) => 9,
-        ValueKind::String(text) => delimited_len(5, text.len()),
-        ValueKind::Bytes(bytes) => delimited_len(6, bytes.len()),
-        ValueKind::List(_) | ValueKind::Map(_) => return None,
-    })
+    Scalar::of_proto(value).map(Scalar::len)
+}
+
+/// A scalar value as the fast path writes it: from a `pb::Value`, or from
+/// the [`Value`] that `Value::into_proto` turns into one.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    /// A `pb::Value` with no kind: an empty body.
+    Empty,
+    Null(i32),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(&'a [u8]),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Scalar<'a> {
+    /// `None` for a list or a map.
+    fn of_proto(value: &'a pb::Value) -> Option<Self> {
+        let Some(kind) = &value.kind else {
+            return Some(Scalar::Empty);
+        };
+        Some(match kind {
+            ValueKind::Null(null) => Scalar::Null(*null),
+            ValueKind::Bool(b) => Scalar::Bool(*b),
+            ValueKind::Int(int) => Scalar::Int(*int),
+            ValueKind::Float(float) => Scalar::Float(*float),
+            ValueKind::String(text) => Scalar::String(text.as_bytes()),
+            ValueKind::Bytes(bytes) => Scalar::Bytes(bytes),
+            ValueKind::List(_) | ValueKind::Map(_) => return None,
+        })
+    }
+
+    /// `None` for a list or a map.
+    fn of_value(value: &'a Value) -> Option<Self> {
+        Some(match value {
+            // `pb::Null::Value`, the enum's zero.
+            Value::Null => Scalar::Null(0),
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Int(int) => Scalar::Int(*int),
+            Value::Float(float) => Scalar::Float(*float),
+            Value::String(text) => Scalar::String(text.as_bytes()),
+            Value::Bytes(bytes) => Scalar::Bytes(bytes),
+            Value::List(_) | Value::Map(_) => return None,
+        })
+    }
+
+    /// The length of its `pb::Value` body.
+    fn len(self) -> usize {
+        match self {
+            Scalar::Empty => 0,
+            // An enum is an int32: negative values take ten bytes.
+            Scalar::Null(null) => 1 + encoded_len_varint(i64::from(null) as u64),
+            Scalar::Bool(_) => 2,
+            Scalar::Int(int) => 1 + encoded_len_varint(zigzag(int)),
+            Scalar::Float(_) => 9,
+            Scalar::String(text) => delimited_len(5, text.len()),
+            Scalar::Bytes(bytes) => delimited_len(6, bytes.len()),
+        }
+    }
 }
 
 fn zigzag(int: i64) -> u64 {
@@ -195,7 +243,8 @@ pub(super) fn encode_request(
     if !request.target.is_empty() {
         body_len += delimited_len(REQUEST_TARGET, request.target.len());
     }
-    body_len += delimited_len(REQUEST_ARG, scalar_len(arg)?);
+    let arg = Scalar::of_value(arg)?;
+    body_len += delimited_len(REQUEST_ARG, arg.len());
     if !request.from.is_empty() {
         body_len += delimited_len(REQUEST_FROM, request.from.len());
     }
@@ -210,7 +259,7 @@ pub(super) fn encode_request(
         if !request.target.is_empty() {
             w.delimited(REQUEST_TARGET, request.target.as_bytes());
         }
-        w.scalar(REQUEST_ARG, arg);
+        w.value(REQUEST_ARG, arg);
         if !request.from.is_empty() {
             w.delimited(REQUEST_FROM, request.from.as_bytes());
         }
@@ -231,7 +280,8 @@ pub(super) fn encode_reply(
     max: usize,
     dst: &mut BytesMut,
 ) -> Option<Result<(), CodecError>> {
-    let mut body_len = delimited_len(REPLY_VALUE, scalar_len(value)?);
+    let value = Scalar::of_value(value)?;
+    let mut body_len = delimited_len(REPLY_VALUE, value.len());
     if id != 0 {
         body_len += key_len(ID) + encoded_len_varint(id);
     }
@@ -240,7 +290,7 @@ pub(super) fn encode_reply(
             w.key(ID, WireType::Varint);
             w.varint(id);
         }
-        w.scalar(REPLY_VALUE, value);
+        w.value(REPLY_VALUE, value);
     }))
 }
 
@@ -279,19 +329,9 @@ fn write_frame(
     Ok(())
 }
 
-/// Length of a scalar [`Value`]'s body as a `pb::Value`; `None` for a list
-/// or a map.
-fn scalar_len(value: &Value) -> Option<usize> {
-    Some(match value {
-        // `Null` is the enum's zero: one byte of varint.
-        Value::Null => 2,
-        Value::Bool(_) => 2,
-        Value::Int(int) => 1 + encoded_len_varint(zigzag(*int)),
-        Value::Float(_) => 9,
-        Value::String(text) => delimited_len(5, text.len()),
-        Value::Bytes(bytes) => delimited_len(6, bytes.len()),
-        Value::List(_) | Value::Map(_) => return None,
-    })
+/// A value `fast` measured: a scalar.
+fn scalar(value: &pb::Value) -> Scalar<'_> {
+    Scalar::of_proto(value).expect("only scalar values take the fast path")
 }
 
 /// Writes a frame into a slice measured for it.
@@ -330,63 +370,29 @@ impl Writer<'_> {
         self.slice(bytes);
     }
 
-    fn value(&mut self, field: u32, value: &pb::Value) {
-        let len = value_len(value).expect("only scalar values take the fast path");
+    fn value(&mut self, field: u32, value: Scalar<'_>) {
         self.key(field, WireType::LengthDelimited);
-        self.varint(len as u64);
-        match &value.kind {
-            None => {}
-            Some(ValueKind::Null(null)) => {
-                self.key(1, WireType::Varint);
-                self.varint(i64::from(*null) as u64);
-            }
-            Some(ValueKind::Bool(b)) => {
-                self.key(2, WireType::Varint);
-                self.byte(u8::from(*b));
-            }
-            Some(ValueKind::Int(int)) => {
-                self.key(3, WireType::Varint);
-                self.varint(zigzag(*int));
-            }
-            Some(ValueKind::Float(float)) => {
-                self.key(4, WireType::SixtyFourBit);
-                self.slice(&float.to_le_bytes());
-            }
-            Some(ValueKind::String(text)) => self.delimited(5, text.as_bytes()),
-            Some(ValueKind::Bytes(bytes)) => self.delimited(6, bytes),
-            Some(ValueKind::List(_) | ValueKind::Map(_)) => {
-                unreachable!("only scalar values take the fast path")
-            }
-        }
-    }
-
-    /// A scalar [`Value`] as the `pb::Value` it converts to.
-    fn scalar(&mut self, field: u32, value: &Value) {
-        let len = scalar_len(value).expect("only scalar values take the fast path");
-        self.key(field, WireType::LengthDelimited);
-        self.varint(len as u64);
+        self.varint(value.len() as u64);
         match value {
-            Value::Null => {
+            Scalar::Empty => {}
+            Scalar::Null(null) => {
                 self.key(1, WireType::Varint);
-                self.byte(0);
+                self.varint(i64::from(null) as u64);
             }
-            Value::Bool(b) => {
+            Scalar::Bool(b) => {
                 self.key(2, WireType::Varint);
-                self.byte(u8::from(*b));
+                self.byte(u8::from(b));
             }
-            Value::Int(int) => {
+            Scalar::Int(int) => {
                 self.key(3, WireType::Varint);
-                self.varint(zigzag(*int));
+                self.varint(zigzag(int));
             }
-            Value::Float(float) => {
+            Scalar::Float(float) => {
                 self.key(4, WireType::SixtyFourBit);
                 self.slice(&float.to_le_bytes());
             }
-            Value::String(text) => self.delimited(5, text.as_bytes()),
-            Value::Bytes(bytes) => self.delimited(6, bytes),
-            Value::List(_) | Value::Map(_) => {
-                unreachable!("only scalar values take the fast path")
-            }
+            Scalar::String(text) => self.delimited(5, text),
+            Scalar::Bytes(bytes) => self.delimited(6, bytes),
         }
     }
 
@@ -399,7 +405,7 @@ impl Writer<'_> {
             self.delimited(REQUEST_TARGET, request.target.as_bytes());
         }
         if let Some(arg) = &request.arg {
-            self.value(REQUEST_ARG, arg);
+            self.value(REQUEST_ARG, scalar(arg));
         }
         if !request.from.is_empty() {
             self.delimited(REQUEST_FROM, request.from.as_bytes());
@@ -416,7 +422,7 @@ impl Writer<'_> {
             self.varint(reply.id);
         }
         if let Some(value) = &reply.value {
-            self.value(REPLY_VALUE, value);
+            self.value(REPLY_VALUE, scalar(value));
         }
     }
 }
