@@ -49,12 +49,11 @@ impl<T: Unpin, U> IdleFramed<T, U> {
         let buffer = self.get_mut().inner.write_buffer_mut();
         if buffer.is_empty() && frames.len() >= BUFFER_CAPACITY {
             std::mem::swap(buffer, frames);
-            frames.clear();
         } else {
             acquire(buffer);
             buffer.extend_from_slice(frames);
-            frames.clear();
         }
+        frames.clear();
     }
 }
 

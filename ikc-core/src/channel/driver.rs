@@ -8,7 +8,9 @@
 //! ([`Registered::connect_encoded`](super::Registered::connect_encoded)),
 //! replies are written straight from their values and the handles write
 //! their calls themselves; both reach the transport's write buffer as one
-//! run of bytes per batch, after the frames of the outbox. A handler is polled once inline when its request arrives; only a
+//! run of bytes per batch, after the frames of the outbox.
+//!
+//! A handler is polled once inline when its request arrives; only a
 //! handler that is still pending is kept in a `FuturesUnordered` (a task per
 //! request would cost a spawn and a cross-thread wake each).
 
@@ -159,6 +161,12 @@ fn too_large_reply(len: u64, max: usize) -> IkcError {
         ErrorKind::Protocol,
         format!("reply of {len} bytes exceeds the peer's frame limit of {max} bytes"),
     )
+}
+
+/// The time of this wake-up of the driver: the clock, read at the first
+/// use and kept in `clock` for the rest of it.
+fn read_once(clock: &mut Option<tokio::time::Instant>) -> tokio::time::Instant {
+    *clock.get_or_insert_with(tokio::time::Instant::now)
 }
 
 fn is_power_of_ten(n: u64) -> bool {
@@ -364,8 +372,7 @@ where
 
             // Frames queued by handles (encoded ones are written below).
             let room = OUTBOX_HIGH_WATER.saturating_sub(state.unsent());
-            let clock = &mut state.clock;
-            let now = || *clock.get_or_insert_with(tokio::time::Instant::now);
+            let now = || read_once(&mut state.clock);
             if append.is_none() && state.shared.take_queued(&mut state.outbox, room, now) {
                 progress = true;
             }
@@ -444,31 +451,19 @@ where
             // has room.
             if let Some(append) = append
                 && state.outbox.is_empty()
-                && let Some(replies) = state.replies.as_mut().filter(|r| r.frames > 0)
+                && (state.replies.as_ref().is_some_and(|r| r.frames > 0)
+                    || state.shared.has_queued())
             {
                 match transport.as_mut().poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        append(transport.as_mut(), &mut replies.bytes);
-                        replies.bytes.clear();
-                        replies.frames = 0;
-                        super::trim_encoded(&mut replies.bytes);
-                        state.unflushed = true;
-                        progress = true;
-                    }
-                    Poll::Ready(Err(error)) => {
-                        return Poll::Ready(Err(ChannelError::Write(error.into())));
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            if let Some(append) = append
-                && state.outbox.is_empty()
-                && state.shared.has_queued()
-            {
-                match transport.as_mut().poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        let clock = &mut state.clock;
-                        let now = || *clock.get_or_insert_with(tokio::time::Instant::now);
+                        if let Some(replies) = state.replies.as_mut().filter(|r| r.frames > 0) {
+                            append(transport.as_mut(), &mut replies.bytes);
+                            super::trim_encoded(&mut replies.bytes);
+                            replies.frames = 0;
+                            state.unflushed = true;
+                            progress = true;
+                        }
+                        let now = || read_once(&mut state.clock);
                         if state
                             .shared
                             .take_encoded(|frames| append(transport.as_mut(), frames), now)
@@ -676,7 +671,7 @@ impl State {
         // Cancel drops the handler, without a timer per request.
         if request.deadline_ms > 0 {
             let deadline = Duration::from_millis(u64::from(request.deadline_ms));
-            let now = *self.clock.get_or_insert_with(tokio::time::Instant::now);
+            let now = read_once(&mut self.clock);
             req = req.with_deadline(now + deadline);
         }
         let waiting = Waiting {

@@ -340,6 +340,42 @@ impl Shared {
         self.lock().allocate_id()
     }
 
+    /// A request to queue (its id given as it is queued), as this channel
+    /// takes it: for a transport that takes encoded frames, its parts,
+    /// borrowed from `kept`, where its target and sender stay until it is
+    /// written; for any other, a frame, the target moved into it (an owned
+    /// one is not copied).
+    fn request<'a, T>(
+        &self,
+        kept: &'a mut Option<(T, Option<String>)>,
+        target: T,
+        from: Option<String>,
+        arg: Value,
+        deadline_ms: u32,
+    ) -> Outgoing<'a>
+    where
+        T: AsRef<str> + Into<String>,
+    {
+        if self.encodes.load(Ordering::Acquire) {
+            let (target, from): &'a _ = kept.insert((target, from));
+            let parts = RequestParts {
+                id: 0,
+                target: target.as_ref(),
+                from: from.as_deref().unwrap_or_default(),
+                deadline_ms,
+            };
+            Outgoing::Request(parts, arg)
+        } else {
+            Outgoing::RequestFrame(pb::Request {
+                id: 0,
+                target: target.into(),
+                arg: Some(arg.into_proto()),
+                from: from.unwrap_or_default(),
+                deadline_ms,
+            })
+        }
+    }
+
     /// Queues `frame` for the driver if there is room.
     fn queue(&self, frame: Outgoing<'_>) -> Queued {
         let mut pending = self.lock();
@@ -358,8 +394,8 @@ impl Shared {
     }
 
     /// Queues `frame` for the driver, waiting for room in turn.
-    async fn queue_waiting(&self, frame: pb::Frame) -> Result<(), IkcError> {
-        let frame = match self.queue(Outgoing::Frame(frame)) {
+    async fn queue_waiting(&self, frame: Outgoing<'_>) -> Result<(), IkcError> {
+        let frame = match self.queue(frame) {
             Queued::Yes => return Ok(()),
             Queued::Closed => return Err(self.closed_error()),
             Queued::Refused(error) => return Err(error),
@@ -457,7 +493,6 @@ impl Shared {
         };
         write(&mut encoded.bytes);
         debug_assert!(encoded.bytes.is_empty(), "the transport takes every frame");
-        encoded.bytes.clear();
         super::trim_encoded(&mut encoded.bytes);
         let taken = std::mem::take(&mut encoded.frames);
         drop(pending);
@@ -887,30 +922,9 @@ impl ChannelHandle {
         from: Option<String>,
     ) -> Result<(), IkcError> {
         self.check_open()?;
-        let outgoing = if self.shared.encodes.load(Ordering::Acquire) {
-            let parts = RequestParts {
-                id: 0,
-                target: &target,
-                from: from.as_deref().unwrap_or_default(),
-                deadline_ms: 0,
-            };
-            Outgoing::Request(parts, arg)
-        } else {
-            Outgoing::RequestFrame(pb::Request {
-                id: 0,
-                target,
-                arg: Some(arg.into_proto()),
-                from: from.unwrap_or_default(),
-                deadline_ms: 0,
-            })
-        };
-        let frame = match self.shared.queue(outgoing) {
-            Queued::Yes => return Ok(()),
-            Queued::Closed => return Err(self.shared.closed_error()),
-            Queued::Refused(error) => return Err(error),
-            Queued::Full(frame) => frame,
-        };
-        self.shared.queue_waiting(frame).await
+        let mut kept = None;
+        let post = self.shared.request(&mut kept, target, from, arg, 0);
+        self.shared.queue_waiting(post).await
     }
 
     /// Waits for room for `frame` in the full queue to the driver, and
@@ -921,7 +935,7 @@ impl ChannelHandle {
         tokio::select! {
             biased;
             answer = &mut answer => Ok(answer),
-            queued = self.shared.queue_waiting(frame) => match queued {
+            queued = self.shared.queue_waiting(Outgoing::Frame(frame)) => match queued {
                 Ok(()) => Ok(answer.await),
                 Err(error) => Err(error),
             },
@@ -964,40 +978,18 @@ where
 {
     let handle = handle.borrow();
     handle.check_open()?;
-    let (target, from, outgoing);
-    match message {
-        Message::Request {
-            target: text,
-            arg,
-            from: sender,
-        } => {
+    let mut kept = None;
+    let mut outgoing = Some(match message {
+        Message::Request { target, arg, from } => {
             let deadline_ms = timeout.map_or(0, |t| {
                 u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
             });
-            if handle.shared.encodes.load(Ordering::Acquire) {
-                (target, from) = (text, sender);
-                let parts = RequestParts {
-                    // Given as it is queued.
-                    id: 0,
-                    target: target.as_ref(),
-                    from: from.as_deref().unwrap_or_default(),
-                    deadline_ms,
-                };
-                outgoing = Some(Outgoing::Request(parts, arg));
-            } else {
-                // An owned target is moved into the frame, not copied.
-                outgoing = Some(Outgoing::RequestFrame(pb::Request {
-                    id: 0,
-                    target: text.into(),
-                    arg: Some(arg.into_proto()),
-                    from: sender.unwrap_or_default(),
-                    deadline_ms,
-                }));
-            }
+            handle
+                .shared
+                .request(&mut kept, target, from, arg, deadline_ms)
         }
-        Message::Frame(frame) => outgoing = Some(Outgoing::Frame(frame)),
-    }
-    let mut outgoing = outgoing;
+        Message::Frame(frame) => Outgoing::Frame(frame),
+    });
     // Armed once the call is in the table.
     let mut guard = CallGuard {
         handle,

@@ -66,8 +66,10 @@ use crate::{BoxError, Kernel, PeerInfo, RegisterError};
 /// given back rather than kept for the life of the connection.
 const ENCODED_KEPT: usize = 16 * 1024;
 
-/// Gives `buffer` (emptied) back when it grew past [`ENCODED_KEPT`].
+/// Empties `buffer` (its frames handed on), and gives it back when it grew
+/// past [`ENCODED_KEPT`].
 fn trim_encoded(buffer: &mut bytes::BytesMut) {
+    buffer.clear();
     if buffer.capacity() > ENCODED_KEPT {
         *buffer = bytes::BytesMut::new();
     }
@@ -247,9 +249,10 @@ impl Registered {
     /// frames encoded by someone else: `append` puts them there.
     ///
     /// The handles then write each call's `Request` frame themselves, as
-    /// they queue it, straight from its target and argument, and the driver
-    /// hands the queued bytes to `append` in one piece; a call costs no
-    /// `pb::Frame` built, queued, moved, encoded and dropped. The frames
+    /// they queue it, straight from its target and argument, the driver
+    /// writes its replies straight from their values, and it hands what is
+    /// queued to `append` one batch at a time; a call costs no `pb::Frame`
+    /// built, queued, moved, encoded and dropped. The frames
     /// are the ones `transport`'s own codec would write (the protocol's
     /// [`FrameCodec`](ikc_proto::FrameCodec)): a transport that speaks
     /// anything else (Perl IKC, an in-memory pair) starts with
