@@ -1,8 +1,6 @@
 //! Legacy connections end to end: telling them from native ones, the
 //! server's accept path and the client's connect path.
 
-use std::time::Duration;
-
 use bytes::BytesMut;
 use ikc_core::{ChannelBuilder, Kernel, PeerInfo, RegisterError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -70,7 +68,8 @@ pub(crate) struct Accept<'a> {
     pub(crate) builder: ChannelBuilder,
     pub(crate) kernel: &'a Kernel,
     pub(crate) max_frame_length: usize,
-    pub(crate) handshake_timeout: Duration,
+    /// When the whole handshake, sniffing included, must be done.
+    pub(crate) deadline: tokio::time::Instant,
 }
 
 /// Serves one legacy connection whose first bytes (`read`) were sniffed:
@@ -95,7 +94,7 @@ where
         builder,
         kernel,
         max_frame_length,
-        handshake_timeout,
+        deadline,
     } = accept;
     let mut parts = FramedParts::new::<&str>(io, LineCodec::new());
     parts.read_buf = read;
@@ -126,7 +125,7 @@ where
         })
     });
     let negotiated = tokio::select! {
-        negotiated = tokio::time::timeout(handshake_timeout, negotiation) => negotiated,
+        negotiated = tokio::time::timeout_at(deadline, negotiation) => negotiated,
         () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
     };
     let (registered, dialect) = match negotiated {
@@ -136,7 +135,7 @@ where
             return Ok(ConnectionOutcome::Refused);
         }
         Err(_) => {
-            tracing::debug!(timeout = ?handshake_timeout, "legacy negotiation timed out");
+            tracing::debug!("legacy negotiation passed the handshake deadline");
             return Ok(ConnectionOutcome::Refused);
         }
     };

@@ -139,10 +139,14 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         drain,
         abort,
     } = conn;
+    // One deadline for the whole handshake (TLS, sniffing, Hello,
+    // authentication, Welcome): a peer that finishes each phase just in time
+    // must not stretch it to several.
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     let mut io = match (io, &settings.tls) {
         (Io::Tcp(stream), Some(tls)) => {
             let accepted = tokio::select! {
-                accepted = tokio::time::timeout(settings.handshake_timeout, tls.accept(stream)) => accepted,
+                accepted = tokio::time::timeout_at(deadline, tls.accept(stream)) => accepted,
                 () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
             };
             match accepted {
@@ -167,14 +171,15 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // Legacy peers cannot prove they know a secret.
     if settings.legacy && settings.secret.is_none() {
         let sniffed = tokio::select! {
-            sniffed = tokio::time::timeout(settings.handshake_timeout, legacy::sniff(&mut io, &mut read)) => sniffed,
+            sniffed = tokio::time::timeout_at(deadline, legacy::sniff(&mut io, &mut read)) => sniffed,
             () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
         };
         match sniffed {
             Err(_) => return Ok(ConnectionOutcome::Refused),
             Ok(Err(error)) => return Err(error.into()),
             Ok(Ok(legacy::Protocol::Legacy)) => {
-                return legacy::serve(io, read, legacy_accept(&settings), drain, abort).await;
+                return legacy::serve(io, read, legacy_accept(&settings, deadline), drain, abort)
+                    .await;
             }
             Ok(Ok(legacy::Protocol::Native)) => {}
         }
@@ -184,7 +189,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     let mut framed = Framed::from_parts(parts);
 
     let first = tokio::select! {
-        first = tokio::time::timeout(settings.handshake_timeout, framed.next()) => first,
+        first = tokio::time::timeout_at(deadline, framed.next()) => first,
         () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
     };
     let hello = match first {
@@ -223,12 +228,10 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     };
 
     if let Some(secret) = &settings.secret {
-        let proven = tokio::time::timeout(
-            settings.handshake_timeout,
-            authenticate(&mut framed, secret, &hello.auth),
-        )
-        .await
-        .unwrap_or(Err("the handshake timed out during authentication"));
+        let proven =
+            tokio::time::timeout_at(deadline, authenticate(&mut framed, secret, &hello.auth))
+                .await
+                .unwrap_or(Err("the handshake timed out during authentication"));
         if let Err(reason) = proven {
             tracing::info!(peer.addr = %peer_addr, kernel = %hello.kernel, reason, "refused a peer that did not prove the shared secret");
             send_refusal(&mut framed, refuse(pb::RefuseCode::Auth, reason)).await;
@@ -286,7 +289,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         }),
         auth: Default::default(),
     };
-    tokio::time::timeout(settings.handshake_timeout, framed.send(welcome.into()))
+    tokio::time::timeout_at(deadline, framed.send(welcome.into()))
         .await
         .map_err(|_| IkcError::new(ikc_core::ErrorKind::Timeout, "sending Welcome timed out"))??;
 
@@ -361,7 +364,7 @@ pub(crate) fn peer_frame_limit(limits: Option<&pb::Limits>, own: usize) -> usize
     }
 }
 
-fn legacy_accept(settings: &Settings) -> legacy::Accept<'_> {
+fn legacy_accept(settings: &Settings, deadline: tokio::time::Instant) -> legacy::Accept<'_> {
     legacy::Accept {
         builder: Channel::builder(settings.kernel.clone())
             .max_in_flight(settings.max_in_flight)
@@ -370,7 +373,7 @@ fn legacy_accept(settings: &Settings) -> legacy::Accept<'_> {
             .service(settings.requests.clone()),
         kernel: &settings.kernel,
         max_frame_length: settings.codec.get_max_frame_length(),
-        handshake_timeout: settings.handshake_timeout,
+        deadline,
     }
 }
 

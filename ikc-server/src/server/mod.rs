@@ -221,7 +221,9 @@ impl<L> Server<L> {
         self
     }
 
-    /// How long a peer has to complete the handshake. Default: 5 s.
+    /// How long a peer has to complete the handshake: one deadline from the
+    /// accept, covering TLS, telling native from Perl peers, the Hello, the
+    /// shared-secret exchange and the Welcome. Default: 5 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
