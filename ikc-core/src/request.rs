@@ -4,7 +4,9 @@ use ikc_proto::{Value, ValueError, value};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use crate::Specifier;
+use std::sync::Arc;
+
+use crate::{PeerInfo, Specifier};
 
 /// One event delivered to a session: the target, the argument, and who sent
 /// it.
@@ -25,9 +27,12 @@ use crate::Specifier;
 pub struct Request {
     target: Specifier,
     arg: Value,
-    // A boxed `str`, not a `String`: with the specifier's small fields it
-    // keeps a request within 128 bytes (see `Specifier`).
-    from: Option<Box<str>>,
+    // A thin box (one pointer, not a `String`'s three words): with the
+    // specifier's small fields it keeps a request within 128 bytes (see
+    // `Specifier`). Native peers seldom send `from`; Perl peers do.
+    #[allow(clippy::box_collection)]
+    from: Option<Box<String>>,
+    caller: Option<Arc<PeerInfo>>,
     deadline: Option<Instant>,
     post: bool,
 }
@@ -44,6 +49,7 @@ impl Request {
             target,
             arg,
             from: None,
+            caller: None,
             deadline: None,
             post: false,
         }
@@ -61,7 +67,16 @@ impl Request {
     /// Sets who sent the request (`kernel/session`, informational).
     #[must_use]
     pub fn with_from(mut self, from: impl Into<String>) -> Self {
-        self.from = Some(from.into().into_boxed_str());
+        self.from = Some(Box::new(from.into()));
+        self
+    }
+
+    /// Sets the connected kernel the request came from. The channel sets it
+    /// on every request a peer sends; set it yourself only to test a
+    /// service.
+    #[must_use]
+    pub fn with_caller(mut self, caller: Arc<PeerInfo>) -> Self {
+        self.caller = Some(caller);
         self
     }
 
@@ -117,10 +132,38 @@ impl Request {
         value::from_value(self.arg.clone())
     }
 
-    /// Who sent the request, if the sender said.
+    /// Who sent the request, if the sender said (`kernel/session`, as the
+    /// sender claims it; see [`caller`](Self::caller) for who it is).
     #[must_use]
     pub fn from(&self) -> Option<&str> {
-        self.from.as_deref()
+        self.from.as_deref().map(String::as_str)
+    }
+
+    /// The connected kernel the request came from, as its handshake named
+    /// it: filled in by the channel, not by the peer. `None` for a request
+    /// made in this kernel. A request relayed by a hub comes from the hub.
+    ///
+    /// A session calls its caller back by this name:
+    ///
+    /// ```
+    /// use ikc_core::{Kernel, Request, Value, service_fn};
+    ///
+    /// let kernel = Kernel::new("Server");
+    /// let server = kernel.clone();
+    /// kernel.publish("jobs", ["start"], service_fn(move |req: Request| {
+    ///     let server = server.clone();
+    ///     async move {
+    ///         let caller = req.caller().ok_or("only remote kernels start jobs")?;
+    ///         let target = format!("poe://{}/jobs/done", caller.kernel).parse()?;
+    ///         server.post(&target, req.into_arg()).await?;
+    ///         Ok::<_, ikc_core::BoxError>(Value::Null)
+    ///     }
+    /// }))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn caller(&self) -> Option<&PeerInfo> {
+        self.caller.as_deref()
     }
 
     /// The instant after which nobody waits for the answer, if any.

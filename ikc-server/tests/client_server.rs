@@ -205,6 +205,63 @@ async fn two_clients_call_each_other_through_the_server() {
 }
 
 #[tokio::test]
+async fn handlers_see_which_connected_kernel_called_them() {
+    // `whoami/ask` answers with the caller the channel filled in, and with
+    // what the request claims in `from`.
+    let kernel = Kernel::new("Server");
+    kernel
+        .publish(
+            "whoami",
+            ["ask"],
+            service_fn(|req: Request| async move {
+                let caller = req.caller().map(|peer| peer.kernel.clone());
+                let from = req.from().map(str::to_owned);
+                Ok::<_, BoxError>(Value::from(vec![
+                    caller.map_or(Value::Null, Value::from),
+                    from.map_or(Value::Null, Value::from),
+                ]))
+            }),
+        )
+        .unwrap();
+    let server = Server::builder()
+        .kernel(kernel.clone())
+        .bind(LOOPBACK)
+        .serve()
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    for name in ["Alice", "Bob"] {
+        let client = within("connect", Client::builder().name(name).connect(&addr))
+            .await
+            .unwrap();
+        let answer = within("ask", client.call("whoami/ask", Value::Null)).await;
+        assert_eq!(
+            answer.unwrap(),
+            Value::from(vec![Value::from(name), Value::Null])
+        );
+        // What a request claims to come from does not change who sent it.
+        let claimed =
+            Request::call(spec("poe://Server/whoami/ask"), Value::Null).with_from("Mallory/x");
+        let answer = within(
+            "ask with a claim",
+            client.kernel().router().oneshot(claimed),
+        )
+        .await;
+        assert_eq!(
+            answer.unwrap(),
+            Value::from(vec![Value::from(name), Value::from("Mallory/x")])
+        );
+    }
+    // A call made in the server's own kernel has no remote caller.
+    let local = within(
+        "a local call",
+        kernel.call(&spec("whoami/ask"), Value::Null),
+    )
+    .await;
+    assert_eq!(local.unwrap(), Value::from(vec![Value::Null, Value::Null]));
+}
+
+#[tokio::test]
 async fn call_without_an_answer_in_time_fails_with_timeout() {
     let (kernel, _gate) = server_kernel("Server");
     let server = Server::builder()

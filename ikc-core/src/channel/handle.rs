@@ -178,7 +178,8 @@ enum Queued {
 /// State shared by the handles and the driver of one channel.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    peer: PeerInfo,
+    /// Shared with every request the peer sends (`Request::caller`).
+    peer: Arc<PeerInfo>,
     pending: Mutex<Pending>,
     call_timeout: Option<Duration>,
     /// Largest frame the peer accepts.
@@ -209,7 +210,7 @@ impl Shared {
         max_frame_length: usize,
     ) -> Self {
         Shared {
-            peer,
+            peer: Arc::new(peer),
             pending: Mutex::default(),
             call_timeout,
             max_frame_length,
@@ -728,6 +729,11 @@ impl ChannelHandle {
     /// The peer kernel at the other end.
     #[must_use]
     pub fn peer(&self) -> &PeerInfo {
+        &self.shared.peer
+    }
+
+    /// The peer, as requests it sends carry it ([`Request::caller`]).
+    pub(crate) fn peer_arc(&self) -> &Arc<PeerInfo> {
         &self.shared.peer
     }
 
