@@ -457,6 +457,85 @@ fn worker_is_recycled_after_its_connection_budget() {
     });
 }
 
+#[test]
+fn worker_at_its_budget_is_replaced_at_once_and_drains_its_clients_at_the_deadline() {
+    let server = Prefork::start(&[
+        "--workers",
+        "1",
+        "--connections",
+        "1",
+        "--recycle-deadline",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+    ]);
+    let first = server.wait_running(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the long-lived client");
+    // A client that stays connected uses the only worker's whole budget.
+    let client = runtime
+        .block_on(ikc::Client::connect(&server.addr))
+        .expect("the long-lived client connects");
+    let line = server.wait_log(0, "the worker's used-up budget", |line| {
+        line.contains("used its connection budget")
+    });
+    let old: i32 = field(&line, "pid")
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    assert!(first.contains(&old), "{old} not in {first:?}");
+    // A second client is served by the replacement, within ping's bound,
+    // while the first one is still connected.
+    let pid = ping(&server.addr).unwrap_or_else(|error| panic!("{error}"));
+    assert_ne!(pid, old, "the recycling worker accepts no more");
+    assert!(!client.is_closed(), "the first client keeps its connection");
+    // At the recycle deadline the old worker tells its client to go away
+    // and exits.
+    runtime
+        .block_on(async { tokio::time::timeout(WAIT, client.closed()).await })
+        .expect("the long-lived client is let go after the recycle deadline");
+    let end = server.wait_log(0, "the old worker's end", |line| {
+        line.contains(&format!(" pid={old} ")) && line.contains("worker exited")
+    });
+    assert!(
+        end.contains("exit code 0") && end.contains("reason=recycled"),
+        "{end}"
+    );
+}
+
+#[test]
+fn remote_shutdown_stops_the_whole_prefork_server() {
+    let mut server = two_workers(&["--allow-remote-shutdown"]);
+    let workers = server.wait_running(2);
+    let from = server.mark();
+    // The worker that takes the call may close the connection before it
+    // answers: what matters is what the supervisor does.
+    let _ = run(&["call", "--addr", &server.addr, "IKC/shutdown"]);
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}; log:\n{}", server.log_text());
+    server.wait_log(from, "the stop", |line| {
+        line.contains("stopping on IKC/shutdown")
+    });
+    for pid in &workers {
+        let line = server.wait_log(0, "each worker's end", |line| {
+            line.contains(&format!(" pid={pid} ")) && line.contains("worker exited")
+        });
+        assert!(
+            line.contains("exit code 0") && line.contains("reason=drained"),
+            "{line}"
+        );
+    }
+    let log = server.log_text();
+    let after: Vec<&str> = log.lines().skip(from).collect();
+    assert!(
+        !after.iter().any(|line| line.contains("worker started")),
+        "no worker replaced after IKC/shutdown:\n{log}"
+    );
+}
+
 /// Stops `server` with `signal` and checks the graceful end: status 0, each
 /// worker drained with exit code 0, none left.
 fn assert_graceful_stop(mut server: Prefork, signal: Signal) {

@@ -6,7 +6,10 @@
 //! longer runs), or when it never reports ready (a start-up that hangs). A
 //! rogue gets SIGINT, then SIGTERM, then SIGKILL, one step per
 //! `2 x babysit`; the supervisor replaces it once it is reaped. A worker
-//! told to drain that is still alive after the grace period gets SIGKILL.
+//! that used its connection budget keeps its connections until the recycle
+//! deadline, then is told to drain (SIGTERM: its peers get `GoAway`). A
+//! worker told to drain that is still alive after the grace period gets
+//! SIGKILL.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -41,6 +44,12 @@ pub enum WorkerState {
     Booting,
     /// Ready and serving.
     Running,
+    /// Used its connection budget: accepts no more, keeps its connections
+    /// until the recycle deadline; a replacement takes its place.
+    Recycling {
+        /// When it reported it.
+        since: Instant,
+    },
     /// Told to finish and exit (recycling, reload, fewer workers, shutdown).
     Draining {
         /// When it was told.
@@ -72,6 +81,7 @@ impl fmt::Display for WorkerState {
         match self {
             WorkerState::Booting => f.write_str("booting"),
             WorkerState::Running => f.write_str("running"),
+            WorkerState::Recycling { .. } => f.write_str("recycling"),
             WorkerState::Draining { killed: false, .. } => f.write_str("draining"),
             WorkerState::Draining { killed: true, .. } => f.write_str("killed after grace period"),
             WorkerState::Rogue { reason, step, .. } => {
@@ -94,6 +104,9 @@ pub struct Limits {
     pub step: Duration,
     /// Time a draining worker has before SIGKILL.
     pub grace: Duration,
+    /// Time a recycling worker keeps its connections before it is told to
+    /// drain.
+    pub recycle: Duration,
 }
 
 /// What the supervisor knows about a worker at a babysit check.
@@ -142,6 +155,16 @@ pub fn check(
             since: now,
         }),
         WorkerState::Rogue { .. } => None,
+        WorkerState::Recycling { since }
+            if now.saturating_duration_since(since) > limits.recycle =>
+        {
+            *state = WorkerState::Draining {
+                since: now,
+                killed: false,
+            };
+            return Some(Signal::SIGTERM);
+        }
+        WorkerState::Recycling { .. } => None,
         WorkerState::Draining {
             since,
             killed: false,
@@ -176,6 +199,7 @@ mod tests {
             boot: 30 * S,
             step: 2 * S,
             grace: 10 * S,
+            recycle: 20 * S,
         }
     }
 
@@ -278,6 +302,30 @@ mod tests {
             Some(Signal::SIGKILL)
         );
         assert_eq!(check(&mut state, facts(t0), t0 + 12 * S, &limits()), None);
+    }
+
+    #[test]
+    fn recycling_worker_is_told_to_drain_at_the_deadline_then_killed_after_the_grace() {
+        let t0 = Instant::now();
+        let mut state = WorkerState::Recycling { since: t0 };
+        assert!(!state.is_serving(), "a replacement takes its place");
+        assert_eq!(check(&mut state, facts(t0), t0 + 20 * S, &limits()), None);
+        assert_eq!(
+            check(&mut state, facts(t0), t0 + 21 * S, &limits()),
+            Some(Signal::SIGTERM)
+        );
+        assert_eq!(
+            state,
+            WorkerState::Draining {
+                since: t0 + 21 * S,
+                killed: false
+            }
+        );
+        assert_eq!(check(&mut state, facts(t0), t0 + 30 * S, &limits()), None);
+        assert_eq!(
+            check(&mut state, facts(t0), t0 + 32 * S, &limits()),
+            Some(Signal::SIGKILL)
+        );
     }
 
     #[test]

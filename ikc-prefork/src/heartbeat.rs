@@ -1,5 +1,7 @@
 //! The pipe each worker reports on: "ready" once, then a heartbeat with the
-//! number of connections it accepted, from inside its runtime.
+//! number of connections it accepted, from inside its runtime; "recycling"
+//! when it used its connection budget, and "stop" when a peer asked the
+//! server to shut down (`IKC/shutdown`).
 //!
 //! Records are 9 bytes (a tag and a little-endian `u64`), under `PIPE_BUF`,
 //! so each write is atomic; the worker's end is non-blocking, so a
@@ -14,6 +16,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 const RECORD: usize = 9;
 const READY: u8 = b'R';
 const ALIVE: u8 = b'H';
+const RECYCLING: u8 = b'C';
+const STOP: u8 = b'S';
 
 /// One report from a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,11 @@ pub(crate) enum Beat {
     Ready,
     /// The worker's runtime is alive; it accepted this many connections.
     Alive { accepted: u64 },
+    /// The worker used its connection budget: it no longer accepts, and
+    /// needs a replacement.
+    Recycling,
+    /// A peer called `IKC/shutdown`: the whole server should stop.
+    Stop,
 }
 
 fn nonblocking(fd: OwnedFd) -> io::Result<File> {
@@ -54,6 +63,8 @@ impl Heartbeat {
         let (tag, value) = match beat {
             Beat::Ready => (READY, 0),
             Beat::Alive { accepted } => (ALIVE, accepted),
+            Beat::Recycling => (RECYCLING, 0),
+            Beat::Stop => (STOP, 0),
         };
         let mut record = [0u8; RECORD];
         record[0] = tag;
@@ -100,6 +111,8 @@ impl BeatReader {
                 match record[0] {
                     READY => Some(Beat::Ready),
                     ALIVE => Some(Beat::Alive { accepted: value }),
+                    RECYCLING => Some(Beat::Recycling),
+                    STOP => Some(Beat::Stop),
                     _ => None,
                 }
             })
@@ -118,9 +131,16 @@ mod tests {
         let (mut reader, heartbeat) = pipe().unwrap();
         heartbeat.send(Beat::Ready);
         heartbeat.send(Beat::Alive { accepted: 7 });
+        heartbeat.send(Beat::Recycling);
+        heartbeat.send(Beat::Stop);
         assert_eq!(
             reader.read().unwrap(),
-            Some(vec![Beat::Ready, Beat::Alive { accepted: 7 }])
+            Some(vec![
+                Beat::Ready,
+                Beat::Alive { accepted: 7 },
+                Beat::Recycling,
+                Beat::Stop
+            ])
         );
         assert_eq!(reader.read().unwrap(), Some(vec![]));
         drop(heartbeat);

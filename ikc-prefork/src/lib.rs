@@ -14,10 +14,12 @@
 //!   `2 x babysit`;
 //! - retries failed forks (EAGAIN, ENOMEM) and re-starts workers that crash
 //!   at start-up with a capped exponential backoff, never in a hot loop;
-//! - recycles a worker after `connections` accepted connections (it stops
-//!   accepting, finishes them, exits 0);
+//! - recycles a worker after `connections` accepted connections: it stops
+//!   accepting and is replaced at once; its connections may finish until
+//!   the recycle deadline, then it drains (`GoAway`) and exits 0;
 //! - on SIGINT/SIGTERM drains every worker (SIGKILL after the grace period)
-//!   and returns; on SIGUSR2 logs each worker's pid, age, connections, CPU
+//!   and returns (so does `IKC/shutdown` from a peer, when the server
+//!   allows it: the worker that got it asks the supervisor); on SIGUSR2 logs each worker's pid, age, connections, CPU
 //!   time, heartbeat age and state; on SIGHUP replaces every worker one at a
 //!   time, each new one ready before an old one drains; on SIGTTIN/SIGTTOU
 //!   runs one worker more/less.
@@ -40,7 +42,7 @@ mod worker;
 
 pub use supervisor::{
     Bound, DEFAULT_BABYSIT, DEFAULT_CPU_LIMIT, DEFAULT_GRACE_PERIOD, DEFAULT_HANG_TIMEOUT,
-    Supervisor,
+    DEFAULT_RECYCLE_DEADLINE, Supervisor,
 };
 pub use worker::{HEARTBEAT_INTERVAL, WorkerContext};
 

@@ -30,6 +30,8 @@ pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(600);
 pub const DEFAULT_HANG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`Supervisor::grace_period`]: 30 s to drain.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// Default for [`Supervisor::recycle_deadline`]: 30 s.
+pub const DEFAULT_RECYCLE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A worker that dies sooner than this after starting, without having
 /// reported ready, counts as a crash at start-up.
@@ -130,6 +132,7 @@ pub struct Supervisor {
     cpu_limit: Duration,
     hang_timeout: Duration,
     grace_period: Duration,
+    recycle_deadline: Duration,
 }
 
 impl Supervisor {
@@ -143,6 +146,7 @@ impl Supervisor {
             cpu_limit: DEFAULT_CPU_LIMIT,
             hang_timeout: DEFAULT_HANG_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
+            recycle_deadline: DEFAULT_RECYCLE_DEADLINE,
         }
     }
 
@@ -154,10 +158,16 @@ impl Supervisor {
     }
 
     /// Connections a worker accepts before it stops accepting, finishes
-    /// them and exits; the supervisor starts a replacement. Default: no
-    /// limit. (IKC defaulted to 1, which forks once per connection; ikc's
-    /// connections carry many requests and are cheap to keep, so recycling
-    /// is opt-in, for leaky handlers.)
+    /// them and exits. Default: no limit. (IKC defaulted to 1, which forks
+    /// once per connection; ikc's connections carry many requests and are
+    /// cheap to keep, so recycling is opt-in, for leaky handlers.)
+    ///
+    /// A worker that reaches its budget counts as recycling at once: the
+    /// supervisor forks its replacement, and the old worker keeps its
+    /// connections until the [recycle deadline](Self::recycle_deadline),
+    /// then is drained (its peers get `GoAway`). Each worker's budget is
+    /// `connections` plus a random 0-10 %, so workers started together do
+    /// not all recycle together.
     pub fn connections(mut self, connections: Option<u64>) -> Self {
         self.connections = connections.map(|c| c.max(1));
         self
@@ -189,6 +199,14 @@ impl Supervisor {
         self
     }
 
+    /// Time a worker that used its connection budget keeps the connections
+    /// it holds before it is told to drain (see
+    /// [`connections`](Self::connections)). Default: 30 s.
+    pub fn recycle_deadline(mut self, deadline: Duration) -> Self {
+        self.recycle_deadline = deadline;
+        self
+    }
+
     /// Forks the workers on `bound` and supervises them until SIGINT or
     /// SIGTERM, then stops them gracefully and returns. `worker` runs in
     /// each forked child; its return value is the child's exit status.
@@ -211,6 +229,7 @@ impl Supervisor {
             boot: self.hang_timeout,
             step: self.babysit * 2,
             grace: self.grace_period,
+            recycle: self.recycle_deadline,
         };
         let mut state = State {
             config: self,
@@ -239,6 +258,8 @@ struct Worker {
     last_beat: Instant,
     accepted: u64,
     ready: bool,
+    /// It used its connection budget (its exit is a recycling).
+    recycled: bool,
     state: WorkerState,
     beats: Option<BeatReader>,
 }
@@ -312,16 +333,8 @@ impl State {
     }
 
     fn on_signals(&mut self, received: Received) {
-        if received.stop && self.stopping.is_none() {
-            tracing::info!(
-                workers = self.workers.len(),
-                "stopping: draining the workers"
-            );
-            self.stopping = Some(Instant::now());
-            let pids: Vec<Pid> = self.workers.keys().copied().collect();
-            for pid in pids {
-                self.drain(pid);
-            }
+        if received.stop {
+            self.stop("a stop signal");
         }
         if received.status {
             self.dump_status();
@@ -351,6 +364,22 @@ impl State {
         }
     }
 
+    /// Begins the graceful stop of the whole server: every worker drains.
+    fn stop(&mut self, why: &str) {
+        if self.stopping.is_some() {
+            return;
+        }
+        tracing::info!(
+            workers = self.workers.len(),
+            "stopping on {why}: draining the workers"
+        );
+        self.stopping = Some(Instant::now());
+        let pids: Vec<Pid> = self.workers.keys().copied().collect();
+        for pid in pids {
+            self.drain(pid);
+        }
+    }
+
     fn serving(&self) -> impl DoubleEndedIterator<Item = Pid> + '_ {
         self.workers
             .iter()
@@ -361,7 +390,7 @@ impl State {
     /// Tells a worker to finish and exit.
     fn drain(&mut self, pid: Pid) {
         if let Some(worker) = self.workers.get_mut(&pid) {
-            if worker.state.is_serving() {
+            if worker.state.is_serving() || matches!(worker.state, WorkerState::Recycling { .. }) {
                 worker.state = WorkerState::Draining {
                     since: Instant::now(),
                     killed: false,
@@ -373,7 +402,8 @@ impl State {
 
     fn read_beats(&mut self) {
         let now = Instant::now();
-        for worker in self.workers.values_mut() {
+        let mut stop_asked = false;
+        for (pid, worker) in &mut self.workers {
             let Some(beats) = &mut worker.beats else {
                 continue;
             };
@@ -390,12 +420,37 @@ impl State {
                                 self.failures = 0;
                             }
                             Beat::Alive { accepted } => worker.accepted = accepted,
+                            Beat::Recycling => {
+                                worker.recycled = true;
+                                if worker.state.is_serving() {
+                                    // Not serving any more: `fill` forks
+                                    // its replacement now.
+                                    worker.state = WorkerState::Recycling { since: now };
+                                    tracing::info!(
+                                        pid = pid.as_raw(),
+                                        worker = worker.id,
+                                        deadline = ?self.limits.recycle,
+                                        "worker used its connection budget; replacing it"
+                                    );
+                                }
+                            }
+                            Beat::Stop => {
+                                tracing::info!(
+                                    pid = pid.as_raw(),
+                                    worker = worker.id,
+                                    "a peer asked the server to shut down (IKC/shutdown)"
+                                );
+                                stop_asked = true;
+                            }
                         }
                     }
                 }
                 // The worker closed its end (it is exiting): stop polling it.
                 Ok(None) | Err(_) => worker.beats = None,
             }
+        }
+        if stop_asked {
+            self.stop("IKC/shutdown");
         }
     }
 
@@ -429,9 +484,14 @@ impl State {
             WorkerState::Draining { killed: true, .. } => {
                 "killed after the grace period".to_owned()
             }
+            WorkerState::Draining { .. } if worker.recycled => "recycled".to_owned(),
             WorkerState::Draining { .. } => "drained".to_owned(),
             WorkerState::Rogue { reason, .. } => format!("rogue ({reason})"),
-            _ if cause == "exit code 0" && self.config.connections.is_some() => {
+            // A worker whose last connection ended before its report of the
+            // used-up budget was read exits 0 all the same.
+            _ if cause == "exit code 0"
+                && (worker.recycled || self.config.connections.is_some()) =>
+            {
                 "recycled".to_owned()
             }
             _ => "died".to_owned(),
@@ -530,6 +590,9 @@ impl State {
                 return Err(());
             }
         };
+        // Drawn in the supervisor: a child's copy of the random generator
+        // would give every worker the same number.
+        let budget = self.config.connections.map(jittered);
         match sys::fork() {
             Ok(Forked::Child) => {
                 // In the worker: drop what belongs to the supervisor, then
@@ -553,7 +616,7 @@ impl State {
                 let context = WorkerContext {
                     id,
                     listener,
-                    connections: self.config.connections,
+                    connections: budget,
                     heartbeat,
                     stop,
                 };
@@ -573,6 +636,7 @@ impl State {
                         last_beat: now,
                         accepted: 0,
                         ready: false,
+                        recycled: false,
                         state: WorkerState::Booting,
                         beats: Some(reader),
                     },
@@ -616,6 +680,12 @@ impl State {
             );
         }
     }
+}
+
+/// A worker's connection budget: `connections` plus a random 0-10 %, so
+/// that workers started together reach it at different times.
+fn jittered(connections: u64) -> u64 {
+    connections + rand::random_range(0..=connections / 10)
 }
 
 fn backoff(failures: u32) -> Duration {

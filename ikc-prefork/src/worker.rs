@@ -46,6 +46,10 @@ impl WorkerContext {
     /// SIGTERM (graceful drain) or until the connection budget is used up.
     /// Build the server's kernel inside the worker, so `IKC/ping` reports the
     /// worker's pid.
+    ///
+    /// When the server allows `IKC/shutdown`, the call stops the whole
+    /// pre-forked server, not this worker alone: the worker asks the
+    /// supervisor, which drains every worker.
     #[must_use]
     pub fn serve<L>(self, server: Server<L>) -> ExitCode
     where
@@ -87,7 +91,11 @@ impl WorkerContext {
                     return ExitCode::FAILURE;
                 }
             };
-            let mut server = server.worker(id);
+            let heartbeat = Arc::new(heartbeat);
+            let asks_stop = Arc::clone(&heartbeat);
+            let mut server = server
+                .worker(id)
+                .on_remote_shutdown(move || asks_stop.send(Beat::Stop));
             if let Some(connections) = connections {
                 server = server.accept_limit(connections);
             }
@@ -99,8 +107,18 @@ impl WorkerContext {
                 }
             };
             heartbeat.send(Beat::Ready);
+            let recycling = async {
+                handle.stopped_accepting().await;
+                // Only a used-up budget leaves the server running without
+                // accepting; a shutdown makes it stop.
+                if connections.is_some_and(|budget| handle.accepted() >= budget) {
+                    heartbeat.send(Beat::Recycling);
+                }
+                std::future::pending::<()>().await;
+            };
             tokio::select! {
                 () = beat(&heartbeat, &handle) => {}
+                () = recycling => {}
                 _ = handle.stopped() => {}
             }
             ExitCode::SUCCESS

@@ -83,6 +83,9 @@ struct ServeArgs {
     /// With --workers: connections a worker accepts before it is recycled (default: no limit).
     #[arg(long)]
     connections: Option<u64>,
+    /// With --workers: seconds a recycled worker keeps its connections before it drains them.
+    #[arg(long, default_value = "30", value_parser = parse_secs)]
+    recycle_deadline: Duration,
     /// With --workers: seconds between the babysitter's checks.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     babysit: Duration,
@@ -309,6 +312,7 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
     let supervisor = Supervisor::builder()
         .workers(args.workers)
         .connections(args.connections)
+        .recycle_deadline(args.recycle_deadline)
         .babysit(args.babysit)
         .hang_timeout(args.hang_timeout)
         .cpu_limit(args.cpu_limit)

@@ -23,6 +23,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Accepts connections until the server stops, then drains them.
 pub(super) struct AcceptLoop {
     pub(super) accepted: Arc<AtomicU64>,
+    /// Cancelled when the loop stops accepting, for whoever waits on it.
+    pub(super) not_accepting: CancellationToken,
     pub(super) accept_limit: Option<u64>,
     pub(super) listener: Listener,
     pub(super) stop: CancellationToken,
@@ -41,6 +43,7 @@ impl AcceptLoop {
     {
         let AcceptLoop {
             accepted,
+            not_accepting,
             accept_limit,
             listener,
             stop,
@@ -99,6 +102,7 @@ impl AcceptLoop {
                     "accept limit reached; finishing the open connections"
                 );
                 drop(listener);
+                not_accepting.cancel();
                 // Recycling: the connections end on their own, unless a
                 // shutdown arrives meanwhile.
                 shutdown.close();
@@ -122,6 +126,7 @@ impl AcceptLoop {
         // Stop accepting: the listening socket closes (a Unix socket file of
         // ours is removed) before the drain begins.
         drop(listener);
+        not_accepting.cancel();
         drain(&kernel, &shutdown, grace_period).await
     }
 }

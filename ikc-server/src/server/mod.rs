@@ -116,6 +116,7 @@ pub struct Server<L = Identity> {
     handshake_timeout: Duration,
     grace_period: Duration,
     allow_remote_shutdown: bool,
+    remote_shutdown: Option<RemoteShutdown>,
     worker: u32,
     accept_limit: Option<u64>,
     legacy: bool,
@@ -141,6 +142,7 @@ impl Server {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
             allow_remote_shutdown: false,
+            remote_shutdown: None,
             worker: 0,
             accept_limit: None,
             legacy: true,
@@ -242,6 +244,15 @@ impl<L> Server<L> {
         self
     }
 
+    /// What an allowed `IKC/shutdown` does instead of this server's own
+    /// graceful shutdown. A pre-forked worker passes a hook that asks its
+    /// supervisor to stop every worker. Default: none (the server shuts
+    /// itself down).
+    pub fn on_remote_shutdown(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.remote_shutdown = Some(RemoteShutdown(Arc::new(hook)));
+        self
+    }
+
     /// The pre-forked worker number reported in `Welcome` (0 = single
     /// process). Set by the prefork supervisor.
     pub fn worker(mut self, worker: u32) -> Self {
@@ -299,6 +310,7 @@ impl<L> Server<L> {
             handshake_timeout: self.handshake_timeout,
             grace_period: self.grace_period,
             allow_remote_shutdown: self.allow_remote_shutdown,
+            remote_shutdown: self.remote_shutdown,
             worker: self.worker,
             accept_limit: self.accept_limit,
             legacy: self.legacy,
@@ -399,8 +411,13 @@ where
 
         let stop = CancellationToken::new();
         if self.allow_remote_shutdown {
-            let stop = stop.clone();
-            kernel.allow_remote_shutdown(move || stop.cancel());
+            match self.remote_shutdown {
+                Some(RemoteShutdown(hook)) => kernel.allow_remote_shutdown(move || hook()),
+                None => {
+                    let stop = stop.clone();
+                    kernel.allow_remote_shutdown(move || stop.cancel());
+                }
+            }
         }
 
         let into_box: fn(IkcError) -> BoxError = BoxError::from;
@@ -436,8 +453,10 @@ where
         let local_addr = listener.local_addr().clone();
         let (report_tx, report_rx) = watch::channel(None);
         let accepted = Arc::new(AtomicU64::new(0));
+        let not_accepting = CancellationToken::new();
         let accept = AcceptLoop {
             accepted: Arc::clone(&accepted),
+            not_accepting: not_accepting.clone(),
             accept_limit: self.accept_limit,
             listener,
             stop: stop.clone(),
@@ -455,8 +474,19 @@ where
             kernel,
             stop,
             accepted,
+            not_accepting,
             report: report_rx,
         })
+    }
+}
+
+/// The hook behind [`Server::on_remote_shutdown`].
+#[derive(Clone)]
+struct RemoteShutdown(Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for RemoteShutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteShutdown(..)")
     }
 }
 
@@ -478,6 +508,7 @@ pub struct ServerHandle {
     kernel: Kernel,
     stop: CancellationToken,
     accepted: Arc<AtomicU64>,
+    not_accepting: CancellationToken,
     report: watch::Receiver<Option<ShutdownReport>>,
 }
 
@@ -498,6 +529,13 @@ impl ServerHandle {
     #[must_use]
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Completes once the server no longer accepts connections: its
+    /// [accept limit](Server::accept_limit) was reached, or it is shutting
+    /// down. The connections it holds may still run.
+    pub async fn stopped_accepting(&self) {
+        self.not_accepting.cancelled().await;
     }
 
     /// Starts a graceful shutdown; see the [module docs](self).
