@@ -718,6 +718,18 @@ mod tests {
     }
 
     #[test]
+    fn budgets_get_up_to_a_tenth_more_and_small_ones_stay_exact() {
+        assert_eq!(jittered(1), 1);
+        assert_eq!(jittered(9), 9);
+        let budgets: std::collections::BTreeSet<u64> = (0..200).map(|_| jittered(1000)).collect();
+        assert!(
+            budgets.iter().all(|b| (1000..=1100).contains(b)),
+            "{budgets:?}"
+        );
+        assert!(budgets.len() > 10, "the budgets vary: {budgets:?}");
+    }
+
+    #[test]
     fn cpu_time_of_this_process_is_read_from_proc() {
         let spin = Instant::now();
         let mut x = 0u64;
