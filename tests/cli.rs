@@ -174,6 +174,88 @@ fn unreachable_server_exits_with_status_3() {
 }
 
 #[test]
+fn silent_server_gives_up_after_the_connect_timeout_with_status_3() {
+    // Listening, so the connect succeeds from the backlog, but never
+    // accepted: nothing ever answers the handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let output = run(&["ping", "--addr", &addr, "--connect-timeout", "0.3"]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&addr) && stderr.contains("connect timeout (300ms)"),
+        "{stderr}"
+    );
+    drop(silent);
+}
+
+/// `ikc bench` for 0.3 s against `addr` with `options`; its output.
+fn bench(addr: &str, options: &[&str]) -> Output {
+    let mut args = vec![
+        "bench", "--addr", addr, "--secs", "0.3", "--warmup", "0", "--json",
+    ];
+    args.extend_from_slice(options);
+    run(&args)
+}
+
+/// Asserts that a bench run succeeded and measured answered calls.
+#[track_caller]
+fn assert_measured_calls(output: &Output) {
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_str(&stdout(output)).expect("json");
+    assert!(
+        report["measured"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+}
+
+#[test]
+fn bench_with_the_secret_file_measures_calls_and_without_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let secret = secret.to_str().unwrap();
+    let server = Served::start(&["--bind", "127.0.0.1:0", "--secret-file", secret]);
+
+    assert_measured_calls(&bench(&server.addr, &["--secret-file", secret]));
+
+    let output = bench(&server.addr, &[]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("requires a shared secret"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn bench_with_the_tls_ca_measures_calls_and_without_it_does_not_get_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = Served::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ]);
+
+    assert_measured_calls(&bench(&server.addr, &["--tls-ca", cert]));
+
+    let output = bench(&server.addr, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "a plain client does not get in: {output:?}"
+    );
+}
+
+#[test]
 fn ping_reports_the_answering_kernel_and_pid() {
     let server = Served::start(&["--bind", "127.0.0.1:0", "--name", "Pinged"]);
     let output = run(&["ping", "--addr", &server.addr]);

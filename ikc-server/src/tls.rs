@@ -2,9 +2,14 @@
 //!
 //! A server given [`ServerTls`] (its certificate chain and key) runs the TLS
 //! handshake on every accepted TCP connection before the ikc preface, within
-//! the handshake timeout; a client given [`ClientTls`] (the roots it trusts)
-//! does the same after it connects, checking the server's certificate
-//! against the host or IP address it dialled. Unix sockets are not wrapped:
+//! its handshake timeout
+//! ([`Server::handshake_timeout`](crate::Server::handshake_timeout)); a
+//! client given [`ClientTls`] (the roots it trusts) does the same after it
+//! connects, checking the server's certificate against the host or IP
+//! address it dialled, within its connect timeout
+//! ([`ClientBuilder::connect_timeout`](crate::client::ClientBuilder::connect_timeout),
+//! which bounds the connect, the TLS handshake and the ikc handshake
+//! together). Unix sockets are not wrapped:
 //! file permissions guard them. TLS and the shared secret
 //! ([`auth`](crate::auth)) combine: TLS hides the traffic, the secret proves
 //! the client.

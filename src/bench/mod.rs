@@ -35,6 +35,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use ikc_core::Value;
 use ikc_server::Client;
+use ikc_server::client::ClientBuilder;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use self::report::BenchReport;
@@ -83,6 +84,13 @@ pub struct BenchOptions {
     pub warmup: Duration,
     /// Draw a progress bar on stderr when it is a terminal. Default: on.
     pub progress: bool,
+    /// How each connection is made: its secret, TLS roots, connect
+    /// timeout... (`ikc bench` builds it as `ikc call` does). The run sets
+    /// its call timeout to [`CALL_TIMEOUT`]. Leave its kernel and name
+    /// unset: each connection makes its own kernel, and a server refuses a
+    /// second kernel of a name already connected. Default:
+    /// [`Client::builder`].
+    pub client: ClientBuilder,
 }
 
 impl BenchOptions {
@@ -98,6 +106,7 @@ impl BenchOptions {
             secs: DEFAULT_SECS,
             warmup: DEFAULT_WARMUP,
             progress: true,
+            client: Client::builder(),
         }
     }
 
@@ -207,7 +216,9 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
 pub async fn run_in(options: BenchOptions, window: Window) -> Result<BenchReport, BenchError> {
     options.validate()?;
     let connect = (0..options.conns).map(|_| {
-        Client::builder()
+        options
+            .client
+            .clone()
             .call_timeout(Some(CALL_TIMEOUT))
             .connect(&options.addr)
     });

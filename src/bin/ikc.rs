@@ -3,7 +3,8 @@
 //!
 //! Exit status: 0 on success; 1 when a call ends with an error (its kind is
 //! printed, e.g. `error: NoSession: ...`); 2 for a usage error; 3 when the
-//! server cannot be reached or refuses the connection.
+//! server cannot be reached, does not answer within `--connect-timeout`, or
+//! refuses the connection.
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -19,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use ikc::core::BoxError;
 use ikc::server::Error as ServerError;
 use ikc::server::auth::Secret;
+use ikc::server::client::ClientBuilder;
 use ikc::server::tls::{ClientTls, ServerTls};
 use ikc::{Client, Kernel, Request, Server, Value, service_fn};
 
@@ -130,7 +132,15 @@ struct AddrArgs {
     /// Speak TLS, trusting the PEM certificates in this file.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// Seconds to wait for the connection, the TLS handshake and the ikc
+    /// handshake together before giving up (exit status 3).
+    #[arg(long, default_value = CONNECT_TIMEOUT, value_parser = parse_secs)]
+    connect_timeout: Duration,
 }
+
+/// The default of `--connect-timeout`: the library's
+/// `DEFAULT_CONNECT_TIMEOUT`, 10 s (a test checks that they agree).
+const CONNECT_TIMEOUT: &str = "10";
 
 /// Reads `--secret-file`, with the error a user can act on.
 fn read_secret(path: Option<&PathBuf>) -> Result<Option<Secret>, ExitCode> {
@@ -356,8 +366,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
-    let mut builder = Client::builder();
+/// The client settings every client command (`call`, `post`, `ping`,
+/// `monitor`, `bench`) takes from its options.
+fn client_builder(args: &AddrArgs) -> Result<ClientBuilder, ExitCode> {
+    let mut builder = Client::builder().connect_timeout(args.connect_timeout);
     if let Some(secret) = read_secret(args.secret_file.as_ref())? {
         builder = builder.secret(secret);
     }
@@ -370,6 +382,11 @@ async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
             }
         }
     }
+    Ok(builder)
+}
+
+async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
+    let builder = client_builder(args)?;
     // A draining worker refuses new handshakes; a new connection usually
     // reaches one that is not draining (a few tries cover a reload).
     let mut tries = 1;
@@ -519,7 +536,12 @@ async fn monitor(args: AddrArgs) -> ExitCode {
 /// call failed or nothing was measured, 2 for bad options, 3 when the server
 /// cannot be reached.
 async fn bench(args: BenchArgs) -> ExitCode {
+    let client = match client_builder(&args.addr) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
     let mut options = ikc::bench::BenchOptions::new(args.addr.addr);
+    options.client = client;
     options.target = args.target;
     options.conns = args.conns;
     options.inflight = args.inflight;
@@ -547,4 +569,17 @@ async fn bench(args: BenchArgs) -> ExitCode {
         None => eprintln!("error: no call was answered in the measured window"),
     }
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_timeout_defaults_to_the_librarys() {
+        assert_eq!(
+            parse_secs(CONNECT_TIMEOUT),
+            Ok(ikc::server::client::DEFAULT_CONNECT_TIMEOUT)
+        );
+    }
 }

@@ -1,10 +1,14 @@
 //! Opening a connection and running the client side of the handshake.
 
+use std::future::Future;
+use std::time::Duration;
+
 use futures::{SinkExt, StreamExt};
 use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo};
 use ikc_proto::codec::Builder;
 use ikc_proto::{CodecError, HandshakeCodec, Preface, pb};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 use super::ClientBuilder;
@@ -21,17 +25,65 @@ pub(super) struct Connected {
     pub(super) worker: u32,
 }
 
-async fn open(addr: &str, tls: Option<&ClientTls>) -> Result<Io, Error> {
+/// The end of one connection attempt: [`ClientBuilder::connect_timeout`]
+/// after it began. Every step of the attempt (connect, TLS, handshake) runs
+/// against this one instant, so the steps share the timeout rather than
+/// each getting a fresh one.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    /// `None` when the timeout is too long to add to the clock: no bound.
+    at: Option<Instant>,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn starting_now(timeout: Duration) -> Self {
+        Deadline {
+            at: Instant::now().checked_add(timeout),
+            timeout,
+        }
+    }
+
+    /// Runs `step` of the attempt to `addr` until the deadline; past it,
+    /// `step` is dropped (closing its socket) and the attempt fails with
+    /// [`ErrorKind::Timeout`], naming the step that was under way.
+    async fn bound<T>(
+        self,
+        addr: &str,
+        what: &str,
+        step: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let Some(at) = self.at else {
+            return step.await;
+        };
+        tokio::time::timeout_at(at, step).await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "cannot connect to {addr}: {what} did not finish within the connect timeout ({:?})",
+                    self.timeout
+                ),
+            ))
+        })
+    }
+}
+
+async fn open(addr: &str, tls: Option<&ClientTls>, deadline: Deadline) -> Result<Io, Error> {
     let failed = |e: std::io::Error| {
         Error::new(ErrorKind::Connect, format!("cannot connect to {addr}")).with_source(e)
     };
     match addr.strip_prefix("unix:") {
-        Some(path) => UnixStream::connect(path)
-            .await
-            .map(Io::Unix)
-            .map_err(failed),
+        Some(path) => {
+            let connect = async { UnixStream::connect(path).await.map_err(failed) };
+            deadline
+                .bound(addr, "the Unix socket connect", connect)
+                .await
+                .map(Io::Unix)
+        }
         None => {
-            let stream = TcpStream::connect(addr).await.map_err(failed)?;
+            // Name resolution and every resolved address tried count too.
+            let connect = async { TcpStream::connect(addr).await.map_err(failed) };
+            let stream = deadline.bound(addr, "the TCP connect", connect).await?;
             let _ = stream.set_nodelay(true);
             let Some(tls) = tls else {
                 return Ok(Io::Tcp(stream));
@@ -39,26 +91,32 @@ async fn open(addr: &str, tls: Option<&ClientTls>) -> Result<Io, Error> {
             // The certificate must name the host or IP address dialled.
             let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let stream = tls.connect(host, stream).await.map_err(|e| {
-                Error::new(
-                    ErrorKind::Handshake,
-                    format!("TLS handshake with {addr} failed"),
-                )
-                .with_source(e)
-            })?;
+            let handshake = async {
+                tls.connect(host, stream).await.map_err(|e| {
+                    Error::new(
+                        ErrorKind::Handshake,
+                        format!("TLS handshake with {addr} failed"),
+                    )
+                    .with_source(e)
+                })
+            };
+            let stream = deadline.bound(addr, "the TLS handshake", handshake).await?;
             Ok(Io::TlsClient(Box::new(stream)))
         }
     }
 }
 
+/// Connects `kernel` to `addr` and runs the handshake: one attempt, all of
+/// it within `settings.connect_timeout`.
 pub(super) async fn establish(
     kernel: &Kernel,
     addr: &str,
     settings: &ClientBuilder,
 ) -> Result<Connected, Error> {
-    let io = open(addr, settings.tls.as_ref()).await?;
+    let deadline = Deadline::starting_now(settings.connect_timeout);
+    let io = open(addr, settings.tls.as_ref(), deadline).await?;
     if settings.legacy {
-        return establish_legacy(kernel, addr, settings, io).await;
+        return establish_legacy(kernel, addr, settings, io, deadline).await;
     }
     let mut codec = Builder::new();
     codec.max_frame_length(settings.max_frame_length);
@@ -126,17 +184,21 @@ pub(super) async fn establish(
         }
         Ok(answer)
     };
-    let answer = tokio::time::timeout(settings.handshake_timeout, handshake)
-        .await
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Handshake,
-                format!(
-                    "{addr} did not answer the handshake within {:?}",
-                    settings.handshake_timeout
-                ),
-            )
-        })??;
+    // The handshake timeout bounds this step; the deadline, the whole attempt.
+    let handshake = async {
+        tokio::time::timeout(settings.handshake_timeout, handshake)
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Handshake,
+                    format!(
+                        "{addr} did not answer the handshake within {:?}",
+                        settings.handshake_timeout
+                    ),
+                )
+            })?
+    };
+    let answer = deadline.bound(addr, "the handshake", handshake).await?;
     let welcome = match answer {
         Some(pb::handshake::Kind::Welcome(welcome)) => welcome,
         Some(pb::handshake::Kind::Refuse(refuse)) => {
@@ -180,15 +242,19 @@ pub(super) async fn establish(
     })
 }
 
-/// [`establish`] with a Perl IKC server.
+/// [`establish`] with a Perl IKC server, within the attempt's `deadline`.
 async fn establish_legacy(
     kernel: &Kernel,
     addr: &str,
     settings: &ClientBuilder,
     io: Io,
+    deadline: Deadline,
 ) -> Result<Connected, Error> {
-    let negotiation = crate::legacy::negotiate(io, kernel, settings.max_frame_length);
-    let (peer, transport) = tokio::time::timeout(settings.handshake_timeout, negotiation)
+    let negotiation = async {
+        tokio::time::timeout(
+            settings.handshake_timeout,
+            crate::legacy::negotiate(io, kernel, settings.max_frame_length),
+        )
         .await
         .map_err(|_| {
             Error::new(
@@ -205,7 +271,11 @@ async fn establish_legacy(
                 _ => ErrorKind::Handshake,
             };
             Error::new(kind, format!("IKC negotiation with {addr} failed")).with_source(e)
-        })?;
+        })
+    };
+    let (peer, transport) = deadline
+        .bound(addr, "the IKC negotiation", negotiation)
+        .await?;
     let handle = start_channel(
         kernel,
         settings,

@@ -43,6 +43,10 @@ pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
 /// Default longest pause between reconnect attempts: 5 s.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(5);
 
+/// Default for [`ClientBuilder::connect_timeout`]: 10 s, from the start of
+/// the connect to the server's `Welcome`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a client reconnects after its connection ends: pauses that double
 /// from `min` up to `max`, forever, until the client is dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +74,7 @@ pub struct ClientBuilder {
     name: Option<String>,
     aliases: Vec<String>,
     call_timeout: Option<Duration>,
+    connect_timeout: Duration,
     handshake_timeout: Duration,
     max_frame_length: usize,
     reconnect: Option<Reconnect>,
@@ -85,6 +90,7 @@ impl Default for ClientBuilder {
             name: None,
             aliases: Vec::new(),
             call_timeout: Some(ikc_core::channel::DEFAULT_CALL_TIMEOUT),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             reconnect: None,
@@ -123,7 +129,25 @@ impl ClientBuilder {
         self
     }
 
-    /// How long the server has to answer the handshake. Default: 5 s.
+    /// How long one connection attempt may take, from the start of the
+    /// connect to the server's `Welcome`: name resolution and the TCP or
+    /// Unix socket connect, the TLS handshake, and the ikc handshake (or the
+    /// Perl IKC negotiation with [`legacy`](Self::legacy)) share this one
+    /// deadline. Past it the attempt fails with [`ErrorKind::Timeout`],
+    /// whose message names the address, the step under way and the timeout.
+    /// Each reconnect attempt ([`reconnect`](Self::reconnect)) gets the same
+    /// bound. A refused connect fails at once with [`ErrorKind::Connect`].
+    /// Default: [`DEFAULT_CONNECT_TIMEOUT`], 10 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the server has to answer the ikc handshake (or the Perl IKC
+    /// negotiation), once connected; past it the attempt fails with
+    /// [`ErrorKind::Handshake`]. The [connect
+    /// timeout](Self::connect_timeout) still bounds the whole attempt,
+    /// handshake included: whichever ends first ends it. Default: 5 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -173,9 +197,12 @@ impl ClientBuilder {
     /// # Errors
     ///
     /// [`ErrorKind::Connect`] when the server cannot be reached,
+    /// [`ErrorKind::Timeout`] when it does not answer within the [connect
+    /// timeout](Self::connect_timeout),
     /// [`ErrorKind::Refused`] (with the server's reason) or
     /// [`ErrorKind::Version`] when it refuses the handshake,
-    /// [`ErrorKind::Handshake`] when the handshake fails or times out.
+    /// [`ErrorKind::Handshake`] when the handshake fails or outlasts the
+    /// [handshake timeout](Self::handshake_timeout).
     pub async fn connect(self, addr: &str) -> Result<Client, Error> {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let kernel = match (self.kernel.clone(), &self.name) {

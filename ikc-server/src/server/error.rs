@@ -38,6 +38,11 @@ pub enum ErrorKind {
     ShuttingDown,
     /// An invalid setting or address.
     Config,
+    /// The client's connect timeout
+    /// ([`ClientBuilder::connect_timeout`](crate::client::ClientBuilder::connect_timeout))
+    /// passed before the connection was up: the server never answered the
+    /// connect, the TLS handshake or the ikc handshake in time.
+    Timeout,
 }
 
 impl Error {
