@@ -14,6 +14,7 @@
 //! - [`prefork`]: a supervisor that pre-forks worker processes.
 //! - [`demo`]: the `echo` session that `ikc serve` publishes.
 //! - [`bench`](mod@bench): the closed-loop load generator behind `ikc bench`.
+//! - [`testing`]: a kit to test sessions without sockets.
 //!
 //! # Examples
 //!
@@ -38,6 +39,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod testing;
 
 pub use ikc_core as core;
 pub use ikc_core::{ErrorKind, IkcError, Kernel, Request, Specifier, Value, service_fn};
