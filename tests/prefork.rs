@@ -715,10 +715,32 @@ fn hung_worker_is_stopped_as_a_rogue_and_replaced() {
     assert!(after.contains(&pid), "{pid} not in {after:?}");
 }
 
+/// `ikc bench` against `addr` for `secs` seconds, with no warm-up.
+fn bench(addr: &str, secs: &str) {
+    // Its answer does not matter: the worker may stop in the middle.
+    let _ = run(&["bench", "--addr", addr, "--secs", secs, "--warmup", "0"]);
+}
+
+/// A process's lifetime CPU time (utime + stime of `/proc/PID/stat`).
+fn cpu_time(pid: i32) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the last ')': field 3 (state) first, so utime (14) and stime
+    // (15) are the 12th and 13th.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)?;
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
 #[test]
-fn worker_over_the_cpu_limit_is_asked_to_stop_and_replaced() {
-    // Any CPU time at all is over a limit of 0: load the worker until the
-    // babysitter notices. The worker is not hung, so the first signal of the
+fn spinning_worker_is_asked_to_stop_and_replaced() {
+    // A worker under continuous load uses well over 10 % of a CPU in a
+    // one-second window (about a third here, beside the load's client). It is not hung, so the first signal of the
     // escalation (SIGINT) already drains it.
     let server = Prefork::start(&[
         "--workers",
@@ -726,32 +748,29 @@ fn worker_over_the_cpu_limit_is_asked_to_stop_and_replaced() {
         "--bind",
         "127.0.0.1:0",
         "--babysit",
-        "0.5",
+        "0.2",
+        "--cpu-window",
+        "1",
         "--cpu-limit",
-        "0",
+        "0.1",
     ]);
-    let is_rogue = |line: &str| line.contains("rogue worker") && line.contains("cpu limit");
-    let deadline = Instant::now() + WAIT;
-    let rogue = loop {
-        // Its answer does not matter: the worker may stop in the middle.
-        let _ = run(&[
-            "bench",
-            "--addr",
-            &server.addr,
-            "--secs",
-            "0.3",
-            "--warmup",
-            "0",
-        ]);
-        if let Some(line) = server.find_log(0, Duration::from_secs(1), is_rogue) {
-            break line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never a cpu rogue; log:\n{}",
-            server.log_text()
-        );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let addr = server.addr.clone();
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                bench(&addr, "1");
+            }
+        })
     };
+    let rogue = server.find_log(0, WAIT, |line| {
+        line.contains("rogue worker") && line.contains("cpu limit")
+    });
+    stop.store(true, Ordering::Release);
+    load.join().expect("the load ends");
+    let rogue = rogue.unwrap_or_else(|| panic!("never a cpu rogue; log:\n{}", server.log_text()));
+    assert_eq!(field(&rogue, "window"), Some("1s"), "{rogue}");
     let victim: i32 = field(&rogue, "pid")
         .and_then(|p| p.parse().ok())
         .expect("pid");
@@ -770,6 +789,62 @@ fn worker_over_the_cpu_limit_is_asked_to_stop_and_replaced() {
     server.wait_workers("a replacement for the rogue", |w| {
         w.len() == 1 && !w.contains(&victim)
     });
+}
+
+#[test]
+fn worker_that_works_in_bursts_past_the_cpu_limit_in_all_is_no_rogue() {
+    // At most 0.3 s of CPU in any 1 s window. Each burst of load lasts
+    // 0.25 s (the worker runs one thread: at most that much CPU, about a
+    // third of it here) and the pauses between bursts are longer than a
+    // window and a babysit interval, so no window holds more than one
+    // burst. In all, the worker uses twice the limit: lifetime counting
+    // would have stopped it.
+    let limit = Duration::from_millis(300);
+    let server = Prefork::start(&[
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+        "--cpu-window",
+        "1",
+        "--cpu-limit",
+        "0.3",
+    ]);
+    let worker = *server.wait_running(1).first().expect("a worker");
+    let deadline = Instant::now() + 6 * WAIT;
+    let mut bursts = 0;
+    let used = || {
+        cpu_time(worker).unwrap_or_else(|| {
+            panic!("worker {worker} is gone; log:\n{}", server.log_text())
+        })
+    };
+    while used() < 2 * limit {
+        assert!(
+            Instant::now() < deadline,
+            "the worker used only {:?} of CPU after {bursts} bursts; log:\n{}",
+            used(),
+            server.log_text()
+        );
+        bench(&server.addr, "0.25");
+        bursts += 1;
+        // The pause is the scenario (the worker idles), not an ordering.
+        thread::sleep(Duration::from_millis(1_600));
+    }
+    // Let the babysitter judge the last burst's window too.
+    thread::sleep(Duration::from_millis(1_500));
+    let rows = server.status();
+    let log = server.log_text();
+    assert!(!log.contains("rogue worker"), "{log}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        field(&rows[0], "pid").and_then(|p| p.parse().ok()),
+        Some(worker),
+        "the same worker serves: {rows:?}"
+    );
+    assert!(rows[0].contains("state=running"), "{rows:?}");
+    assert_eq!(server.workers(), BTreeSet::from([worker]));
 }
 
 #[test]
