@@ -303,6 +303,66 @@ impl Prefork {
         rows
     }
 
+    /// SIGUSR2, then the status header it logs (workers, target,
+    /// degraded...).
+    fn status_header(&self) -> String {
+        let from = self.mark();
+        self.signal(Signal::SIGUSR2);
+        self.wait_log(from, "a status after SIGUSR2", |line| {
+            line.contains(" status workers=")
+        })
+    }
+
+    /// Polls the status until exactly `n` workers run, none of them in
+    /// `not` (workers killed but maybe not reaped yet), each at least `age`
+    /// seconds old; their pids.
+    fn wait_running_since(&self, n: usize, not: &BTreeSet<i32>, age: f64) -> BTreeSet<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rows: Vec<String> = self
+                .status()
+                .into_iter()
+                .filter(|row| {
+                    field(row, "pid")
+                        .and_then(|p| p.parse().ok())
+                        .is_some_and(|pid: i32| !not.contains(&pid))
+                })
+                .collect();
+            let old_enough = |row: &String| {
+                field(row, "age")
+                    .and_then(|a| a.strip_suffix('s')?.parse::<f64>().ok())
+                    .is_some_and(|a| a >= age)
+            };
+            if rows.len() == n
+                && rows
+                    .iter()
+                    .all(|row| row.contains("state=running") && old_enough(row))
+            {
+                self.workers();
+                return rows
+                    .iter()
+                    .map(|row| field(row, "pid").and_then(|p| p.parse().ok()).expect("pid"))
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {n} running workers {age}s old within {WAIT:?}; last status {rows:?}"
+            );
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Index of the first log line from `from` on equal to `line`.
+    fn index_of(&self, from: usize, line: &str) -> usize {
+        self.log
+            .borrow()
+            .iter()
+            .skip(from)
+            .position(|l| l == line)
+            .expect("a line found in the log")
+            + from
+    }
+
     /// Polls the status (SIGUSR2) until exactly `n` workers run (they
     /// reported ready); their pids.
     fn wait_running(&self, n: usize) -> BTreeSet<i32> {
@@ -931,6 +991,138 @@ fn workers_that_cannot_be_started_are_retried_with_backoff() {
     server.signal(Signal::SIGTERM);
     let status = server.wait_exit();
     assert!(status.success(), "{status}");
+}
+
+/// Seconds from log line `a` to log line `b`.
+fn seconds_between(a: &str, b: &str) -> f64 {
+    let spread = timestamp(b) - timestamp(a);
+    if spread < 0.0 {
+        spread + 86_400.0
+    } else {
+        spread
+    }
+}
+
+#[test]
+fn worker_that_dies_before_it_is_ready_is_restarted_with_backoff() {
+    // Each worker reads the secret file as it starts; once the file is gone,
+    // every new worker exits before it reports ready.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a shared secret").expect("write the secret");
+    let server = Prefork::start(&[
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+        "--secret-file",
+        secret.to_str().expect("utf-8 path"),
+    ]);
+    let first = *server.wait_running(1).first().expect("a worker");
+    std::fs::remove_file(&secret).expect("remove the secret");
+    let from = server.mark();
+    send(first, Signal::SIGKILL);
+
+    let mut failures = Vec::new();
+    for n in 1..=4 {
+        let line = server.wait_log(from, "a crash at start-up", |line| {
+            line.contains("worker crashed at start-up; backing off")
+                && field(line, "failures") == Some(&n.to_string())
+        });
+        failures.push(line);
+    }
+    assert!(
+        failures[0].contains("pause=100ms") && failures[3].contains("pause=800ms"),
+        "the pause doubles: {failures:#?}"
+    );
+    // Attempts 2, 3 and 4 came after pauses of 100, 200 and 400 ms.
+    let spread = seconds_between(&failures[0], &failures[3]);
+    assert!(
+        spread >= 0.65,
+        "attempts only {spread:.3}s apart: {failures:#?}"
+    );
+    // No hot loop: one start per failure, each of them dead before ready.
+    let last = server.index_of(from, &failures[3]);
+    let log: Vec<String> = server.log.borrow()[from..last].to_vec();
+    let starts = log.iter().filter(|l| l.contains("worker started")).count();
+    assert_eq!(starts, 4, "{log:#?}");
+    let crashes = log
+        .iter()
+        .filter(|l| l.contains("worker died") && l.contains("exit code 1"))
+        .count();
+    assert_eq!(crashes, 4, "{log:#?}");
+    let header = server.status_header();
+    assert_eq!(field(&header, "degraded"), Some("true"), "{header}");
+
+    // With the secret back, the next worker starts and the failures are
+    // forgotten.
+    std::fs::write(&secret, "a shared secret").expect("write the secret");
+    let after = server.wait_running(1);
+    assert!(!after.contains(&first));
+    let header = server.status_header();
+    assert_eq!(field(&header, "start_failures"), Some("0"), "{header}");
+}
+
+#[test]
+fn workers_that_keep_dying_after_start_up_are_a_crash_loop_that_backs_off_and_ends() {
+    // Four deaths within 8 s are a crash loop here.
+    let server = two_workers(&["--crash-deaths", "4", "--crash-window", "8"]);
+    let mut killed = BTreeSet::new();
+    // Two rounds: both workers die once they have run for over a second
+    // (ready, well past start-up).
+    for _ in 0..2 {
+        let pids = server.wait_running_since(2, &killed, 1.2);
+        for pid in &pids {
+            send(*pid, Signal::SIGKILL);
+        }
+        killed.extend(pids);
+    }
+    let first = server.wait_log(0, "the crash loop", |line| line.contains("crash loop:"));
+    assert_eq!(field(&first, "deaths"), Some("4"), "{first}");
+    assert_eq!(field(&first, "pause"), Some("100ms"), "{first}");
+
+    // One death more: the pause doubles, and the next start waits for it.
+    let victim = *server
+        .wait_running_since(2, &killed, 0.0)
+        .first()
+        .expect("a worker");
+    send(victim, Signal::SIGKILL);
+    killed.insert(victim);
+    let second = server.wait_log(0, "the crash loop going on", |line| {
+        line.contains("crash loop:") && field(line, "deaths") == Some("5")
+    });
+    assert_eq!(field(&second, "pause"), Some("200ms"), "{second}");
+    let next = server.index_of(0, &second);
+    let started = server.wait_log(next, "the next start", |line| {
+        line.contains("worker started")
+    });
+    let waited = seconds_between(&second, &started);
+    assert!(waited >= 0.19, "started {waited:.3}s after the death");
+    let header = server.status_header();
+    for (key, value) in [("degraded", "true"), ("crash_loop", "true"), ("deaths", "5")] {
+        assert_eq!(field(&header, key), Some(value), "{header}");
+    }
+
+    // No more deaths: once they age out of the window, the loop is over.
+    let deadline = Instant::now() + Duration::from_secs(8) + WAIT;
+    loop {
+        let header = server.status_header();
+        if field(&header, "degraded") == Some("false") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still degraded: {header}; log:\n{}",
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    server.wait_log(0, "the end of the crash loop", |line| {
+        line.contains("crash loop over")
+    });
+    server.wait_running_since(2, &killed, 0.0);
 }
 
 #[test]
