@@ -876,9 +876,8 @@ fn worker_that_works_in_bursts_past_the_cpu_limit_in_all_is_no_rogue() {
     let deadline = Instant::now() + 6 * WAIT;
     let mut bursts = 0;
     let used = || {
-        cpu_time(worker).unwrap_or_else(|| {
-            panic!("worker {worker} is gone; log:\n{}", server.log_text())
-        })
+        cpu_time(worker)
+            .unwrap_or_else(|| panic!("worker {worker} is gone; log:\n{}", server.log_text()))
     };
     while used() < 2 * limit {
         assert!(
@@ -1101,7 +1100,11 @@ fn workers_that_keep_dying_after_start_up_are_a_crash_loop_that_backs_off_and_en
     let waited = seconds_between(&second, &started);
     assert!(waited >= 0.19, "started {waited:.3}s after the death");
     let header = server.status_header();
-    for (key, value) in [("degraded", "true"), ("crash_loop", "true"), ("deaths", "5")] {
+    for (key, value) in [
+        ("degraded", "true"),
+        ("crash_loop", "true"),
+        ("deaths", "5"),
+    ] {
         assert_eq!(field(&header, key), Some(value), "{header}");
     }
 

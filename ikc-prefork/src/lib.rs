@@ -24,10 +24,11 @@
 //! - recycles a worker after `connections` accepted connections (it stops
 //!   accepting, finishes them, exits 0);
 //! - on SIGINT/SIGTERM drains every worker (SIGKILL after the grace period)
-//!   and returns; on SIGUSR2 logs each worker's pid, age, connections, CPU
-//!   time, heartbeat age and state; on SIGHUP replaces every worker one at a
-//!   time, each new one ready before an old one drains; on SIGTTIN/SIGTTOU
-//!   runs one worker more/less.
+//!   and returns; on SIGUSR2 logs whether it is degraded (workers fail to
+//!   start, or a crash loop), then each worker's pid, age, connections, CPU
+//!   time (in all and in the last CPU window), heartbeat age and state; on
+//!   SIGHUP replaces every worker one at a time, each new one ready before
+//!   an old one drains; on SIGTTIN/SIGTTOU runs one worker more/less.
 //!
 //! The CPU times come from `/proc/PID/stat`. Where `/proc` cannot be read,
 //! the supervisor logs one warning at start-up and the CPU rule is off; the

@@ -260,8 +260,9 @@ impl Supervisor {
             grace: self.grace_period,
         };
         // Without /proc the CPU rule cannot see anything: say so once.
-        if !cpu_time_readable(Path::new(PROC_ROOT)) {
+        if let Err(error) = cpu_time_readable(Path::new(PROC_ROOT)) {
             tracing::warn!(
+                %error,
                 "cannot read CPU times from {PROC_ROOT}: the CPU limit is off \
                  (the hang and boot rules still apply)"
             );
@@ -728,26 +729,24 @@ fn seconds(time: Option<Duration>) -> String {
 /// A process's lifetime CPU time (user + system), from `/proc`; `None` when
 /// it cannot be read (no `/proc`, or the process is gone).
 fn cpu_time(pid: Pid) -> Option<Duration> {
-    cpu_time_at(Path::new(PROC_ROOT), pid)
+    cpu_time_at(Path::new(PROC_ROOT), pid).ok()
 }
 
 /// As [`cpu_time`], from the procfs mounted at `proc_root`.
-fn cpu_time_at(proc_root: &Path, pid: Pid) -> Option<Duration> {
+fn cpu_time_at(proc_root: &Path, pid: Pid) -> procfs::ProcResult<Duration> {
     let ticks = procfs::ticks_per_second().max(1);
     let stat = procfs::process::Process::new_with_root(proc_root.join(pid.as_raw().to_string()))
-        .and_then(|process| process.stat())
-        .ok()?;
+        .and_then(|process| process.stat())?;
     let ticks_used = stat.utime + stat.stime;
-    Some(
-        Duration::from_secs(ticks_used / ticks)
-            + Duration::from_nanos((ticks_used % ticks) * 1_000_000_000 / ticks),
-    )
+    Ok(Duration::from_secs(ticks_used / ticks)
+        + Duration::from_nanos((ticks_used % ticks) * 1_000_000_000 / ticks))
 }
 
 /// Whether the CPU rule can work: the supervisor's own CPU time can be read
-/// from the procfs at `proc_root` (the workers' then can too).
-fn cpu_time_readable(proc_root: &Path) -> bool {
-    cpu_time_at(proc_root, Pid::this()).is_some()
+/// from the procfs at `proc_root` (the workers' then can too); the error
+/// says why not.
+fn cpu_time_readable(proc_root: &Path) -> procfs::ProcResult<()> {
+    cpu_time_at(proc_root, Pid::this()).map(|_| ())
 }
 
 #[cfg(test)]
@@ -771,20 +770,17 @@ mod tests {
         }
         assert!(x > 0);
         assert!(cpu_time(Pid::this()).is_some_and(|cpu| cpu > Duration::ZERO));
-        assert!(cpu_time_readable(Path::new(PROC_ROOT)));
+        assert!(cpu_time_readable(Path::new(PROC_ROOT)).is_ok());
     }
 
     #[test]
     fn cpu_time_is_unavailable_without_a_procfs() {
-        let missing = tempfile_free_path();
-        assert_eq!(cpu_time_at(&missing, Pid::this()), None);
-        assert!(!cpu_time_readable(&missing), "the check reports unavailable");
-    }
-
-    /// A path under the system's temp dir that does not exist.
-    fn tempfile_free_path() -> PathBuf {
-        let path = std::env::temp_dir().join(format!("ikc-no-proc-{}", std::process::id()));
-        assert!(!path.exists());
-        path
+        let missing = std::env::temp_dir().join(format!("ikc-no-proc-{}", std::process::id()));
+        assert!(!missing.exists());
+        assert!(cpu_time_at(&missing, Pid::this()).is_err());
+        assert!(
+            cpu_time_readable(&missing).is_err(),
+            "the check reports unavailable"
+        );
     }
 }
