@@ -199,9 +199,10 @@ impl Supervisor {
     /// samples each worker's CPU time at every check and judges the last
     /// full window, so a worker younger than the window is not judged, and
     /// a busy worker that also waits is never a rogue however much CPU it
-    /// used in all (IKC 0.13 likewise forgave a worker once it slept). A
-    /// limit at or above the window never fires (a worker runs one
-    /// thread). The rule needs `/proc`: without it the supervisor warns
+    /// used in all (IKC 0.13 likewise forgave a worker once it slept). Every
+    /// thread of the worker counts; its runtime runs one, so a limit at or
+    /// above the window fires only for a worker that keeps other threads
+    /// busy too. The rule needs `/proc`: without it the supervisor warns
     /// once at start-up and the rule is off. Default: 570 s (95 % of the
     /// default 600 s window).
     pub fn cpu_limit(mut self, limit: Duration) -> Self {
