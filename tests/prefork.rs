@@ -303,6 +303,66 @@ impl Prefork {
         rows
     }
 
+    /// SIGUSR2, then the status header it logs (workers, target,
+    /// degraded...).
+    fn status_header(&self) -> String {
+        let from = self.mark();
+        self.signal(Signal::SIGUSR2);
+        self.wait_log(from, "a status after SIGUSR2", |line| {
+            line.contains(" status workers=")
+        })
+    }
+
+    /// Polls the status until exactly `n` workers run, none of them in
+    /// `not` (workers killed but maybe not reaped yet), each at least `age`
+    /// seconds old; their pids.
+    fn wait_running_since(&self, n: usize, not: &BTreeSet<i32>, age: f64) -> BTreeSet<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rows: Vec<String> = self
+                .status()
+                .into_iter()
+                .filter(|row| {
+                    field(row, "pid")
+                        .and_then(|p| p.parse().ok())
+                        .is_some_and(|pid: i32| !not.contains(&pid))
+                })
+                .collect();
+            let old_enough = |row: &String| {
+                field(row, "age")
+                    .and_then(|a| a.strip_suffix('s')?.parse::<f64>().ok())
+                    .is_some_and(|a| a >= age)
+            };
+            if rows.len() == n
+                && rows
+                    .iter()
+                    .all(|row| row.contains("state=running") && old_enough(row))
+            {
+                self.workers();
+                return rows
+                    .iter()
+                    .map(|row| field(row, "pid").and_then(|p| p.parse().ok()).expect("pid"))
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {n} running workers {age}s old within {WAIT:?}; last status {rows:?}"
+            );
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Index of the first log line from `from` on equal to `line`.
+    fn index_of(&self, from: usize, line: &str) -> usize {
+        self.log
+            .borrow()
+            .iter()
+            .skip(from)
+            .position(|l| l == line)
+            .expect("a line found in the log")
+            + from
+    }
+
     /// Polls the status (SIGUSR2) until exactly `n` workers run (they
     /// reported ready); their pids.
     fn wait_running(&self, n: usize) -> BTreeSet<i32> {
@@ -794,10 +854,32 @@ fn hung_worker_is_stopped_as_a_rogue_and_replaced() {
     assert!(after.contains(&pid), "{pid} not in {after:?}");
 }
 
+/// `ikc bench` against `addr` for `secs` seconds, with no warm-up.
+fn bench(addr: &str, secs: &str) {
+    // Its answer does not matter: the worker may stop in the middle.
+    let _ = run(&["bench", "--addr", addr, "--secs", secs, "--warmup", "0"]);
+}
+
+/// A process's lifetime CPU time (utime + stime of `/proc/PID/stat`).
+fn cpu_time(pid: i32) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the last ')': field 3 (state) first, so utime (14) and stime
+    // (15) are the 12th and 13th.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)?;
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
 #[test]
-fn worker_over_the_cpu_limit_is_asked_to_stop_and_replaced() {
-    // Any CPU time at all is over a limit of 0: load the worker until the
-    // babysitter notices. The worker is not hung, so the first signal of the
+fn spinning_worker_is_asked_to_stop_and_replaced() {
+    // A worker under continuous load uses well over 10 % of a CPU in a
+    // one-second window (about a third here, beside the load's client). It is not hung, so the first signal of the
     // escalation (SIGINT) already drains it.
     let server = Prefork::start(&[
         "--workers",
@@ -805,32 +887,29 @@ fn worker_over_the_cpu_limit_is_asked_to_stop_and_replaced() {
         "--bind",
         "127.0.0.1:0",
         "--babysit",
-        "0.5",
+        "0.2",
+        "--cpu-window",
+        "1",
         "--cpu-limit",
-        "0",
+        "0.1",
     ]);
-    let is_rogue = |line: &str| line.contains("rogue worker") && line.contains("cpu limit");
-    let deadline = Instant::now() + WAIT;
-    let rogue = loop {
-        // Its answer does not matter: the worker may stop in the middle.
-        let _ = run(&[
-            "bench",
-            "--addr",
-            &server.addr,
-            "--secs",
-            "0.3",
-            "--warmup",
-            "0",
-        ]);
-        if let Some(line) = server.find_log(0, Duration::from_secs(1), is_rogue) {
-            break line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never a cpu rogue; log:\n{}",
-            server.log_text()
-        );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let addr = server.addr.clone();
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                bench(&addr, "1");
+            }
+        })
     };
+    let rogue = server.find_log(0, WAIT, |line| {
+        line.contains("rogue worker") && line.contains("cpu limit")
+    });
+    stop.store(true, Ordering::Release);
+    load.join().expect("the load ends");
+    let rogue = rogue.unwrap_or_else(|| panic!("never a cpu rogue; log:\n{}", server.log_text()));
+    assert_eq!(field(&rogue, "window"), Some("1s"), "{rogue}");
     let victim: i32 = field(&rogue, "pid")
         .and_then(|p| p.parse().ok())
         .expect("pid");
@@ -849,6 +928,61 @@ fn worker_over_the_cpu_limit_is_asked_to_stop_and_replaced() {
     server.wait_workers("a replacement for the rogue", |w| {
         w.len() == 1 && !w.contains(&victim)
     });
+}
+
+#[test]
+fn worker_that_works_in_bursts_past_the_cpu_limit_in_all_is_no_rogue() {
+    // At most 0.3 s of CPU in any 1 s window. Each burst of load lasts
+    // 0.25 s (the worker runs one thread: at most that much CPU, about a
+    // third of it here) and the pauses between bursts are longer than a
+    // window and a babysit interval, so no window holds more than one
+    // burst. In all, the worker uses twice the limit: lifetime counting
+    // would have stopped it.
+    let limit = Duration::from_millis(300);
+    let server = Prefork::start(&[
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+        "--cpu-window",
+        "1",
+        "--cpu-limit",
+        "0.3",
+    ]);
+    let worker = *server.wait_running(1).first().expect("a worker");
+    let deadline = Instant::now() + 6 * WAIT;
+    let mut bursts = 0;
+    let used = || {
+        cpu_time(worker)
+            .unwrap_or_else(|| panic!("worker {worker} is gone; log:\n{}", server.log_text()))
+    };
+    while used() < 2 * limit {
+        assert!(
+            Instant::now() < deadline,
+            "the worker used only {:?} of CPU after {bursts} bursts; log:\n{}",
+            used(),
+            server.log_text()
+        );
+        bench(&server.addr, "0.25");
+        bursts += 1;
+        // The pause is the scenario (the worker idles), not an ordering.
+        thread::sleep(Duration::from_millis(1_600));
+    }
+    // Let the babysitter judge the last burst's window too.
+    thread::sleep(Duration::from_millis(1_500));
+    let rows = server.status();
+    let log = server.log_text();
+    assert!(!log.contains("rogue worker"), "{log}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        field(&rows[0], "pid").and_then(|p| p.parse().ok()),
+        Some(worker),
+        "the same worker serves: {rows:?}"
+    );
+    assert!(rows[0].contains("state=running"), "{rows:?}");
+    assert_eq!(server.workers(), BTreeSet::from([worker]));
 }
 
 #[test]
@@ -935,6 +1069,142 @@ fn workers_that_cannot_be_started_are_retried_with_backoff() {
     server.signal(Signal::SIGTERM);
     let status = server.wait_exit();
     assert!(status.success(), "{status}");
+}
+
+/// Seconds from log line `a` to log line `b`.
+fn seconds_between(a: &str, b: &str) -> f64 {
+    let spread = timestamp(b) - timestamp(a);
+    if spread < 0.0 {
+        spread + 86_400.0
+    } else {
+        spread
+    }
+}
+
+#[test]
+fn worker_that_dies_before_it_is_ready_is_restarted_with_backoff() {
+    // Each worker reads the secret file as it starts; once the file is gone,
+    // every new worker exits before it reports ready.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a shared secret").expect("write the secret");
+    let server = Prefork::start(&[
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--babysit",
+        "0.2",
+        "--secret-file",
+        secret.to_str().expect("utf-8 path"),
+    ]);
+    let first = *server.wait_running(1).first().expect("a worker");
+    std::fs::remove_file(&secret).expect("remove the secret");
+    let from = server.mark();
+    send(first, Signal::SIGKILL);
+
+    let mut failures = Vec::new();
+    for n in 1..=4 {
+        let line = server.wait_log(from, "a crash at start-up", |line| {
+            line.contains("worker crashed at start-up; backing off")
+                && field(line, "failures") == Some(&n.to_string())
+        });
+        failures.push(line);
+    }
+    assert!(
+        failures[0].contains("pause=100ms") && failures[3].contains("pause=800ms"),
+        "the pause doubles: {failures:#?}"
+    );
+    // Attempts 2, 3 and 4 came after pauses of 100, 200 and 400 ms.
+    let spread = seconds_between(&failures[0], &failures[3]);
+    assert!(
+        spread >= 0.65,
+        "attempts only {spread:.3}s apart: {failures:#?}"
+    );
+    // No hot loop: one start per failure, each of them dead before ready.
+    let last = server.index_of(from, &failures[3]);
+    let log: Vec<String> = server.log.borrow()[from..last].to_vec();
+    let starts = log.iter().filter(|l| l.contains("worker started")).count();
+    assert_eq!(starts, 4, "{log:#?}");
+    let crashes = log
+        .iter()
+        .filter(|l| l.contains("worker died") && l.contains("exit code 1"))
+        .count();
+    assert_eq!(crashes, 4, "{log:#?}");
+    let header = server.status_header();
+    assert_eq!(field(&header, "degraded"), Some("true"), "{header}");
+
+    // With the secret back, the next worker starts and the failures are
+    // forgotten.
+    std::fs::write(&secret, "a shared secret").expect("write the secret");
+    let after = server.wait_running(1);
+    assert!(!after.contains(&first));
+    let header = server.status_header();
+    assert_eq!(field(&header, "start_failures"), Some("0"), "{header}");
+}
+
+#[test]
+fn workers_that_keep_dying_after_start_up_are_a_crash_loop_that_backs_off_and_ends() {
+    // Four deaths within 8 s are a crash loop here.
+    let server = two_workers(&["--crash-deaths", "4", "--crash-window", "8"]);
+    let mut killed = BTreeSet::new();
+    // Two rounds: both workers die once they have run for over a second
+    // (ready, well past start-up).
+    for _ in 0..2 {
+        let pids = server.wait_running_since(2, &killed, 1.2);
+        for pid in &pids {
+            send(*pid, Signal::SIGKILL);
+        }
+        killed.extend(pids);
+    }
+    let first = server.wait_log(0, "the crash loop", |line| line.contains("crash loop:"));
+    assert_eq!(field(&first, "deaths"), Some("4"), "{first}");
+    assert_eq!(field(&first, "pause"), Some("100ms"), "{first}");
+
+    // One death more: the pause doubles, and the next start waits for it.
+    let victim = *server
+        .wait_running_since(2, &killed, 0.0)
+        .first()
+        .expect("a worker");
+    send(victim, Signal::SIGKILL);
+    killed.insert(victim);
+    let second = server.wait_log(0, "the crash loop going on", |line| {
+        line.contains("crash loop:") && field(line, "deaths") == Some("5")
+    });
+    assert_eq!(field(&second, "pause"), Some("200ms"), "{second}");
+    let next = server.index_of(0, &second);
+    let started = server.wait_log(next, "the next start", |line| {
+        line.contains("worker started")
+    });
+    let waited = seconds_between(&second, &started);
+    assert!(waited >= 0.19, "started {waited:.3}s after the death");
+    let header = server.status_header();
+    for (key, value) in [
+        ("degraded", "true"),
+        ("crash_loop", "true"),
+        ("deaths", "5"),
+    ] {
+        assert_eq!(field(&header, key), Some(value), "{header}");
+    }
+
+    // No more deaths: once they age out of the window, the loop is over.
+    let deadline = Instant::now() + Duration::from_secs(8) + WAIT;
+    loop {
+        let header = server.status_header();
+        if field(&header, "degraded") == Some("false") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still degraded: {header}; log:\n{}",
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    server.wait_log(0, "the end of the crash loop", |line| {
+        line.contains("crash loop over")
+    });
+    server.wait_running_since(2, &killed, 0.0);
 }
 
 #[test]

@@ -1,16 +1,19 @@
 //! The babysitter's rules, as a pure state machine: which worker is a rogue,
 //! and which signal it gets next.
 //!
-//! A worker is a rogue when its lifetime CPU time passes the limit (IKC
-//! 0.13's rule), when its heartbeat stops advancing (hung: its runtime no
-//! longer runs), or when it never reports ready (a start-up that hangs). A
-//! rogue gets SIGINT, then SIGTERM, then SIGKILL, one step per
-//! `2 x babysit`; the supervisor replaces it once it is reaped. A worker
-//! that used its connection budget keeps its connections until the recycle
-//! deadline, then is told to drain (SIGTERM: its peers get `GoAway`). A
-//! worker told to drain that is still alive after the grace period gets
-//! SIGKILL.
+//! A worker is a rogue when it spins: the CPU time it used over the last
+//! full CPU window passes the CPU limit ([`CpuSamples`]; IKC 0.13 likewise
+//! counted a worker only while it ran and forgave it once it slept, so a
+//! busy worker that also waits is never one). It is a rogue, too, when its
+//! heartbeat stops advancing (hung: its runtime no longer runs), or when it
+//! never reports ready (a start-up that hangs). A rogue gets SIGINT, then
+//! SIGTERM, then SIGKILL, one step per `2 x babysit`; the supervisor
+//! replaces it once it is reaped. A worker that used its connection budget
+//! keeps its connections until the recycle deadline, then is told to drain
+//! (SIGTERM: its peers get `GoAway`). A worker told to drain that is still
+//! alive after the grace period gets SIGKILL.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,7 @@ use nix::sys::signal::Signal;
 /// Why a worker is a rogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RogueReason {
-    /// Lifetime CPU time over the limit.
+    /// Over the CPU limit within one CPU window (spinning).
     Cpu,
     /// The heartbeat stopped advancing.
     Hung,
@@ -94,7 +97,7 @@ impl fmt::Display for WorkerState {
 /// The babysitter's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Lifetime CPU time after which a worker is a rogue.
+    /// CPU time a worker may use within one CPU window.
     pub cpu: Duration,
     /// Heartbeat age after which a running worker is hung.
     pub hang: Duration,
@@ -116,8 +119,65 @@ pub struct Facts {
     pub started: Instant,
     /// When its heartbeat last advanced (or it started).
     pub last_beat: Instant,
-    /// Its lifetime CPU time.
-    pub cpu: Duration,
+    /// The CPU time it used over its last full CPU window
+    /// ([`CpuSamples::used_in_window`]); `None` while it is too young to
+    /// have one, or when its CPU time cannot be read: then the CPU rule does
+    /// not judge it.
+    pub cpu_in_window: Option<Duration>,
+}
+
+/// A worker's CPU time, sampled at each babysit check, back to the newest
+/// sample that is at least one CPU window old: what the CPU rule judges.
+///
+/// The CPU used over the window is the difference between the newest sample
+/// and that oldest one, scaled to the window's length by the time between
+/// them. Samples need not be evenly spaced: after a gap (a suspended
+/// supervisor, a sample that could not be read) the use is averaged over
+/// the longer span, neither inflated nor hidden, and the samples taken
+/// after the gap judge the worker on their own once they span a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuSamples {
+    /// (when, lifetime CPU time then), oldest first.
+    samples: VecDeque<(Instant, Duration)>,
+}
+
+impl CpuSamples {
+    /// No samples yet.
+    #[must_use]
+    pub fn new() -> Self {
+        CpuSamples::default()
+    }
+
+    /// Adds the lifetime CPU time `cpu` read at `at`, and forgets samples
+    /// older than needed to span `window`.
+    pub fn record(&mut self, at: Instant, cpu: Duration, window: Duration) {
+        self.samples.push_back((at, cpu));
+        // Keep the newest sample that is a full window old as the base.
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|(then, _)| at.saturating_duration_since(*then) >= window)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The CPU time used over the last `window`, or `None` when the samples
+    /// do not span a full window yet.
+    #[must_use]
+    pub fn used_in_window(&self, window: Duration) -> Option<Duration> {
+        let (first, base) = *self.samples.front()?;
+        let (last, cpu) = *self.samples.back()?;
+        let span = last.saturating_duration_since(first);
+        if span < window || span.is_zero() {
+            return None;
+        }
+        let used = cpu.saturating_sub(base).as_nanos();
+        let scaled = used * window.as_nanos() / span.as_nanos();
+        Some(Duration::from_nanos(
+            u64::try_from(scaled).unwrap_or(u64::MAX),
+        ))
+    }
 }
 
 /// One babysit check: updates `state` and returns the signal to send now.
@@ -135,7 +195,9 @@ pub fn check(
         })
     };
     let next = match *state {
-        WorkerState::Booting | WorkerState::Running if facts.cpu > limits.cpu => {
+        WorkerState::Booting | WorkerState::Running
+            if facts.cpu_in_window.is_some_and(|used| used > limits.cpu) =>
+        {
             rogue(RogueReason::Cpu)
         }
         WorkerState::Running if now.saturating_duration_since(facts.last_beat) > limits.hang => {
@@ -194,7 +256,7 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
-            cpu: 600 * S,
+            cpu: 570 * S,
             hang: 30 * S,
             boot: 30 * S,
             step: 2 * S,
@@ -207,7 +269,7 @@ mod tests {
         Facts {
             started: t0,
             last_beat: t0,
-            cpu: Duration::ZERO,
+            cpu_in_window: None,
         }
     }
 
@@ -226,7 +288,7 @@ mod tests {
         let t0 = Instant::now();
         let mut state = WorkerState::Running;
         let mut f = facts(t0);
-        f.cpu = 601 * S;
+        f.cpu_in_window = Some(571 * S);
         f.last_beat = t0 + 700 * S;
         let l = limits();
         assert_eq!(check(&mut state, f, t0 + 700 * S, &l), Some(Signal::SIGINT));
@@ -252,6 +314,95 @@ mod tests {
             check(&mut state, f, t0 + 706 * S, &l),
             Some(Signal::SIGKILL)
         );
+    }
+
+    const WINDOW: Duration = Duration::from_secs(600);
+
+    /// Babysits a fresh worker every 5 s until `until` (seconds), its
+    /// lifetime CPU given by `cpu_at(seconds)`; the first signal, if any,
+    /// with when it came and the worker's lifetime CPU then.
+    fn babysit_cpu(
+        until: u32,
+        cpu_at: impl Fn(u32) -> Duration,
+    ) -> Option<(Signal, u32, Duration, WorkerState)> {
+        let t0 = Instant::now();
+        let mut state = WorkerState::Running;
+        let mut samples = CpuSamples::new();
+        for secs in (0..=until).step_by(5) {
+            let now = t0 + secs * S;
+            samples.record(now, cpu_at(secs), WINDOW);
+            let f = Facts {
+                started: t0,
+                last_beat: now,
+                cpu_in_window: samples.used_in_window(WINDOW),
+            };
+            if let Some(signal) = check(&mut state, f, now, &limits()) {
+                return Some((signal, secs, cpu_at(secs), state));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn spinning_worker_is_a_cpu_rogue_after_one_full_window() {
+        // One CPU second per second: the first full window is over the limit.
+        let (signal, at, _, state) =
+            babysit_cpu(3_600, |secs| secs * S).expect("a spinning worker is a rogue");
+        assert_eq!(signal, Signal::SIGINT);
+        assert_eq!(at, 600, "judged as soon as it has a full window");
+        assert!(matches!(
+            state,
+            WorkerState::Rogue {
+                reason: RogueReason::Cpu,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn worker_that_works_and_sleeps_is_never_a_cpu_rogue_past_the_lifetime_total() {
+        // 10 s of CPU, then 10 s asleep, for ten hours: 18,000 CPU seconds
+        // in all, 300 in any window.
+        let cpu_at = |secs: u32| (secs / 20 * 10 + (secs % 20).min(10)) * S;
+        assert!(cpu_at(36_000) > 30 * limits().cpu);
+        assert_eq!(babysit_cpu(36_000, cpu_at), None);
+    }
+
+    #[test]
+    fn worker_younger_than_the_window_is_not_judged() {
+        let t0 = Instant::now();
+        let mut samples = CpuSamples::new();
+        samples.record(t0, Duration::ZERO, WINDOW);
+        samples.record(t0 + 595 * S, 595 * S, WINDOW);
+        assert_eq!(samples.used_in_window(WINDOW), None);
+        samples.record(t0 + 600 * S, 600 * S, WINDOW);
+        assert_eq!(samples.used_in_window(WINDOW), Some(600 * S));
+    }
+
+    #[test]
+    fn cpu_use_across_a_sample_gap_is_scaled_to_the_window() {
+        let t0 = Instant::now();
+        let mut samples = CpuSamples::new();
+        samples.record(t0, Duration::ZERO, WINDOW);
+        samples.record(t0 + 5 * S, 5 * S, WINDOW);
+        // No sample for 1,200 s, in which it used 600 s: half of one CPU.
+        samples.record(t0 + 1_205 * S, 605 * S, WINDOW);
+        assert_eq!(samples.used_in_window(WINDOW), Some(300 * S));
+        // After the gap, the samples judge it on their own: it spins now.
+        for secs in (1_210..=1_805_u32).step_by(5) {
+            samples.record(t0 + secs * S, (605 + secs - 1_205) * S, WINDOW);
+        }
+        assert_eq!(samples.used_in_window(WINDOW), Some(600 * S));
+    }
+
+    #[test]
+    fn worker_whose_cpu_time_cannot_be_read_is_not_a_cpu_rogue() {
+        let t0 = Instant::now();
+        let mut state = WorkerState::Running;
+        let mut f = facts(t0);
+        f.last_beat = t0 + 700 * S;
+        assert_eq!(f.cpu_in_window, None);
+        assert_eq!(check(&mut state, f, t0 + 700 * S, &limits()), None);
     }
 
     #[test]

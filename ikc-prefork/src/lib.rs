@@ -8,21 +8,33 @@
 //!
 //! - reaps exited workers, logs why each ended (exit code or signal;
 //!   drained, recycled, rogue, died), and replaces them;
-//! - babysits every `babysit` seconds: a worker over the CPU limit (600 s,
-//!   as IKC 0.13), whose heartbeat stopped (hung), or that never became
+//! - babysits every `babysit` seconds: a worker that spins (more than
+//!   `cpu_limit` of CPU time within the last `cpu_window`: 570 s in 600 s
+//!   by default), whose heartbeat stopped (hung), or that never became
 //!   ready is a rogue and gets SIGINT, SIGTERM, then SIGKILL, one step per
-//!   `2 x babysit`;
+//!   `2 x babysit`. The CPU rule judges a window, not the lifetime: a busy
+//!   worker that also waits is never a rogue (IKC 0.13 likewise forgave a
+//!   worker once it slept), and a worker younger than the window is not
+//!   judged;
 //! - retries failed forks (EAGAIN, ENOMEM) and re-starts workers that crash
 //!   at start-up with a capped exponential backoff, never in a hot loop;
+//!   workers that keep dying at any age (5 deaths within 60 s by default:
+//!   a crash loop) make each start wait likewise, with a `crash loop`
+//!   warning and `degraded=true` in the status, until the deaths age out;
 //! - recycles a worker after `connections` accepted connections: it stops
 //!   accepting and is replaced at once; its connections may finish until
 //!   the recycle deadline, then it drains (`GoAway`) and exits 0;
 //! - on SIGINT/SIGTERM drains every worker (SIGKILL after the grace period)
 //!   and returns (so does `IKC/shutdown` from a peer, when the server
-//!   allows it: the worker that got it asks the supervisor); on SIGUSR2 logs each worker's pid, age, connections, CPU
-//!   time, heartbeat age and state; on SIGHUP replaces every worker one at a
-//!   time, each new one ready before an old one drains; on SIGTTIN/SIGTTOU
-//!   runs one worker more/less.
+//!   allows it: the worker that got it asks the supervisor); on SIGUSR2 logs whether it is degraded (workers fail to
+//!   start, or a crash loop), then each worker's pid, age, connections, CPU
+//!   time (in all and in the last CPU window), heartbeat age and state; on
+//!   SIGHUP replaces every worker one at a time, each new one ready before
+//!   an old one drains; on SIGTTIN/SIGTTOU runs one worker more/less.
+//!
+//! The CPU times come from `/proc/PID/stat`. Where `/proc` cannot be read,
+//! the supervisor logs one warning at start-up and the CPU rule is off; the
+//! hang and boot rules, which rely on the heartbeat, still apply.
 //!
 //! The supervisor is synchronous and single-threaded, and never touches
 //! tokio: forking a multi-threaded process would leave the child only
@@ -33,6 +45,7 @@
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
 pub mod babysit;
+mod crash_loop;
 mod heartbeat;
 mod signals;
 mod supervisor;
@@ -41,7 +54,8 @@ mod sys;
 mod worker;
 
 pub use supervisor::{
-    Bound, DEFAULT_BABYSIT, DEFAULT_CPU_LIMIT, DEFAULT_GRACE_PERIOD, DEFAULT_HANG_TIMEOUT,
+    Bound, DEFAULT_BABYSIT, DEFAULT_CPU_LIMIT, DEFAULT_CPU_WINDOW, DEFAULT_CRASH_LOOP_DEATHS,
+    DEFAULT_CRASH_LOOP_WINDOW, DEFAULT_GRACE_PERIOD, DEFAULT_HANG_TIMEOUT,
     DEFAULT_RECYCLE_DEADLINE, Supervisor,
 };
 pub use worker::{HEARTBEAT_INTERVAL, WorkerContext};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::BorrowedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::PreforkError;
-use crate::babysit::{self, Facts, Limits, WorkerState};
+use crate::babysit::{self, CpuSamples, Facts, Limits, WorkerState};
+use crate::crash_loop::Deaths;
 use crate::heartbeat::{self, Beat, BeatReader};
 use crate::signals::{Received, Signals};
 use crate::sys::{self, Forked};
@@ -24,8 +25,16 @@ use crate::worker::{Inherited, WorkerContext};
 
 /// Default for [`Supervisor::babysit`]: every 5 seconds.
 pub const DEFAULT_BABYSIT: Duration = Duration::from_secs(5);
-/// Default for [`Supervisor::cpu_limit`]: 600 s of CPU time, as IKC 0.13.
-pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(600);
+/// Default for [`Supervisor::cpu_window`]: CPU use is judged over the last
+/// 600 s (ten minutes, IKC 0.13's limit).
+pub const DEFAULT_CPU_WINDOW: Duration = Duration::from_secs(600);
+/// Default for [`Supervisor::cpu_limit`]: 570 s of CPU time within one
+/// window, a worker that spun 95 % of the last ten minutes.
+pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(570);
+/// Default deaths for [`Supervisor::crash_loop`]: 5 workers that die...
+pub const DEFAULT_CRASH_LOOP_DEATHS: u32 = 5;
+/// ...within 60 s are a crash loop (default for [`Supervisor::crash_loop`]).
+pub const DEFAULT_CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 /// Default for [`Supervisor::hang_timeout`]: 30 s without a heartbeat.
 pub const DEFAULT_HANG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`Supervisor::grace_period`]: 30 s to drain.
@@ -36,10 +45,13 @@ pub const DEFAULT_RECYCLE_DEADLINE: Duration = Duration::from_secs(30);
 /// A worker that dies sooner than this after starting, without having
 /// reported ready, counts as a crash at start-up.
 const MIN_UPTIME: Duration = Duration::from_secs(1);
-/// First pause after a failed fork or a crash at start-up; it doubles.
+/// First pause after a failed fork, a crash at start-up or a death in a
+/// crash loop; it doubles.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between such attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Where CPU times are read (`/proc/PID/stat`).
+const PROC_ROOT: &str = "/proc";
 
 /// The listening socket the supervisor binds before forking.
 #[derive(Debug)]
@@ -129,10 +141,13 @@ pub struct Supervisor {
     workers: usize,
     connections: Option<u64>,
     babysit: Duration,
+    cpu_window: Duration,
     cpu_limit: Duration,
     hang_timeout: Duration,
     grace_period: Duration,
     recycle_deadline: Duration,
+    crash_loop_deaths: u32,
+    crash_loop_window: Duration,
 }
 
 impl Supervisor {
@@ -143,10 +158,13 @@ impl Supervisor {
             workers: 1,
             connections: None,
             babysit: DEFAULT_BABYSIT,
+            cpu_window: DEFAULT_CPU_WINDOW,
             cpu_limit: DEFAULT_CPU_LIMIT,
             hang_timeout: DEFAULT_HANG_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
             recycle_deadline: DEFAULT_RECYCLE_DEADLINE,
+            crash_loop_deaths: DEFAULT_CRASH_LOOP_DEATHS,
+            crash_loop_window: DEFAULT_CRASH_LOOP_WINDOW,
         }
     }
 
@@ -179,8 +197,24 @@ impl Supervisor {
         self
     }
 
-    /// Lifetime CPU time after which a worker is stopped as a rogue.
-    /// Default: 600 s (IKC 0.13).
+    /// The span over which the babysitter judges a worker's CPU use (see
+    /// [`Supervisor::cpu_limit`]). At least 10 ms. Default: 600 s.
+    pub fn cpu_window(mut self, window: Duration) -> Self {
+        self.cpu_window = window.max(Duration::from_millis(10));
+        self
+    }
+
+    /// CPU time (user + system) a worker may use within one CPU window;
+    /// one that used more spins, and is stopped as a rogue. The babysitter
+    /// samples each worker's CPU time at every check and judges the last
+    /// full window, so a worker younger than the window is not judged, and
+    /// a busy worker that also waits is never a rogue however much CPU it
+    /// used in all (IKC 0.13 likewise forgave a worker once it slept). Every
+    /// thread of the worker counts; its runtime runs one, so a limit at or
+    /// above the window fires only for a worker that keeps other threads
+    /// busy too. The rule needs `/proc`: without it the supervisor warns
+    /// once at start-up and the rule is off. Default: 570 s (95 % of the
+    /// default 600 s window).
     pub fn cpu_limit(mut self, limit: Duration) -> Self {
         self.cpu_limit = limit;
         self
@@ -204,6 +238,20 @@ impl Supervisor {
     /// [`connections`](Self::connections)). Default: 30 s.
     pub fn recycle_deadline(mut self, deadline: Duration) -> Self {
         self.recycle_deadline = deadline;
+        self
+    }
+
+    /// A crash loop: `deaths` workers (at least 1) that die within
+    /// `window`, at any age (a worker dies when it exits or is killed
+    /// without the supervisor asking; drained, recycled and rogue workers do
+    /// not count). While the deaths in the last window reach `deaths`, the
+    /// start after each death waits 100 ms, doubling with each further
+    /// death up to 10 s, the supervisor warns (`crash loop: ...`), and the
+    /// SIGUSR2 status says `degraded=true` with the count; it ends once the
+    /// deaths age out of the window. Default: 5 deaths within 60 s.
+    pub fn crash_loop(mut self, deaths: u32, window: Duration) -> Self {
+        self.crash_loop_deaths = deaths.max(1);
+        self.crash_loop_window = window;
         self
     }
 
@@ -231,6 +279,15 @@ impl Supervisor {
             grace: self.grace_period,
             recycle: self.recycle_deadline,
         };
+        // Without /proc the CPU rule cannot see anything: say so once.
+        if let Err(error) = cpu_time_readable(Path::new(PROC_ROOT)) {
+            tracing::warn!(
+                %error,
+                "cannot read CPU times from {PROC_ROOT}: the CPU limit is off \
+                 (the hang and boot rules still apply)"
+            );
+        }
+        let deaths = Deaths::new(self.crash_loop_deaths, self.crash_loop_window);
         let mut state = State {
             config: self,
             limits,
@@ -241,6 +298,7 @@ impl Supervisor {
             old: Vec::new(),
             stopping: None,
             failures: 0,
+            deaths,
             next_spawn: Instant::now(),
         };
         state.target = state.config.workers;
@@ -262,6 +320,8 @@ struct Worker {
     recycled: bool,
     state: WorkerState,
     beats: Option<BeatReader>,
+    /// Its CPU time at the babysit checks of the last CPU window.
+    cpu: CpuSamples,
 }
 
 struct State {
@@ -277,6 +337,8 @@ struct State {
     stopping: Option<Instant>,
     /// Consecutive failed forks or crashes at start-up.
     failures: u32,
+    /// Workers that died lately, at any age: a crash loop.
+    deaths: Deaths,
     next_spawn: Instant,
 }
 
@@ -498,39 +560,68 @@ impl State {
         };
         if why == "died" {
             tracing::warn!(pid = pid.as_raw(), worker = worker.id, %cause, ?lived, "worker died");
+            let now = Instant::now();
+            let mut pause = Duration::ZERO;
             if !worker.ready && lived < MIN_UPTIME {
                 self.failures += 1;
-                let pause = backoff(self.failures);
+                pause = backoff(self.failures);
                 tracing::warn!(
                     failures = self.failures,
                     ?pause,
                     "worker crashed at start-up; backing off"
                 );
-                self.next_spawn = Instant::now() + pause;
             }
+            // Deaths at any age: a worker that crashes after it was ready.
+            if let Some(over) = self.deaths.record(now) {
+                let deaths = self.deaths.count(now);
+                let window = self.deaths.window();
+                let loop_pause = backoff(over);
+                tracing::warn!(
+                    deaths,
+                    ?window,
+                    pause = ?loop_pause,
+                    "crash loop: {deaths} workers died within {window:?}; backing off"
+                );
+                pause = pause.max(loop_pause);
+            }
+            self.next_spawn = self.next_spawn.max(now + pause);
         } else {
             tracing::info!(pid = pid.as_raw(), worker = worker.id, %cause, reason = %why, ?lived, "worker exited");
         }
     }
 
     fn babysit(&mut self, now: Instant) {
+        if self.deaths.ended(now) {
+            tracing::info!(
+                deaths = self.deaths.count(now),
+                window = ?self.deaths.window(),
+                "crash loop over: workers start without pause"
+            );
+        }
+        let window = self.config.cpu_window;
         for (pid, worker) in &mut self.workers {
             // A worker that vanished without a wait status (reaped elsewhere)
             // is forgotten on the next reap; here it only must not be signalled.
             if kill(*pid, None).is_err() {
                 continue;
             }
+            // An unreadable sample is skipped, not taken as zero: the next
+            // one then spans the gap (CpuSamples scales it to the window).
+            if let Some(cpu) = cpu_time(*pid) {
+                worker.cpu.record(now, cpu, window);
+            }
             let facts = Facts {
                 started: worker.started,
                 last_beat: worker.last_beat,
-                cpu: cpu_time(*pid),
+                cpu_in_window: worker.cpu.used_in_window(window),
             };
             let before = worker.state;
             if let Some(signal) = babysit::check(&mut worker.state, facts, now, &self.limits) {
                 if before != worker.state
                     && matches!(worker.state, WorkerState::Rogue { step: 1, .. })
                 {
-                    tracing::warn!(pid = pid.as_raw(), worker = worker.id, state = %worker.state, "rogue worker");
+                    let cpu_window = seconds(facts.cpu_in_window);
+                    tracing::warn!(pid = pid.as_raw(), worker = worker.id, state = %worker.state, %cpu_window, ?window, "rogue worker");
                 }
                 tracing::info!(pid = pid.as_raw(), %signal, "signalling worker");
                 let _ = kill(*pid, signal);
@@ -639,6 +730,7 @@ impl State {
                         recycled: false,
                         state: WorkerState::Booting,
                         beats: Some(reader),
+                        cpu: CpuSamples::new(),
                     },
                 );
                 Ok(())
@@ -657,24 +749,31 @@ impl State {
         self.next_spawn = Instant::now() + pause;
     }
 
-    fn dump_status(&self) {
+    fn dump_status(&mut self) {
         let now = Instant::now();
-        let degraded = self.failures > 0;
+        // Degraded: workers cannot be started, or they keep dying.
+        let crash_loop = self.deaths.looping(now);
+        let degraded = self.failures > 0 || crash_loop;
         tracing::info!(
             workers = self.workers.len(),
             target = self.target,
             reloading = self.old.len(),
             degraded,
+            crash_loop,
+            deaths = self.deaths.count(now),
+            start_failures = self.failures,
             "status"
         );
+        let window = self.config.cpu_window;
         for (pid, worker) in &self.workers {
             tracing::info!(
-                "worker {} pid={} age={:.1}s connections={} cpu={:.2}s heartbeat_age={:.1}s state={}",
+                "worker {} pid={} age={:.1}s connections={} cpu={} cpu_window={} heartbeat_age={:.1}s state={}",
                 worker.id,
                 pid.as_raw(),
                 now.duration_since(worker.started).as_secs_f64(),
                 worker.accepted,
-                cpu_time(*pid).as_secs_f64(),
+                seconds(cpu_time(*pid)),
+                seconds(worker.cpu.used_in_window(window)),
                 now.duration_since(worker.last_beat).as_secs_f64(),
                 worker.state,
             );
@@ -693,16 +792,32 @@ fn backoff(failures: u32) -> Duration {
     (BACKOFF_MIN * factor).min(BACKOFF_MAX)
 }
 
-/// A process's lifetime CPU time (user + system), from `/proc`.
-fn cpu_time(pid: Pid) -> Duration {
+/// A CPU time for the logs: `1.23s`, or `-` when unknown.
+fn seconds(time: Option<Duration>) -> String {
+    time.map_or_else(|| "-".to_owned(), |t| format!("{:.2}s", t.as_secs_f64()))
+}
+
+/// A process's lifetime CPU time (user + system), from `/proc`; `None` when
+/// it cannot be read (no `/proc`, or the process is gone).
+fn cpu_time(pid: Pid) -> Option<Duration> {
+    cpu_time_at(Path::new(PROC_ROOT), pid).ok()
+}
+
+/// As [`cpu_time`], from the procfs mounted at `proc_root`.
+fn cpu_time_at(proc_root: &Path, pid: Pid) -> procfs::ProcResult<Duration> {
     let ticks = procfs::ticks_per_second().max(1);
-    procfs::process::Process::new(pid.as_raw())
-        .and_then(|process| process.stat())
-        .map_or(Duration::ZERO, |stat| {
-            let ticks_used = stat.utime + stat.stime;
-            Duration::from_secs(ticks_used / ticks)
-                + Duration::from_nanos((ticks_used % ticks) * 1_000_000_000 / ticks)
-        })
+    let stat = procfs::process::Process::new_with_root(proc_root.join(pid.as_raw().to_string()))
+        .and_then(|process| process.stat())?;
+    let ticks_used = stat.utime + stat.stime;
+    Ok(Duration::from_secs(ticks_used / ticks)
+        + Duration::from_nanos((ticks_used % ticks) * 1_000_000_000 / ticks))
+}
+
+/// Whether the CPU rule can work: the supervisor's own CPU time can be read
+/// from the procfs at `proc_root` (the workers' then can too); the error
+/// says why not.
+fn cpu_time_readable(proc_root: &Path) -> procfs::ProcResult<()> {
+    cpu_time_at(proc_root, Pid::this()).map(|_| ())
 }
 
 #[cfg(test)]
@@ -737,6 +852,18 @@ mod tests {
             x = x.wrapping_add(std::hint::black_box(1));
         }
         assert!(x > 0);
-        assert!(cpu_time(Pid::this()) > Duration::ZERO);
+        assert!(cpu_time(Pid::this()).is_some_and(|cpu| cpu > Duration::ZERO));
+        assert!(cpu_time_readable(Path::new(PROC_ROOT)).is_ok());
+    }
+
+    #[test]
+    fn cpu_time_is_unavailable_without_a_procfs() {
+        let missing = std::env::temp_dir().join(format!("ikc-no-proc-{}", std::process::id()));
+        assert!(!missing.exists());
+        assert!(cpu_time_at(&missing, Pid::this()).is_err());
+        assert!(
+            cpu_time_readable(&missing).is_err(),
+            "the check reports unavailable"
+        );
     }
 }

@@ -94,9 +94,20 @@ struct ServeArgs {
     /// With --workers: seconds without a heartbeat before a worker counts as hung.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
     hang_timeout: Duration,
-    /// With --workers: seconds of CPU time before a worker counts as a rogue.
+    /// With --workers: seconds over which a worker's CPU use is judged (see --cpu-limit).
     #[arg(long, default_value = "600", value_parser = parse_secs)]
+    cpu_window: Duration,
+    /// With --workers: seconds of CPU time a worker may use within one --cpu-window; one
+    /// that used more spins and counts as a rogue (needs /proc).
+    #[arg(long, default_value = "570", value_parser = parse_secs)]
     cpu_limit: Duration,
+    /// With --workers: this many worker deaths within --crash-window make a crash loop,
+    /// in which each start waits (100 ms, doubling up to 10 s).
+    #[arg(long, default_value_t = ikc::prefork::DEFAULT_CRASH_LOOP_DEATHS)]
+    crash_deaths: u32,
+    /// With --workers: seconds within which --crash-deaths deaths make a crash loop.
+    #[arg(long, default_value = "60", value_parser = parse_secs)]
+    crash_window: Duration,
     /// Seconds a graceful shutdown waits for connections before aborting them.
     #[arg(long, default_value = "30", value_parser = parse_secs)]
     grace: Duration,
@@ -325,7 +336,9 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
         .recycle_deadline(args.recycle_deadline)
         .babysit(args.babysit)
         .hang_timeout(args.hang_timeout)
+        .cpu_window(args.cpu_window)
         .cpu_limit(args.cpu_limit)
+        .crash_loop(args.crash_deaths, args.crash_window)
         // Workers get the grace period; the supervisor kills stragglers a
         // little later.
         .grace_period(args.grace + Duration::from_secs(1));
