@@ -1,7 +1,7 @@
 //! Opening a connection and running the client side of the handshake.
 
 use futures::{SinkExt, StreamExt};
-use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo};
+use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
 use ikc_proto::codec::Builder;
 use ikc_proto::{CodecError, HandshakeCodec, Preface, pb};
 use tokio::net::{TcpStream, UnixStream};
@@ -73,8 +73,8 @@ pub(super) async fn establish(
         auth: client_nonce.map(|n| n.to_vec().into()).unwrap_or_default(),
         limits: Some(pb::Limits {
             max_frame_len: u32::try_from(settings.max_frame_length).unwrap_or(u32::MAX),
-            max_in_flight: 0,
-            keepalive_ms: 0,
+            max_in_flight: u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX),
+            keepalive_ms: ikc_core::channel::keepalive_ms(settings.keepalive),
         }),
     };
     let failed = |e: CodecError| {
@@ -164,12 +164,13 @@ pub(super) async fn establish(
     };
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
+    let peer_limits = PeerLimits::from_proto(welcome.limits.as_ref());
     let append: ikc_core::AppendEncoded<_> = IdleFramed::append_encoded;
     let handle = start_channel(
         kernel,
         settings,
         addr,
-        peer,
+        (peer, peer_limits),
         framed,
         Some(append),
         send_limit,
@@ -206,11 +207,12 @@ async fn establish_legacy(
             };
             Error::new(kind, format!("IKC negotiation with {addr} failed")).with_source(e)
         })?;
+    // Perl IKC announces no limits.
     let handle = start_channel(
         kernel,
         settings,
         addr,
-        peer,
+        (peer, PeerLimits::default()),
         transport,
         None,
         settings.max_frame_length,
@@ -224,7 +226,7 @@ fn start_channel<T, E>(
     kernel: &Kernel,
     settings: &ClientBuilder,
     addr: &str,
-    peer: PeerInfo,
+    (peer, peer_limits): (PeerInfo, PeerLimits),
     transport: T,
     append: Option<ikc_core::AppendEncoded<T>>,
     max_frame_length: usize,
@@ -239,6 +241,11 @@ where
     let registered = Channel::builder(kernel.clone())
         .call_timeout(settings.call_timeout)
         .max_frame_length(max_frame_length)
+        .keepalive(settings.keepalive)
+        .max_in_flight(settings.max_in_flight)
+        .overloaded_retry_after(settings.overloaded_retry_after)
+        .peer_limits(peer_limits)
+        .max_queued_calls(settings.max_queued_calls)
         .register(peer)
         .map_err(|e| {
             Error::new(
