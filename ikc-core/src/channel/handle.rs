@@ -619,17 +619,27 @@ impl Shared {
         pending.stamp(now);
         let taken = pending.outbox.len().min(max);
         outbox.extend(pending.outbox.drain(..taken));
-        if taken > 0 {
-            self.room.add_permits(taken);
-            if !pending.held.is_empty() {
-                self.release_held(&mut pending);
-            }
-        }
         if !pending.outbox.is_empty() {
             self.queued.store(true, Ordering::Release);
         }
+        let held = !pending.held.is_empty();
         drop(pending);
+        if taken > 0 {
+            self.room.add_permits(taken);
+            if held {
+                self.release_held_now();
+            }
+        }
         taken > 0
+    }
+
+    /// Sends the held calls there is room for now that the driver took
+    /// frames: the room may have been all that held them back.
+    fn release_held_now(&self) {
+        let released = self.release_held(&mut self.lock());
+        if released {
+            self.notify();
+        }
     }
 
     /// Hands the frames the handles encoded to `write`, which leaves the
@@ -655,11 +665,11 @@ impl Shared {
         debug_assert!(encoded.bytes.is_empty(), "the transport takes every frame");
         super::trim_encoded(&mut encoded.bytes);
         let taken = std::mem::take(&mut encoded.frames);
-        self.room.add_permits(taken);
-        let released = !pending.held.is_empty() && self.release_held(&mut pending);
+        let held = !pending.held.is_empty();
         drop(pending);
-        if released {
-            self.notify();
+        self.room.add_permits(taken);
+        if held {
+            self.release_held_now();
         }
         true
     }

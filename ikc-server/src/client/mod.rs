@@ -16,6 +16,17 @@
 //! The connection is symmetric: sessions the client publishes
 //! ([`Client::publish`]) can be called by the server, and by other clients
 //! through the server.
+//!
+//! # Limits
+//!
+//! The handshake carries each side's limits. The client keeps its calls at
+//! the server within the server's `max_in_flight`; calls beyond it wait
+//! their turn (up to [`ClientBuilder::max_queued_calls`], each keeping its
+//! timeout) instead of being answered `Overloaded`. It announces its own
+//! [`max_in_flight`](ClientBuilder::max_in_flight) for the server's calls
+//! to the sessions it publishes, and its
+//! [`keepalive`](ClientBuilder::keepalive) interval; each side probes a
+//! silent connection at its own interval.
 
 mod connect;
 
