@@ -53,7 +53,8 @@ pub mod transport;
 
 pub use builtin::{IKC_EVENTS, event_value};
 pub use channel::{
-    AppendEncoded, Channel, ChannelBuilder, ChannelDriver, ChannelError, ChannelHandle, Registered,
+    AppendEncoded, Channel, ChannelBuilder, ChannelDriver, ChannelError, ChannelHandle, PeerLimits,
+    Registered,
 };
 pub use error::{BoxError, ErrorKind, IkcError, error_chain};
 pub use ikc_proto::Value;

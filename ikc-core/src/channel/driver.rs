@@ -50,9 +50,6 @@ const READ_BUDGET: usize = 256;
 /// timeout fires up to this much late.
 const SWEEP_EVERY: Duration = Duration::from_millis(50);
 
-/// Hint sent with `Overloaded`: how long the peer should wait.
-const OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(20);
-
 type HandlerFuture = BoxFuture<'static, Result<Value, BoxError>>;
 
 /// A running handler: a call can be cancelled by its caller, a post cannot.
@@ -226,6 +223,13 @@ struct State {
     answers: Vec<(u64, Result<Value, IkcError>)>,
     wakers: Vec<Waker>,
     max_in_flight: usize,
+    /// The hint sent with `Overloaded`.
+    retry_after: Duration,
+    /// Handlers in `in_flight` whose call the peer cancelled, not collected
+    /// yet: they no longer count against `max_in_flight`, or a caller that
+    /// gave up on a call and made the next one at once (its `Cancel` read
+    /// in the same batch) would be answered `Overloaded`.
+    cancelled: usize,
     keepalive: Option<Keepalive>,
     /// Wakes the driver to time out our calls; polled only while some wait.
     sweep: Pin<Box<tokio::time::Sleep>>,
@@ -266,6 +270,7 @@ where
         registration: Registration,
         service: SessionService,
         max_in_flight: usize,
+        retry_after: Duration,
         keepalive: Option<Duration>,
     ) -> Self {
         let state = State {
@@ -281,6 +286,8 @@ where
             answers: Vec::new(),
             wakers: Vec::new(),
             max_in_flight,
+            retry_after,
+            cancelled: 0,
             read_closed: false,
             draining: false,
             unflushed: false,
@@ -566,6 +573,7 @@ impl State {
             Kind::Cancel(cancel) => {
                 if let Some(abort) = self.cancels.remove(&cancel.id) {
                     abort.abort();
+                    self.cancelled += 1;
                 } else if cancel.id != 0 {
                     // Not started yet: it never will be.
                     self.waiting.retain(|waiting| waiting.id != cancel.id);
@@ -622,13 +630,13 @@ impl State {
                 IkcError::new(ErrorKind::ShuttingDown, "kernel is shutting down"),
             );
         }
-        let running = self.in_flight.len() + self.waiting.len();
+        let running = self.in_flight.len() - self.cancelled + self.waiting.len();
         if running >= self.max_in_flight {
             let error = IkcError::new(
                 ErrorKind::Overloaded,
                 format!("{running} requests already running on this connection"),
             )
-            .with_retry_after(OVERLOADED_RETRY_AFTER);
+            .with_retry_after(self.retry_after);
             return refuse(self, &request.target, error);
         }
         // A call's target is parsed in place; a post keeps its text for the
@@ -756,10 +764,15 @@ impl State {
             }
             Finished::Call { id, answer } => (id, answer),
         };
-        self.cancels.remove(&id);
+        if answer.is_some() {
+            self.cancels.remove(&id);
+        }
         let frame = match answer {
             // Cancelled by the caller: nobody waits for an answer.
-            None => return,
+            None => {
+                self.cancelled -= 1;
+                return;
+            }
             Some(Ok(value)) if self.replies.is_some() => {
                 let max = self.shared.max_frame_length();
                 let replies = self.replies.as_mut().expect("checked above");

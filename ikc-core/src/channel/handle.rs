@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Encoder;
 use tokio_util::sync::CancellationToken;
 
+use super::PeerLimits;
 use crate::{ErrorKind, IkcError, PeerInfo, RemoteSession, Request, Specifier};
 
 /// Frames handles may queue for the driver before `call`/`post` wait.
@@ -39,6 +40,19 @@ struct PendingCall {
     /// driver stamps a call with its own clock when it sends it (or when
     /// its sweep finds it first), so a call reads no clock of its own.
     deadline: Option<(Option<Instant>, Duration)>,
+    /// Where the call stands against the peer's `max_in_flight`.
+    slot: Slot,
+}
+
+/// A call's place under the peer's `max_in_flight`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not counted: not a request (a `Subscribe`), or answered already.
+    Free,
+    /// Sent, or on its way: the peer runs it until it answers.
+    Taken,
+    /// Waiting in `Pending::held` for a call of ours to end.
+    Held,
 }
 
 /// The calls waiting for answers and the frames waiting for the driver,
@@ -54,6 +68,11 @@ struct Pending {
     /// ids rise in the order calls reach the wire (a peer's `GoAway` names
     /// the last one it read).
     next_id: u64,
+    /// Calls holding a [`Slot::Taken`].
+    taken: usize,
+    /// Calls over the peer's `max_in_flight`, oldest first, with their
+    /// frames: sent as answers make room.
+    held: VecDeque<(u64, pb::Frame)>,
     /// Frames for the driver to send, oldest first.
     outbox: VecDeque<pb::Frame>,
     /// Frames already encoded, for a transport that takes them so; from
@@ -119,6 +138,8 @@ impl Default for Pending {
             unanswered: 0,
             unstamped: Vec::new(),
             next_id: 1,
+            taken: 0,
+            held: VecDeque::new(),
             outbox: VecDeque::new(),
             encoded: None,
             closed: false,
@@ -151,18 +172,53 @@ impl Pending {
         }
     }
 
-    /// Answers call `id` if it still waits for an answer.
+    /// Answers call `id` if it still waits for an answer. A held call was
+    /// never sent, so the peer cannot answer it: whoever ends one frees
+    /// its slot first (see [`Pending::unhold`]).
     fn answer(&mut self, id: u64, answer: Answer) -> Answered {
         let Some(call) = self.calls.get_mut(&id) else {
             return Answered::Nobody;
         };
-        if call.answer.is_some() {
+        if call.answer.is_some() || call.slot == Slot::Held {
             return Answered::Nobody;
         }
         call.answer = Some(answer);
+        let waker = call.waker.take();
+        if std::mem::replace(&mut call.slot, Slot::Free) == Slot::Taken {
+            self.taken -= 1;
+        }
         self.unanswered -= 1;
-        Answered::Waited(call.waker.take())
+        Answered::Waited(waker)
     }
+
+    /// Takes the held calls `ids` out of the queue (their frames are
+    /// dropped: never sent), leaving them free to be answered.
+    fn unhold(&mut self, ids: &[u64]) {
+        if ids.is_empty() {
+            return;
+        }
+        for id in ids {
+            if let Some(call) = self.calls.get_mut(id) {
+                call.slot = Slot::Free;
+            }
+        }
+        // One pass however many: a sweep may end many at once.
+        let calls = &self.calls;
+        self.held
+            .retain(|(id, _)| calls.get(id).is_some_and(|call| call.slot == Slot::Held));
+    }
+}
+
+/// Our side of the peer's `max_in_flight`, and what this channel says when
+/// it is overloaded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallLimits {
+    /// What the peer announced.
+    pub(crate) peer: PeerLimits,
+    /// Calls that may wait for a slot.
+    pub(crate) max_queued: usize,
+    /// The hint given with `Overloaded`.
+    pub(crate) retry_after: Duration,
 }
 
 /// What became of a frame offered to the driver's queue.
@@ -184,6 +240,9 @@ pub(crate) struct Shared {
     call_timeout: Option<Duration>,
     /// Largest frame the peer accepts.
     max_frame_length: usize,
+    limits: CallLimits,
+    /// Our calls the peer runs at once: its `max_in_flight`, or no limit.
+    max_taken: usize,
     /// The peer sent GoAway: it takes no new requests.
     peer_going_away: AtomicBool,
     /// The `last_id` of the peer's GoAway (`u64::MAX` before one came).
@@ -208,12 +267,15 @@ impl Shared {
         peer: PeerInfo,
         call_timeout: Option<Duration>,
         max_frame_length: usize,
+        limits: CallLimits,
     ) -> Self {
         Shared {
             peer: Arc::new(peer),
             pending: Mutex::default(),
             call_timeout,
             max_frame_length,
+            limits,
+            max_taken: limits.peer.max_in_flight.unwrap_or(usize::MAX),
             peer_going_away: AtomicBool::new(false),
             peer_last_id: AtomicU64::new(u64::MAX),
             draining: AtomicBool::new(false),
@@ -243,6 +305,7 @@ impl Shared {
             answer: None,
             waker: Some(waker.clone()),
             deadline: timeout.map(|timeout| (None, timeout)),
+            slot: Slot::Free,
         };
         let mut pending = self.lock();
         if pending.closed {
@@ -254,9 +317,18 @@ impl Shared {
             Outgoing::RequestFrame(request) => request.id = id,
             Outgoing::Frame(_) => {}
         }
+        if !matches!(frame, Outgoing::Frame(_)) {
+            // The peer's limit: one compare on the way. Behind calls that
+            // wait already, a call waits too, so they go out in order.
+            if pending.taken >= self.max_taken || !pending.held.is_empty() {
+                return self.hold(pending, id, call, timeout, frame);
+            }
+            call.slot = Slot::Taken;
+        }
         if !self.take_room() {
             // Its frame waits for room: its time counts from now.
             call.deadline = timeout.map(|timeout| (Some(Instant::now() + timeout), timeout));
+            pending.taken += usize::from(call.slot == Slot::Taken);
             pending.calls.insert(id, call);
             pending.unanswered += 1;
             drop(pending);
@@ -266,6 +338,7 @@ impl Shared {
             return Ok((id, Some(frame.into_frame())));
         }
         self.enqueue(&mut pending, frame)?;
+        pending.taken += usize::from(call.slot == Slot::Taken);
         pending.calls.insert(id, call);
         pending.unanswered += 1;
         if timeout.is_some() {
@@ -274,6 +347,90 @@ impl Shared {
         drop(pending);
         self.notify();
         Ok((id, None))
+    }
+
+    /// Puts call `id` in the queue of calls waiting for a slot under the
+    /// peer's `max_in_flight`, or fails it with `Overloaded` when the queue
+    /// is full. Only under load: the frame is made and measured here.
+    fn hold(
+        &self,
+        mut pending: MutexGuard<'_, Pending>,
+        id: u64,
+        mut call: PendingCall,
+        timeout: Option<Duration>,
+        frame: Outgoing<'_>,
+    ) -> Result<(u64, Option<pb::Frame>), IkcError> {
+        if pending.held.len() >= self.limits.max_queued {
+            return Err(IkcError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{} calls running at kernel {:?} (its limit) and {} waiting",
+                    pending.taken,
+                    self.peer.kernel,
+                    pending.held.len()
+                ),
+            )
+            .with_retry_after(self.limits.retry_after));
+        }
+        let frame = frame.into_frame();
+        if let Some((len, max)) = self.oversized(&frame) {
+            return Err(too_large(len as u64, max));
+        }
+        // Its time counts from now, while it waits.
+        call.deadline = timeout.map(|timeout| (Some(Instant::now() + timeout), timeout));
+        call.slot = Slot::Held;
+        pending.calls.insert(id, call);
+        pending.unanswered += 1;
+        pending.held.push_back((id, frame));
+        drop(pending);
+        // The driver sweeps call deadlines only while calls are pending:
+        // it must learn of this one, which it has no frame of.
+        self.driver_waker.wake();
+        Ok((id, None))
+    }
+
+    /// Sends held calls while the peer's limit has room for them (and the
+    /// queue to the driver too); whether it queued any, for the caller to
+    /// [`notify`](Self::notify) the driver once the lock is released.
+    fn release_held(&self, pending: &mut Pending) -> bool {
+        let mut queued = false;
+        while pending.taken < self.max_taken && !pending.closed {
+            let Some(&(id, _)) = pending.held.front() else {
+                break;
+            };
+            if !self.take_room() {
+                // The driver tries again as it takes frames and so makes room.
+                break;
+            }
+            let Some((_, mut frame)) = pending.held.pop_front() else {
+                break;
+            };
+            let Some(call) = pending.calls.get_mut(&id) else {
+                self.room.add_permits(1);
+                continue;
+            };
+            call.slot = Slot::Taken;
+            // The deadline the peer's handler sees is what is left of it.
+            if let (Some((Some(at), _)), Some(pb::frame::Kind::Request(request))) =
+                (call.deadline, frame.kind.as_mut())
+                && request.deadline_ms > 0
+            {
+                let left = at.saturating_duration_since(Instant::now());
+                request.deadline_ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+            }
+            pending.taken += 1;
+            match self.enqueue(pending, Outgoing::Frame(frame)) {
+                Ok(()) => queued = true,
+                // Measured against the same limit when it was held; only
+                // an encoder's own refusal is left.
+                Err(error) => {
+                    if let Answered::Waited(Some(waker)) = pending.answer(id, Err(error)) {
+                        waker.wake();
+                    }
+                }
+            }
+        }
+        queued
     }
 
     /// Takes room for one frame if there is some (and nobody waits for it).
@@ -466,11 +623,24 @@ impl Shared {
         if !pending.outbox.is_empty() {
             self.queued.store(true, Ordering::Release);
         }
+        let held = !pending.held.is_empty();
         drop(pending);
         if taken > 0 {
             self.room.add_permits(taken);
+            if held {
+                self.release_held_now();
+            }
         }
         taken > 0
+    }
+
+    /// Sends the held calls there is room for now that the driver took
+    /// frames: the room may have been all that held them back.
+    fn release_held_now(&self) {
+        let released = self.release_held(&mut self.lock());
+        if released {
+            self.notify();
+        }
     }
 
     /// Hands the frames the handles encoded to `write`, which leaves the
@@ -496,8 +666,12 @@ impl Shared {
         debug_assert!(encoded.bytes.is_empty(), "the transport takes every frame");
         super::trim_encoded(&mut encoded.bytes);
         let taken = std::mem::take(&mut encoded.frames);
+        let held = !pending.held.is_empty();
         drop(pending);
         self.room.add_permits(taken);
+        if held {
+            self.release_held_now();
+        }
         true
     }
 
@@ -509,39 +683,80 @@ impl Shared {
         let mut pending = self.lock();
         // Calls not sent yet (the transport had no room) start from now.
         pending.stamp(|| now);
-        let expired: Vec<(u64, Duration)> = pending
+        let expired: Vec<(u64, Duration, bool)> = pending
             .calls
             .iter()
             .filter(|(_, call)| call.answer.is_none())
             .filter_map(|(id, call)| match call.deadline {
-                Some((Some(at), timeout)) if at <= now => Some((*id, timeout)),
+                Some((Some(at), timeout)) if at <= now => {
+                    Some((*id, timeout, call.slot == Slot::Held))
+                }
                 _ => None,
             })
             .collect();
-        for &(id, timeout) in &expired {
+        let held: Vec<u64> = expired
+            .iter()
+            .filter(|(_, _, held)| *held)
+            .map(|(id, _, _)| *id)
+            .collect();
+        pending.unhold(&held);
+        for &(id, timeout, held) in &expired {
+            // A held call never left: it did not run.
             let error = IkcError::new(ErrorKind::Timeout, format!("no answer within {timeout:?}"))
-                .with_may_have_run(true);
+                .with_may_have_run(!held);
             if let Answered::Waited(Some(waker)) = pending.answer(id, Err(error)) {
                 wakers.push(waker);
             }
         }
+        // The peer hears of the others' end (their `Cancel`, which the
+        // driver sends) before the held calls that take their slots.
+        let released = !pending.held.is_empty() && self.release_held(&mut pending);
         drop(pending);
+        if released {
+            self.notify();
+        }
         wakers.into_iter().for_each(Waker::wake);
-        expired.into_iter().map(|(id, _)| id).collect()
+        expired
+            .into_iter()
+            .filter(|(_, _, held)| !held)
+            .map(|(id, _, _)| id)
+            .collect()
     }
 
-    /// Takes call `id` out of the table; whether it was still without an
-    /// answer.
-    fn remove(&self, id: u64) -> bool {
+    /// Takes call `id`, whose caller gave up, out of the table; when the
+    /// peer may be running it, queues its `Cancel` (if there is room:
+    /// dropped otherwise) ahead of the held call that takes its slot.
+    fn abandon(&self, id: u64) {
         let mut pending = self.lock();
-        let unanswered = pending
-            .calls
-            .remove(&id)
-            .is_some_and(|call| call.answer.is_none());
-        if unanswered {
-            pending.unanswered -= 1;
+        let Some(call) = pending.calls.remove(&id) else {
+            return;
+        };
+        if call.answer.is_some() {
+            return;
         }
-        unanswered
+        pending.unanswered -= 1;
+        match call.slot {
+            // Never sent: nothing to cancel.
+            Slot::Held => {
+                pending.held.retain(|(held, _)| *held != id);
+                return;
+            }
+            Slot::Taken => pending.taken -= 1,
+            Slot::Free => {}
+        }
+        let mut queued = false;
+        if !pending.closed && self.take_room() {
+            queued = self
+                .enqueue(&mut pending, Outgoing::Frame(pb::Cancel { id }.into()))
+                .is_ok();
+        }
+        if !pending.held.is_empty() {
+            queued |= self.release_held(&mut pending);
+        }
+        drop(pending);
+        if queued {
+            self.notify();
+        }
     }
 
     /// Delivers every answer in `answers` (emptied) under one lock, then
@@ -555,7 +770,11 @@ impl Shared {
                 Answered::Nobody => tracing::trace!(id, "answer for a call nobody waits for"),
             }
         }
+        let released = !pending.held.is_empty() && self.release_held(&mut pending);
         drop(pending);
+        if released {
+            self.notify();
+        }
         wakers.drain(..).for_each(Waker::wake);
     }
 
@@ -588,8 +807,9 @@ impl Shared {
         let mut pending = self.lock();
         let unsent = std::mem::take(&mut pending.outbox);
         let encoded = pending.encoded.take();
+        let held = std::mem::take(&mut pending.held);
         drop(pending);
-        drop((unsent, encoded));
+        drop((unsent, encoded, held));
     }
 
     /// Whether calls of ours still wait for answers.
@@ -605,6 +825,14 @@ impl Shared {
         let last_read = self.peer_last_id.load(Ordering::Acquire);
         let mut pending = self.lock();
         pending.closed = true;
+        let held: Vec<u64> = pending.held.iter().map(|(id, _)| *id).collect();
+        pending.unhold(&held);
+        for id in held {
+            // Never sent: it did not run, whatever the peer read.
+            if let Answered::Waited(Some(waker)) = pending.answer(id, Err(self.closed_error())) {
+                waker.wake();
+            }
+        }
         let waiting: Vec<u64> = pending
             .calls
             .iter()
@@ -711,8 +939,8 @@ impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         // A call dropped before its answer came was abandoned: the peer
         // can drop its handler.
-        if !self.answered && self.handle.shared.remove(self.id) {
-            self.handle.try_send(pb::Cancel { id: self.id }.into());
+        if !self.answered {
+            self.handle.shared.abandon(self.id);
         }
     }
 }
@@ -735,6 +963,13 @@ impl ChannelHandle {
     /// The peer, as requests it sends carry it ([`Request::caller`]).
     pub(crate) fn peer_arc(&self) -> &Arc<PeerInfo> {
         &self.shared.peer
+    }
+
+    /// What the peer announced in the handshake (nothing, for a channel
+    /// built without [`ChannelBuilder::peer_limits`](super::ChannelBuilder::peer_limits)).
+    #[must_use]
+    pub fn peer_limits(&self) -> &PeerLimits {
+        &self.shared.limits.peer
     }
 
     /// Whether both handles belong to the same channel.
@@ -1047,7 +1282,12 @@ mod tests {
             aliases: Vec::new(),
             pid: 1,
         };
-        let shared = Shared::new(peer, None, usize::MAX);
+        let limits = CallLimits {
+            peer: PeerLimits::default(),
+            max_queued: 0,
+            retry_after: Duration::ZERO,
+        };
+        let shared = Shared::new(peer, None, usize::MAX, limits);
         shared.encode_queued();
         shared
     }

@@ -16,7 +16,19 @@
 //!   connection ends, every pending call fails with `Disconnected` at once.
 //! - Incoming requests run concurrently, up to
 //!   [`ChannelBuilder::max_in_flight`]; above it the peer is answered
-//!   `Overloaded` (with a retry hint), never left waiting.
+//!   `Overloaded` (with the retry hint of
+//!   [`ChannelBuilder::overloaded_retry_after`]), never left waiting.
+//! - Outgoing calls stay within the peer's own limit, announced in the
+//!   handshake ([`ChannelBuilder::peer_limits`]): a call over it waits its
+//!   turn in a queue of [`ChannelBuilder::max_queued_calls`], keeping its
+//!   deadline, and a call that finds the queue full fails at once with
+//!   `Overloaded`. Posts are not counted: they get no answer, so the
+//!   channel cannot know when the peer is done with one.
+//! - Each side probes a silent connection at its own
+//!   [`ChannelBuilder::keepalive`] interval; the peer's announced interval
+//!   changes nothing here (a `Ping` is answered at once whatever the
+//!   answering side's own interval, so it never delays our verdict, and a
+//!   peer cannot make us probe faster).
 //! - Posts (id 0) get no answer; a failing post is logged and reported on
 //!   the kernel's monitor bus.
 //!
@@ -47,6 +59,7 @@
 mod driver;
 mod handle;
 mod keepalive;
+mod limits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +70,8 @@ use ikc_proto::pb;
 use self::driver::Registration;
 pub use self::driver::{AppendEncoded, ChannelDriver};
 pub use self::handle::ChannelHandle;
-use self::handle::Shared;
+use self::handle::{CallLimits, Shared};
+pub use self::limits::{PeerLimits, keepalive_ms};
 use crate::kernel::SessionService;
 use crate::{BoxError, Kernel, PeerInfo, RegisterError};
 
@@ -83,6 +97,12 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Default for [`ChannelBuilder::call_timeout`]: 30 seconds.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default for [`ChannelBuilder::overloaded_retry_after`]: 20 milliseconds.
+pub const DEFAULT_OVERLOADED_RETRY_AFTER: Duration = Duration::from_millis(20);
+
+/// Default for [`ChannelBuilder::max_queued_calls`]: 1024 calls.
+pub const DEFAULT_MAX_QUEUED_CALLS: usize = 1024;
 
 /// Why a channel's driver stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +132,9 @@ impl Channel {
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             max_frame_length: usize::MAX,
             keepalive: Some(DEFAULT_KEEPALIVE),
+            overloaded_retry_after: DEFAULT_OVERLOADED_RETRY_AFTER,
+            peer_limits: PeerLimits::default(),
+            max_queued_calls: DEFAULT_MAX_QUEUED_CALLS,
         }
     }
 }
@@ -125,6 +148,9 @@ pub struct ChannelBuilder {
     call_timeout: Option<Duration>,
     max_frame_length: usize,
     keepalive: Option<Duration>,
+    overloaded_retry_after: Duration,
+    peer_limits: PeerLimits,
+    max_queued_calls: usize,
 }
 
 impl ChannelBuilder {
@@ -140,10 +166,49 @@ impl ChannelBuilder {
     /// when it stays silent as long again, it is gone (a half-open TCP
     /// connection, a frozen process): the channel closes and pending calls
     /// fail with `Disconnected`. Default: [`DEFAULT_KEEPALIVE`] (30 s);
-    /// `None` never probes.
+    /// `None` (or zero) never probes. The peer's own interval
+    /// ([`PeerLimits::keepalive`]) does not change it: see the
+    /// [module docs](self).
     #[must_use]
     pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
         self.keepalive = interval.filter(|i| !i.is_zero());
+        self
+    }
+
+    /// The retry hint sent with `Overloaded` when the peer has more
+    /// requests running than [`max_in_flight`](Self::max_in_flight), and
+    /// given with the `Overloaded` of a call of ours that finds the queue
+    /// of [`max_queued_calls`](Self::max_queued_calls) full. Default:
+    /// [`DEFAULT_OVERLOADED_RETRY_AFTER`] (20 ms).
+    #[must_use]
+    pub fn overloaded_retry_after(mut self, hint: Duration) -> Self {
+        self.overloaded_retry_after = hint;
+        self
+    }
+
+    /// What the peer announced in the handshake. Its `max_in_flight` bounds
+    /// our calls at the peer at once: a call over it waits in a queue (see
+    /// [`max_queued_calls`](Self::max_queued_calls)) until an answer makes
+    /// room, instead of being answered `Overloaded` by the peer. Its
+    /// frame limit applies through [`max_frame_length`](Self::max_frame_length),
+    /// and the rest is for [`ChannelHandle::peer_limits`]. Default: nothing
+    /// announced, no limit.
+    #[must_use]
+    pub fn peer_limits(mut self, limits: PeerLimits) -> Self {
+        self.peer_limits = limits;
+        self
+    }
+
+    /// Calls that wait for room under the peer's `max_in_flight` (see
+    /// [`peer_limits`](Self::peer_limits)); a call that finds them all taken
+    /// fails at once with `Overloaded` and the retry hint of
+    /// [`overloaded_retry_after`](Self::overloaded_retry_after). A waiting
+    /// call keeps its deadline: past it, it answers `Timeout` without ever
+    /// being sent. Default: [`DEFAULT_MAX_QUEUED_CALLS`] (1024); 0 fails
+    /// every call over the limit at once.
+    #[must_use]
+    pub fn max_queued_calls(mut self, calls: usize) -> Self {
+        self.max_queued_calls = calls;
         self
     }
 
@@ -204,10 +269,16 @@ impl ChannelBuilder {
     ///
     /// As [`connect`](Self::connect).
     pub fn register(self, peer: PeerInfo) -> Result<Registered, RegisterError> {
+        let limits = CallLimits {
+            peer: self.peer_limits,
+            max_queued: self.max_queued_calls,
+            retry_after: self.overloaded_retry_after,
+        };
         let handle = ChannelHandle::new(Arc::new(Shared::new(
             peer,
             self.call_timeout,
             self.max_frame_length,
+            limits,
         )));
         self.kernel.register(&handle)?;
         let registration = Registration {
@@ -296,6 +367,7 @@ impl Registered {
             registration,
             service,
             builder.max_in_flight,
+            builder.overloaded_retry_after,
             builder.keepalive,
         );
         (handle, driver)

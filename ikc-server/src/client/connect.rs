@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo};
+use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
 use ikc_proto::codec::Builder;
 use ikc_proto::{CodecError, HandshakeCodec, Preface, pb};
 use tokio::net::{TcpStream, UnixStream};
@@ -131,8 +131,8 @@ pub(super) async fn establish(
         auth: client_nonce.map(|n| n.to_vec().into()).unwrap_or_default(),
         limits: Some(pb::Limits {
             max_frame_len: u32::try_from(settings.max_frame_length).unwrap_or(u32::MAX),
-            max_in_flight: 0,
-            keepalive_ms: 0,
+            max_in_flight: u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX),
+            keepalive_ms: ikc_core::channel::keepalive_ms(settings.keepalive),
         }),
     };
     let failed = |e: CodecError| {
@@ -226,12 +226,13 @@ pub(super) async fn establish(
     };
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
+    let peer_limits = PeerLimits::from_proto(welcome.limits.as_ref());
     let append: ikc_core::AppendEncoded<_> = IdleFramed::append_encoded;
     let handle = start_channel(
         kernel,
         settings,
         addr,
-        peer,
+        (peer, peer_limits),
         framed,
         Some(append),
         send_limit,
@@ -276,11 +277,12 @@ async fn establish_legacy(
     let (peer, transport) = deadline
         .bound(addr, "the IKC negotiation", negotiation)
         .await?;
+    // Perl IKC announces no limits.
     let handle = start_channel(
         kernel,
         settings,
         addr,
-        peer,
+        (peer, PeerLimits::default()),
         transport,
         None,
         settings.max_frame_length,
@@ -294,7 +296,7 @@ fn start_channel<T, E>(
     kernel: &Kernel,
     settings: &ClientBuilder,
     addr: &str,
-    peer: PeerInfo,
+    (peer, peer_limits): (PeerInfo, PeerLimits),
     transport: T,
     append: Option<ikc_core::AppendEncoded<T>>,
     max_frame_length: usize,
@@ -309,6 +311,11 @@ where
     let registered = Channel::builder(kernel.clone())
         .call_timeout(settings.call_timeout)
         .max_frame_length(max_frame_length)
+        .keepalive(settings.keepalive)
+        .max_in_flight(settings.max_in_flight)
+        .overloaded_retry_after(settings.overloaded_retry_after)
+        .peer_limits(peer_limits)
+        .max_queued_calls(settings.max_queued_calls)
         .register(peer)
         .map_err(|e| {
             Error::new(

@@ -16,6 +16,17 @@
 //! The connection is symmetric: sessions the client publishes
 //! ([`Client::publish`]) can be called by the server, and by other clients
 //! through the server.
+//!
+//! # Limits
+//!
+//! The handshake carries each side's limits. The client keeps its calls at
+//! the server within the server's `max_in_flight`; calls beyond it wait
+//! their turn (up to [`ClientBuilder::max_queued_calls`], each keeping its
+//! timeout) instead of being answered `Overloaded`. It announces its own
+//! [`max_in_flight`](ClientBuilder::max_in_flight) for the server's calls
+//! to the sessions it publishes, and its
+//! [`keepalive`](ClientBuilder::keepalive) interval; each side probes a
+//! silent connection at its own interval.
 
 mod connect;
 
@@ -77,6 +88,10 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     handshake_timeout: Duration,
     max_frame_length: usize,
+    keepalive: Option<Duration>,
+    max_in_flight: usize,
+    max_queued_calls: usize,
+    overloaded_retry_after: Duration,
     reconnect: Option<Reconnect>,
     legacy: bool,
     secret: Option<Secret>,
@@ -93,6 +108,10 @@ impl Default for ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            keepalive: Some(ikc_core::channel::DEFAULT_KEEPALIVE),
+            max_in_flight: ikc_core::channel::DEFAULT_MAX_IN_FLIGHT,
+            max_queued_calls: ikc_core::channel::DEFAULT_MAX_QUEUED_CALLS,
+            overloaded_retry_after: ikc_core::channel::DEFAULT_OVERLOADED_RETRY_AFTER,
             reconnect: None,
             secret: None,
             tls: None,
@@ -156,6 +175,57 @@ impl ClientBuilder {
     /// Largest frame accepted or sent, in bytes. Default: 16 MiB.
     pub fn max_frame_length(mut self, bytes: usize) -> Self {
         self.max_frame_length = bytes;
+        self
+    }
+
+    /// How long the connection may stay silent before the client sends the
+    /// server a `Ping`; when it stays silent as long again, the connection
+    /// is dropped and pending calls fail with `Disconnected` (a reconnecting
+    /// client then reconnects). Announced in `Hello`; the server probes at
+    /// its own interval, which does not change the client's. Default:
+    /// [`DEFAULT_KEEPALIVE`](ikc_core::channel::DEFAULT_KEEPALIVE) (30 s);
+    /// `None` (or zero) never probes.
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive = interval.filter(|i| !i.is_zero());
+        self
+    }
+
+    /// Requests from the server (to sessions the client
+    /// [publishes](Client::publish)) run at once; more are answered
+    /// `Overloaded` with the
+    /// [`overloaded_retry_after`](Self::overloaded_retry_after) hint.
+    /// Announced in `Hello`, so the server keeps its calls within it.
+    /// Default: [`DEFAULT_MAX_IN_FLIGHT`](ikc_core::channel::DEFAULT_MAX_IN_FLIGHT)
+    /// (1024).
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// Calls that wait their turn when the server already runs as many of
+    /// ours as it announced it would (its `max_in_flight`): the client never
+    /// has more calls at the server than that, so the server never answers
+    /// them `Overloaded`. A waiting call keeps its timeout (past it, it is a
+    /// `Timeout`, never sent); a call that finds this many waiting fails at
+    /// once with `Overloaded` and the
+    /// [`overloaded_retry_after`](Self::overloaded_retry_after) hint. Posts
+    /// neither wait nor count (they get no answer, so the client cannot know
+    /// when the server is done with one). Default:
+    /// [`DEFAULT_MAX_QUEUED_CALLS`](ikc_core::channel::DEFAULT_MAX_QUEUED_CALLS)
+    /// (1024); 0 fails every call over the server's limit at once.
+    pub fn max_queued_calls(mut self, calls: usize) -> Self {
+        self.max_queued_calls = calls;
+        self
+    }
+
+    /// The retry hint given with `Overloaded`: to the server when it has
+    /// more than [`max_in_flight`](Self::max_in_flight) requests running
+    /// here, and to our own callers when the queue of
+    /// [`max_queued_calls`](Self::max_queued_calls) is full. Default:
+    /// [`DEFAULT_OVERLOADED_RETRY_AFTER`](ikc_core::channel::DEFAULT_OVERLOADED_RETRY_AFTER)
+    /// (20 ms).
+    pub fn overloaded_retry_after(mut self, hint: Duration) -> Self {
+        self.overloaded_retry_after = hint;
         self
     }
 

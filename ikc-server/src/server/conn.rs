@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use ikc_core::{
-    Channel, ChannelDriver, ChannelHandle, IkcError, Kernel, PeerInfo, RegisterError,
+    Channel, ChannelDriver, ChannelHandle, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError,
     SessionService,
 };
 use ikc_proto::codec::Builder;
@@ -85,6 +85,8 @@ pub(crate) struct Settings {
     pub(crate) codec: Builder,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_in_flight: usize,
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) overloaded_retry_after: Duration,
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) requests: SessionService,
     pub(crate) worker: u32,
@@ -247,6 +249,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         return Ok(ConnectionOutcome::Refused);
     }
     let send_limit = peer_frame_limit(hello.limits.as_ref(), settings.codec.get_max_frame_length());
+    let peer_limits = PeerLimits::from_proto(hello.limits.as_ref());
     let peer = PeerInfo {
         kernel: hello.kernel,
         aliases: hello.aliases,
@@ -259,6 +262,9 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     tracing::Span::current().record("kernel", peer.kernel.as_str());
     let builder = Channel::builder(settings.kernel.clone())
         .max_in_flight(settings.max_in_flight)
+        .keepalive(settings.keepalive)
+        .overloaded_retry_after(settings.overloaded_retry_after)
+        .peer_limits(peer_limits)
         .call_timeout(settings.call_timeout)
         .max_frame_length(send_limit)
         .service(settings.requests.clone());
@@ -285,7 +291,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         limits: Some(pb::Limits {
             max_frame_len: u32::try_from(settings.codec.get_max_frame_length()).unwrap_or(u32::MAX),
             max_in_flight: u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX),
-            keepalive_ms: 0,
+            keepalive_ms: ikc_core::channel::keepalive_ms(settings.keepalive),
         }),
         auth: Default::default(),
     };

@@ -110,6 +110,8 @@ pub struct Server<L = Identity> {
     unix: Option<PathBuf>,
     max_connections: usize,
     max_in_flight: usize,
+    keepalive: Option<Duration>,
+    overloaded_retry_after: Duration,
     request_timeout: Option<Duration>,
     call_timeout: Option<Duration>,
     max_frame_length: usize,
@@ -136,6 +138,8 @@ impl Server {
             unix: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_in_flight: ikc_core::channel::DEFAULT_MAX_IN_FLIGHT,
+            keepalive: Some(ikc_core::channel::DEFAULT_KEEPALIVE),
+            overloaded_retry_after: ikc_core::channel::DEFAULT_OVERLOADED_RETRY_AFTER,
             request_timeout: None,
             call_timeout: Some(ikc_core::channel::DEFAULT_CALL_TIMEOUT),
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
@@ -196,10 +200,35 @@ impl<L> Server<L> {
         self
     }
 
-    /// Requests run at once per connection; more are answered `Overloaded`.
-    /// Default: 1024.
+    /// Requests run at once per connection; more are answered `Overloaded`
+    /// (with the [`overloaded_retry_after`](Self::overloaded_retry_after)
+    /// hint). Announced in `Welcome`: an ikc client keeps its calls within
+    /// it and queues the rest. Default:
+    /// [`DEFAULT_MAX_IN_FLIGHT`](ikc_core::channel::DEFAULT_MAX_IN_FLIGHT)
+    /// (1024).
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// How long a native connection may stay silent before the server sends
+    /// the peer a `Ping`; when it stays silent as long again, the server
+    /// drops it (a half-open TCP connection, a frozen peer). Announced in
+    /// `Welcome`; the peer probes at its own interval, which does not change
+    /// the server's. Default:
+    /// [`DEFAULT_KEEPALIVE`](ikc_core::channel::DEFAULT_KEEPALIVE) (30 s);
+    /// `None` (or zero) never probes.
+    pub fn keepalive(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive = interval.filter(|i| !i.is_zero());
+        self
+    }
+
+    /// The retry hint sent with `Overloaded` to a peer that has more than
+    /// [`max_in_flight`](Self::max_in_flight) requests running. Default:
+    /// [`DEFAULT_OVERLOADED_RETRY_AFTER`](ikc_core::channel::DEFAULT_OVERLOADED_RETRY_AFTER)
+    /// (20 ms).
+    pub fn overloaded_retry_after(mut self, hint: Duration) -> Self {
+        self.overloaded_retry_after = hint;
         self
     }
 
@@ -304,6 +333,8 @@ impl<L> Server<L> {
             unix: self.unix,
             max_connections: self.max_connections,
             max_in_flight: self.max_in_flight,
+            keepalive: self.keepalive,
+            overloaded_retry_after: self.overloaded_retry_after,
             request_timeout: self.request_timeout,
             call_timeout: self.call_timeout,
             max_frame_length: self.max_frame_length,
@@ -442,6 +473,8 @@ where
                 codec,
                 handshake_timeout: self.handshake_timeout,
                 max_in_flight: self.max_in_flight,
+                keepalive: self.keepalive,
+                overloaded_retry_after: self.overloaded_retry_after,
                 call_timeout: self.call_timeout,
                 requests,
                 worker: self.worker,
