@@ -59,8 +59,8 @@ const BUFFER: usize = 64;
 
 /// Two kernels connected in memory by [`connect`]: each can call the
 /// other's sessions, by name (`poe://B/session/event`) or through the
-/// handles. Dropping it leaves the connection running; [`disconnect`]
-/// (Self::disconnect) drops it.
+/// handles. Dropping it leaves the connection running;
+/// [`disconnect`](Self::disconnect) drops it.
 #[derive(Debug)]
 pub struct KernelPair {
     a_to_b: ChannelHandle,
@@ -86,7 +86,7 @@ pub fn connect(a: &Kernel, b: &Kernel) -> KernelPair {
     let (b_to_a, b_driver) = Channel::builder(b.clone())
         .connect(peer_info(a), b_end)
         .expect("kernel b has no peer named as kernel a");
-    let spawn = |driver: ikc_core::ChannelDriver<memory::MemoryTransport>| {
+    let spawn = |driver: ikc_core::channel::ChannelDriver<memory::MemoryTransport>| {
         tokio::spawn(async move {
             if let Err(error) = driver.await {
                 tracing::debug!(%error, "in-memory channel ended");

@@ -52,10 +52,9 @@ mod specifier;
 pub mod transport;
 
 pub use builtin::{IKC_EVENTS, event_value};
-pub use channel::{
-    AppendEncoded, Channel, ChannelBuilder, ChannelDriver, ChannelError, ChannelHandle, PeerLimits,
-    Registered,
-};
+// The channel's driver and its seams for transports of one's own
+// (`ChannelDriver`, `Registered`, `AppendEncoded`) stay in `channel`.
+pub use channel::{Channel, ChannelBuilder, ChannelError, ChannelHandle, PeerLimits};
 pub use error::{BoxError, ErrorKind, IkcError, error_chain};
 pub use ikc_proto::Value;
 pub use kernel::{IKC_SESSION, Kernel, PeerInfo, RegisterError, SessionService};

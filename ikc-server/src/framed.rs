@@ -42,7 +42,7 @@ impl<T, U> IdleFramed<T, U> {
 
 impl<T: Unpin, U> IdleFramed<T, U> {
     /// Appends frames encoded elsewhere to the write buffer (the channel's
-    /// [`AppendEncoded`](ikc_core::AppendEncoded)). A large batch that
+    /// [`AppendEncoded`](ikc_core::channel::AppendEncoded)). A large batch that
     /// finds the buffer empty is taken whole, buffer and all, instead of
     /// copied.
     pub(crate) fn append_encoded(self: Pin<&mut Self>, frames: &mut BytesMut) {

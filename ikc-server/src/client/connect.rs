@@ -227,7 +227,7 @@ pub(super) async fn establish(
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
     let peer_limits = PeerLimits::from_proto(welcome.limits.as_ref());
-    let append: ikc_core::AppendEncoded<_> = IdleFramed::append_encoded;
+    let append: ikc_core::channel::AppendEncoded<_> = IdleFramed::append_encoded;
     let handle = start_channel(
         kernel,
         settings,
@@ -298,7 +298,7 @@ fn start_channel<T, E>(
     addr: &str,
     (peer, peer_limits): (PeerInfo, PeerLimits),
     transport: T,
-    append: Option<ikc_core::AppendEncoded<T>>,
+    append: Option<ikc_core::channel::AppendEncoded<T>>,
     max_frame_length: usize,
 ) -> Result<ChannelHandle, Error>
 where

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use ikc_core::{
-    Channel, ChannelDriver, ChannelHandle, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError,
-    SessionService,
+    Channel, ChannelHandle, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError, SessionService,
 };
 use ikc_proto::codec::Builder;
 use ikc_proto::{CodecError, HandshakeCodec, pb};
@@ -311,7 +310,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
 /// `GoAway` and finishes what it accepted; told to abort, it stops at once.
 pub(crate) async fn run_channel<T, E>(
     handle: &ChannelHandle,
-    driver: ChannelDriver<T>,
+    driver: ikc_core::channel::ChannelDriver<T>,
     drain: &CancellationToken,
     abort: &CancellationToken,
 ) -> Result<ConnectionOutcome, BoxError>
