@@ -227,12 +227,12 @@ fn bench_with_the_secret_file_measures_calls_and_without_it_is_refused() {
     );
 }
 
-#[test]
-fn bench_with_the_tls_ca_measures_calls_and_without_it_does_not_get_in() {
-    let dir = tempfile::tempdir().unwrap();
+/// `ikc serve` speaking TLS with a self-signed certificate for 127.0.0.1,
+/// written into `dir`; the server and the certificate's path (its own CA).
+fn serve_tls(dir: &std::path::Path) -> (Served, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
@@ -244,6 +244,14 @@ fn bench_with_the_tls_ca_measures_calls_and_without_it_does_not_get_in() {
         "--tls-key",
         key,
     ]);
+    (server, cert.to_owned())
+}
+
+#[test]
+fn bench_with_the_tls_ca_measures_calls_and_without_it_does_not_get_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cert) = serve_tls(dir.path());
+    let cert = cert.as_str();
 
     assert_measured_calls(&bench(&server.addr, &["--tls-ca", cert]));
 
@@ -375,20 +383,8 @@ fn secret_file_on_both_sides_lets_a_call_through_and_its_absence_is_refused() {
 #[test]
 fn tls_certificate_on_the_server_and_its_ca_on_the_client_let_a_call_through() {
     let dir = tempfile::tempdir().unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let server = Served::start(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert,
-        "--tls-key",
-        key,
-    ]);
+    let (server, cert) = serve_tls(dir.path());
+    let cert = cert.as_str();
 
     let output = run(&[
         "call",
