@@ -80,6 +80,12 @@ impl Request {
         self
     }
 
+    /// [`with_caller`](Self::with_caller) in place: the channel's way, with
+    /// no move of the whole request.
+    pub(crate) fn set_caller(&mut self, caller: Arc<PeerInfo>) {
+        self.caller = Some(caller);
+    }
+
     /// Sets the instant after which nobody waits for the answer.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Instant) -> Self {

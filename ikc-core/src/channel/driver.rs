@@ -671,7 +671,7 @@ impl State {
         } else {
             Request::call(target, arg)
         };
-        req = req.with_caller(Arc::clone(self.registration.handle.peer_arc()));
+        req.set_caller(Arc::clone(self.registration.handle.peer_arc()));
         if !request.from.is_empty() {
             req = req.with_from(request.from);
         }
