@@ -551,9 +551,7 @@ impl State {
             WorkerState::Rogue { reason, .. } => format!("rogue ({reason})"),
             // A worker whose last connection ended before its report of the
             // used-up budget was read exits 0 all the same.
-            _ if cause == "exit code 0"
-                && (worker.recycled || self.config.connections.is_some()) =>
-            {
+            _ if cause == "exit code 0" && self.config.connections.is_some() => {
                 "recycled".to_owned()
             }
             _ => "died".to_owned(),

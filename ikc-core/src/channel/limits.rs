@@ -39,6 +39,13 @@ impl PeerLimits {
         }
     }
 
+    /// The largest frame we may send this peer: `own` limit, or less if the
+    /// peer announced less.
+    #[must_use]
+    pub fn frame_limit(&self, own: usize) -> usize {
+        self.max_frame_length.map_or(own, |peer| own.min(peer))
+    }
+
     /// Sets [`max_in_flight`](Self::max_in_flight) (`None` for 0).
     #[must_use]
     pub fn with_max_in_flight(mut self, requests: usize) -> Self {
@@ -89,6 +96,18 @@ mod tests {
                 keepalive: Some(Duration::from_millis(1500)),
             }
         );
+    }
+
+    #[test]
+    fn frames_sent_keep_within_the_smaller_of_both_limits() {
+        let silent = PeerLimits::default();
+        assert_eq!(silent.frame_limit(1 << 20), 1 << 20);
+        let small = PeerLimits {
+            max_frame_length: Some(4096),
+            ..PeerLimits::default()
+        };
+        assert_eq!(small.frame_limit(1 << 20), 4096);
+        assert_eq!(small.frame_limit(1024), 1024);
     }
 
     #[test]

@@ -14,7 +14,6 @@ use tokio_util::codec::Framed;
 use super::ClientBuilder;
 use crate::auth;
 use crate::framed::IdleFramed;
-use crate::server::conn::peer_frame_limit;
 use crate::server::{Error, ErrorKind, Io};
 use crate::tls::ClientTls;
 
@@ -225,8 +224,8 @@ pub(super) async fn establish(
         pid: welcome.pid,
     };
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
-    let send_limit = peer_frame_limit(welcome.limits.as_ref(), settings.max_frame_length);
     let peer_limits = PeerLimits::from_proto(welcome.limits.as_ref());
+    let send_limit = peer_limits.frame_limit(settings.max_frame_length);
     let append: ikc_core::channel::AppendEncoded<_> = IdleFramed::append_encoded;
     let handle = start_channel(
         kernel,

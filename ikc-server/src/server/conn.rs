@@ -247,8 +247,8 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         .await;
         return Ok(ConnectionOutcome::Refused);
     }
-    let send_limit = peer_frame_limit(hello.limits.as_ref(), settings.codec.get_max_frame_length());
     let peer_limits = PeerLimits::from_proto(hello.limits.as_ref());
+    let send_limit = peer_limits.frame_limit(settings.codec.get_max_frame_length());
     let peer = PeerInfo {
         kernel: hello.kernel,
         aliases: hello.aliases,
@@ -259,14 +259,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // the next read allocate a second buffer: 8 KiB more per connection.
     drop(hello.auth);
     tracing::Span::current().record("kernel", peer.kernel.as_str());
-    let builder = Channel::builder(settings.kernel.clone())
-        .max_in_flight(settings.max_in_flight)
-        .keepalive(settings.keepalive)
-        .overloaded_retry_after(settings.overloaded_retry_after)
-        .peer_limits(peer_limits)
-        .call_timeout(settings.call_timeout)
-        .max_frame_length(send_limit)
-        .service(settings.requests.clone());
+    let builder = channel_builder(&settings, send_limit).peer_limits(peer_limits);
     let registered = match builder.register(peer) {
         Ok(registered) => registered,
         Err(error) => {
@@ -360,22 +353,21 @@ async fn authenticate(
     }
 }
 
-/// The largest frame we may send a peer: ours, or less if the peer said so
-/// in its handshake (0 means it did not say).
-pub(crate) fn peer_frame_limit(limits: Option<&pb::Limits>, own: usize) -> usize {
-    match limits.map(|l| l.max_frame_len) {
-        Some(peer) if peer > 0 => own.min(usize::try_from(peer).unwrap_or(usize::MAX)),
-        _ => own,
-    }
+/// The channel of one of the server's peers, native or Perl, sending
+/// frames of at most `send_limit` bytes.
+fn channel_builder(settings: &Settings, send_limit: usize) -> ikc_core::ChannelBuilder {
+    Channel::builder(settings.kernel.clone())
+        .max_in_flight(settings.max_in_flight)
+        .keepalive(settings.keepalive)
+        .overloaded_retry_after(settings.overloaded_retry_after)
+        .call_timeout(settings.call_timeout)
+        .max_frame_length(send_limit)
+        .service(settings.requests.clone())
 }
 
 fn legacy_accept(settings: &Settings, deadline: tokio::time::Instant) -> legacy::Accept<'_> {
     legacy::Accept {
-        builder: Channel::builder(settings.kernel.clone())
-            .max_in_flight(settings.max_in_flight)
-            .call_timeout(settings.call_timeout)
-            .max_frame_length(settings.codec.get_max_frame_length())
-            .service(settings.requests.clone()),
+        builder: channel_builder(settings, settings.codec.get_max_frame_length()),
         kernel: &settings.kernel,
         max_frame_length: settings.codec.get_max_frame_length(),
         deadline,
