@@ -12,9 +12,12 @@
 //! - [`core`]: [`Kernel`], sessions, the router, channels, monitors.
 //! - [`server`]: [`Server`] and [`Client`] on real sockets.
 //! - [`prefork`]: a supervisor that pre-forks worker processes.
-//! - [`demo`]: the `echo` session that `ikc serve` publishes.
-//! - [`bench`](mod@bench): the closed-loop load generator behind `ikc bench`.
 //! - [`testing`]: a kit to test sessions without sockets.
+//!
+//! The `ikc` command line (`ikc serve`, `call`, `post`, `ping`, `monitor`,
+//! `bench`), its load generator and its demo `echo` session live in the
+//! `ikc-cli` crate, so this library depends on nothing but what a user of
+//! it needs.
 //!
 //! # Guide
 //!
@@ -85,12 +88,15 @@
 //! # Examples
 //!
 //! ```
-//! use ikc::{Client, Kernel, Server, Value};
+//! use ikc::{Client, Kernel, Request, Server, Value, service_fn};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let kernel = Kernel::new("Server");
-//! ikc::demo::publish_echo(&kernel)?;
+//! kernel.publish("echo", ["upper"], service_fn(|req: Request| async move {
+//!     let text = req.arg_as::<String>()?;
+//!     Ok::<_, ikc::core::BoxError>(Value::from(text.to_uppercase()))
+//! }))?;
 //! let server = Server::builder().kernel(kernel).bind("127.0.0.1:0".parse()?).serve().await?;
 //!
 //! let client = Client::connect(&server.local_addr().to_string()).await?;
@@ -103,8 +109,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
-pub mod bench;
-pub mod demo;
 pub mod testing;
 
 pub use ikc_core as core;

@@ -14,7 +14,7 @@ use ikc::core::{Channel, ChannelHandle, PeerInfo};
 use ikc::server::ServerHandle;
 use ikc::{Client, Kernel, Server, Specifier, Value};
 
-/// The demo echo event every bench calls.
+/// The echo event every bench calls.
 pub(crate) const TARGET: &str = "echo/say";
 
 /// Frames each end of the in-memory pair buffers.
@@ -26,10 +26,19 @@ pub(crate) fn payload(len: usize) -> Bytes {
     (0..len).map(|i| (i * 31 + 7) as u8).collect()
 }
 
-/// A kernel named `name` publishing the demo echo session.
+/// A kernel named `name` publishing `echo/say`, which answers its argument
+/// unchanged (as the `echo` session of `ikc serve` does).
 pub(crate) fn echo_kernel(name: &str) -> Kernel {
     let kernel = Kernel::new(name);
-    ikc::demo::publish_echo(&kernel).expect("demo names are valid");
+    kernel
+        .publish(
+            "echo",
+            ["say"],
+            ikc::service_fn(|req: ikc::Request| async move {
+                Ok::<_, ikc::core::BoxError>(req.into_arg())
+            }),
+        )
+        .expect("valid names");
     kernel
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Memory per idle connection: starts `ikc serve`, opens N connections that
 # each finish the handshake and one `IKC/ping`, and prints the server's RSS
-# before and after, per connection (benches/peers/idle_connections.rs).
+# before and after, per connection (ikc-cli/examples/idle_connections.rs).
 #
 #   benches/tools/idle_memory.sh [CONNS] [PORT]     # default 10000, 6099
 #

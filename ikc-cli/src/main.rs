@@ -167,13 +167,13 @@ fn read_secret(path: Option<&PathBuf>) -> Result<Option<Secret>, ExitCode> {
     .transpose()
 }
 
-/// `ikc bench`: see `ikc::bench` for what is measured.
+/// `ikc bench`: see `ikc_cli::bench` for what is measured.
 #[derive(Debug, Args)]
 struct BenchArgs {
     #[command(flatten)]
     addr: AddrArgs,
     /// The event to call, with a bytes payload; it must answer the payload.
-    #[arg(long, default_value = ikc::bench::DEFAULT_TARGET)]
+    #[arg(long, default_value = ikc_cli::bench::DEFAULT_TARGET)]
     target: String,
     /// Connections, one client each.
     #[arg(long, default_value_t = 1)]
@@ -182,13 +182,13 @@ struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     inflight: usize,
     /// Payload bytes per call.
-    #[arg(long, default_value_t = ikc::bench::DEFAULT_PAYLOAD)]
+    #[arg(long, default_value_t = ikc_cli::bench::DEFAULT_PAYLOAD)]
     payload: usize,
     /// Measured seconds.
-    #[arg(long, default_value = "5", value_parser = ikc::bench::parse_secs)]
+    #[arg(long, default_value = "5", value_parser = ikc_cli::bench::parse_secs)]
     secs: std::time::Duration,
     /// Seconds of load before measuring, not counted.
-    #[arg(long, default_value = "0.5", value_parser = ikc::bench::parse_secs)]
+    #[arg(long, default_value = "0.5", value_parser = ikc_cli::bench::parse_secs)]
     warmup: std::time::Duration,
     /// Print one JSON object instead of the summary line.
     #[arg(long)]
@@ -289,7 +289,7 @@ fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
             return Err(ExitCode::from(2));
         }
     };
-    ikc::demo::publish_echo(&kernel).expect("demo names are valid");
+    ikc_cli::demo::publish_echo(&kernel).expect("demo names are valid");
     let server = Server::builder()
         .kernel(kernel)
         .bind(args.bind)
@@ -553,7 +553,7 @@ async fn bench(args: BenchArgs) -> ExitCode {
         Ok(client) => client,
         Err(code) => return code,
     };
-    let mut options = ikc::bench::BenchOptions::new(args.addr.addr);
+    let mut options = ikc_cli::bench::BenchOptions::new(args.addr.addr);
     options.client = client;
     options.target = args.target;
     options.conns = args.conns;
@@ -561,9 +561,9 @@ async fn bench(args: BenchArgs) -> ExitCode {
     options.payload = args.payload;
     options.secs = args.secs;
     options.warmup = args.warmup;
-    let report = match ikc::bench::run(options).await {
+    let report = match ikc_cli::bench::run(options).await {
         Ok(report) => report,
-        Err(ikc::bench::BenchError::Connect { source, .. }) => return report(&source),
+        Err(ikc_cli::bench::BenchError::Connect { source, .. }) => return report(&source),
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);

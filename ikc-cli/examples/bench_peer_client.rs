@@ -1,5 +1,5 @@
 //! The ikc load generator for the peers benchmark harness
-//! (`shared/peers/run.sh`), on top of [`ikc::bench`].
+//! (`shared/peers/run.sh`), on top of [`ikc_cli::bench`].
 //!
 //! ```sh
 //! cargo run --release --example bench_peer_client -- --addr 127.0.0.1:50060 \
@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ikc::bench::{BenchOptions, BenchReport, Window};
+use ikc_cli::bench::{BenchOptions, BenchReport, Window};
 
 /// Load an ikc echo server for the peers harness.
 #[derive(Debug, Parser)]
@@ -42,10 +42,10 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     payload: usize,
     /// Measured seconds.
-    #[arg(long, default_value = "5", value_parser = ikc::bench::parse_secs)]
+    #[arg(long, default_value = "5", value_parser = ikc_cli::bench::parse_secs)]
     secs: Duration,
     /// Seconds of load before measuring.
-    #[arg(long, default_value = "0.5", value_parser = ikc::bench::parse_secs)]
+    #[arg(long, default_value = "0.5", value_parser = ikc_cli::bench::parse_secs)]
     warmup: Duration,
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
@@ -101,7 +101,7 @@ async fn client(args: Args) -> ExitCode {
     options.progress = false;
     let window = Window::starting_now(&options);
     let cpu = tokio::spawn(sample_cpu(window, args.server_pid));
-    let run = ikc::bench::run_in(options, window);
+    let run = ikc_cli::bench::run_in(options, window);
     let report = match tokio::time::timeout_at((window.end + HARD_DEADLINE_GRACE).into(), run).await
     {
         Ok(Ok(report)) => report,

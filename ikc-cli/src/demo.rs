@@ -6,7 +6,7 @@
 //! | `say`   | anything      | the argument, unchanged         |
 //! | `upper` | a string      | the string in upper case        |
 
-use ikc_core::{
+use ikc::core::{
     BoxError, ErrorKind, IkcError, Kernel, ParseSpecifierError, Request, Value, service_fn,
 };
 

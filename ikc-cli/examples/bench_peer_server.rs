@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Exit after this many seconds.
-    #[arg(long, default_value = "900", value_parser = ikc::bench::parse_secs)]
+    #[arg(long, default_value = "900", value_parser = ikc_cli::bench::parse_secs)]
     max_secs: Duration,
 }
 
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
 
 async fn serve(addr: SocketAddr, max_secs: Duration) -> ExitCode {
     let kernel = Kernel::new("ikc-bench");
-    ikc::demo::publish_echo(&kernel).expect("demo names are valid");
+    ikc_cli::demo::publish_echo(&kernel).expect("demo names are valid");
     let server = match Server::builder().kernel(kernel).bind(addr).serve().await {
         Ok(server) => server,
         Err(error) => {

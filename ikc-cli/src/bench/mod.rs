@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use ikc::bench::{BenchOptions, run};
+//! use ikc_cli::bench::{BenchOptions, run};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use ikc_core::Value;
-use ikc_server::Client;
-use ikc_server::client::ClientBuilder;
+use ikc::core::Value;
+use ikc::server::Client;
+use ikc::server::client::ClientBuilder;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use self::report::BenchReport;
@@ -159,7 +159,7 @@ pub enum BenchError {
         addr: String,
         /// What failed.
         #[source]
-        source: ikc_server::Error,
+        source: ikc::server::Error,
     },
 }
 
@@ -399,9 +399,9 @@ fn rate(count: u64, over: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Kernel, Server};
+    use ikc::{Kernel, Server};
 
-    async fn echo_server() -> ikc_server::ServerHandle {
+    async fn echo_server() -> ikc::server::ServerHandle {
         let kernel = Kernel::new("Server");
         crate::demo::publish_echo(&kernel).expect("demo names are valid");
         Server::builder()

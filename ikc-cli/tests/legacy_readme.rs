@@ -35,8 +35,9 @@ my $answer = $ikc->call('echo/say', 'hello') or die $ikc->error;   # 'hello'
 $ikc->post('echo/say', 'fire-and-forget') or die $ikc->error;
 ";
 
+/// The repository root, which holds the README.
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 #[test]

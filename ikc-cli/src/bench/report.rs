@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use ikc_core::Value;
+use ikc::core::Value;
 
 use super::{BenchOptions, Window};
 

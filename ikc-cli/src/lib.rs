@@ -1,0 +1,24 @@
+//! ikc-cli: the `ikc` command line, and the load generator and demo session
+//! it is built from.
+//!
+//! The `ikc` binary serves the demo session (`ikc serve`, pre-forked with
+//! `--workers`), calls, posts, pings and monitors running servers, and loads
+//! them with calls (`ikc bench`). The library part holds what the binary and
+//! the benchmark peers (`examples/bench_peer_*.rs`) share; applications use
+//! the `ikc` library crate, which depends on none of this.
+//!
+//! # Modules
+//!
+//! | module | the one idea it holds |
+//! |--------|-----------------------|
+//! | [`bench`](mod@bench) | the closed-loop load generator behind `ikc bench`, and its report |
+//! | [`demo`] | the `echo` session that `ikc serve` publishes |
+//!
+//! The binary (`src/main.rs`) parses the command line with clap, sets up
+//! logging with tracing-subscriber and allocates with mimalloc (the
+//! `mimalloc` feature, on by default).
+
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod demo;
