@@ -40,6 +40,19 @@
 //! tokio: forking a multi-threaded process would leave the child only
 //! async-signal-safe functions. The only `unsafe` code of ikc is the fork
 //! wrapper in this crate.
+//!
+//! # Modules
+//!
+//! | module | the one idea it holds |
+//! |--------|-----------------------|
+//! | `supervisor` | [`Supervisor`] and [`Bound`]: the parent's loop (fork, reap, fill, signals, status) |
+//! | [`babysit`] | the rogue rules: a worker's state and the facts it is judged on |
+//! | `retirement` | why a worker ended: the exit cause of its wait status, read as died, crashed at start-up, drained, recycled, killed or rogue |
+//! | `crash_loop` | deaths counted over a window |
+//! | `heartbeat` | the pipe on which a worker reports ready, alive, recycling, stop |
+//! | `signals` | the signals the supervisor handles: flags, and a wake pipe its `poll` watches |
+//! | `worker` | [`WorkerContext`]: a worker's side after the fork |
+//! | `sys` | the fork, the only `unsafe` code |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
@@ -47,6 +60,7 @@
 pub mod babysit;
 mod crash_loop;
 mod heartbeat;
+mod retirement;
 mod signals;
 mod supervisor;
 #[allow(unsafe_code)]

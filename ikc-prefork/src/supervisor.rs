@@ -19,6 +19,7 @@ use crate::PreforkError;
 use crate::babysit::{self, CpuSamples, Facts, Limits, WorkerState};
 use crate::crash_loop::Deaths;
 use crate::heartbeat::{self, Beat, BeatReader};
+use crate::retirement::{Ended, ExitCause, Retirement};
 use crate::signals::{Received, Signals};
 use crate::sys::{self, Forked};
 use crate::worker::{Inherited, WorkerContext};
@@ -42,9 +43,6 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Default for [`Supervisor::recycle_deadline`]: 30 s.
 pub const DEFAULT_RECYCLE_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A worker that dies sooner than this after starting, without having
-/// reported ready, counts as a crash at start-up.
-const MIN_UPTIME: Duration = Duration::from_secs(1);
 /// First pause after a failed fork, a crash at start-up or a death in a
 /// crash loop; it doubles.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -528,39 +526,31 @@ impl State {
                     return;
                 }
             };
-            let (pid, cause) = match status {
-                WaitStatus::Exited(pid, code) => (pid, format!("exit code {code}")),
-                WaitStatus::Signaled(pid, signal, _) => (pid, format!("signal {signal}")),
-                _ => continue,
+            let Some((pid, cause)) = ExitCause::from_wait(status) else {
+                continue;
             };
             if let Some(worker) = self.workers.remove(&pid) {
-                self.retired(pid, &worker, &cause);
+                self.retired(pid, &worker, cause);
             }
         }
     }
 
-    fn retired(&mut self, pid: Pid, worker: &Worker, cause: &str) {
+    fn retired(&mut self, pid: Pid, worker: &Worker, cause: ExitCause) {
         self.old.retain(|p| *p != pid);
         let lived = worker.started.elapsed();
-        let why = match worker.state {
-            WorkerState::Draining { killed: true, .. } => {
-                "killed after the grace period".to_owned()
-            }
-            WorkerState::Draining { .. } if worker.recycled => "recycled".to_owned(),
-            WorkerState::Draining { .. } => "drained".to_owned(),
-            WorkerState::Rogue { reason, .. } => format!("rogue ({reason})"),
-            // A worker whose last connection ended before its report of the
-            // used-up budget was read exits 0 all the same.
-            _ if cause == "exit code 0" && self.config.connections.is_some() => {
-                "recycled".to_owned()
-            }
-            _ => "died".to_owned(),
-        };
-        if why == "died" {
-            tracing::warn!(pid = pid.as_raw(), worker = worker.id, %cause, ?lived, "worker died");
+        let why = Retirement::of(&Ended {
+            cause,
+            state: worker.state,
+            recycled: worker.recycled,
+            ready: worker.ready,
+            lived,
+            budgeted: self.config.connections.is_some(),
+        });
+        if why.is_death() {
+            tracing::warn!(pid = pid.as_raw(), worker = worker.id, %cause, reason = %why, ?lived, "worker died");
             let now = Instant::now();
             let mut pause = Duration::ZERO;
-            if !worker.ready && lived < MIN_UPTIME {
+            if why == Retirement::CrashedAtStart {
                 self.failures += 1;
                 pause = backoff(self.failures);
                 tracing::warn!(
@@ -634,7 +624,7 @@ impl State {
             .collect();
         for pid in vanished {
             if let Some(worker) = self.workers.remove(&pid) {
-                self.retired(pid, &worker, "vanished");
+                self.retired(pid, &worker, ExitCause::Vanished);
             }
         }
     }
