@@ -14,7 +14,9 @@
 #   WORKLOADS=throughput benches/tools/side_by_side.sh
 #
 # Knobs: ROUNDS (5), SECS (5), WARMUP (1), WORKLOADS ("latency throughput
-# large"), SERVER_CPU (0), CLIENT_CPU (1), PEERS_DIR (../shared/peers, the
+# large"), PEERS (0; 1 also runs the benchmark peers `bench_peer_server` +
+# `bench_peer_client` of ikc-cli, the library's path without the CLI, so the
+# two can be compared), SERVER_CPU (0), CLIENT_CPU (1), PEERS_DIR (../shared/peers, the
 # codec echo's workspace), IKC (a prebuilt `ikc` binary; default: build
 # target/release/ikc). Servers are pinned to SERVER_CPU, clients to
 # CLIENT_CPU; only one client runs at a time.
@@ -29,10 +31,17 @@ client_cpu=${CLIENT_CPU:-1}
 peers=${PEERS_DIR:-../shared/peers}
 codec_port=50311
 ikc_port=50312
+peer_port=50313
 
 if [ -z "${IKC:-}" ]; then
     cargo build --release --quiet --bin ikc
     IKC=target/release/ikc
+fi
+systems="codec ikc"
+if [ "${PEERS:-0}" = 1 ]; then
+    cargo build --release --quiet -p ikc-cli --example bench_peer_server --example bench_peer_client
+    peer_dir=$(dirname "$IKC")/examples
+    systems="codec ikc peer"
 fi
 cargo build --release --quiet --manifest-path "$peers/Cargo.toml" -p codec-echo
 codec_dir=$(cd "$peers" && pwd)/target/release
@@ -45,12 +54,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-max_secs=$(( (rounds * 3 * 2) * (secs + warmup + 2) + 60 ))
+max_secs=$(( (rounds * 3 * 3) * (secs + warmup + 2) + 60 ))
 taskset -c "$server_cpu" "$codec_dir/codec-server" --addr "127.0.0.1:$codec_port" \
     --workers 1 --max-secs "$max_secs" 2>"$out/codec-server.err" &
 pids+=($!)
 taskset -c "$server_cpu" "$IKC" serve --bind "127.0.0.1:$ikc_port" 2>"$out/ikc-server.err" &
 pids+=($!)
+if [ "${PEERS:-0}" = 1 ]; then
+    taskset -c "$server_cpu" "$peer_dir/bench_peer_server" --addr "127.0.0.1:$peer_port" \
+        --workers 1 --max-secs "$max_secs" 2>"$out/peer-server.err" &
+    pids+=($!)
+fi
 # Both listen within a few seconds; `ikc ping` and a short codec run tell.
 for _ in $(seq 100); do
     "$IKC" ping --addr "127.0.0.1:$ikc_port" >/dev/null 2>&1 && break
@@ -67,46 +81,63 @@ flags() {
 
 # One client run; prints "RPS P50_US" from its result line.
 measure() {
-    local peer=$1 workload=$2 line
+    local system=$1 workload=$2 line
     # shellcheck disable=SC2046
-    if [ "$peer" = codec ]; then
+    case $system in
+    codec)
         line=$(taskset -c "$client_cpu" "$codec_dir/codec-client" --addr "127.0.0.1:$codec_port" \
-            $(flags "$workload") --secs "$secs" --warmup "$warmup" --workers 1 | grep 'rps=' | tail -n 1)
-    else
+            $(flags "$workload") --secs "$secs" --warmup "$warmup" --workers 1 | grep 'rps=' | tail -n 1) ;;
+    ikc)
         line=$(taskset -c "$client_cpu" "$IKC" bench --addr "127.0.0.1:$ikc_port" \
-            $(flags "$workload") --secs "$secs" --warmup "$warmup" | grep 'rps=' | tail -n 1)
-    fi
+            $(flags "$workload") --secs "$secs" --warmup "$warmup" | grep 'rps=' | tail -n 1) ;;
+    peer)
+        line=$(taskset -c "$client_cpu" "$peer_dir/bench_peer_client" --addr "127.0.0.1:$peer_port" \
+            $(flags "$workload") --secs "$secs" --warmup "$warmup" --workers 1 | grep 'rps=' | tail -n 1) ;;
+    esac
     echo "$line" | tr ' ' '\n' | awk -F= '$1 == "rps" {r = $2} $1 == "p50_us" {p = $2} END {print r, p}'
 }
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-printf '%-6s %-11s %14s %14s %9s %9s %9s\n' round workload codec_rps ikc_rps codec_p50 ikc_p50 ratio
+# The systems in the order of odd rounds, reversed on even ones.
+reversed=$(echo "$systems" | tr ' ' '\n' | tac | tr '\n' ' ')
+header="round  workload   "
+for system in $systems; do header+=$(printf ' %12s %9s' "${system}_rps" "${system}_p50"); done
+for system in $systems; do [ "$system" = codec ] || header+=$(printf ' %9s' "$system/codec"); done
+echo "$header"
 for round in $(seq "$rounds"); do
     for workload in $workloads; do
-        # A B on odd rounds, B A on even ones.
-        if [ $((round % 2)) -eq 1 ]; then
-            read -r c_rps c_p50 < <(measure codec "$workload")
-            read -r i_rps i_p50 < <(measure ikc "$workload")
-        else
-            read -r i_rps i_p50 < <(measure ikc "$workload")
-            read -r c_rps c_p50 < <(measure codec "$workload")
-        fi
-        # Latency compares p50 (ikc / codec, lower is better); the others
-        # compare throughput (ikc / codec, higher is better).
-        if [ "$workload" = latency ]; then
-            ratio=$(awk -v a="$i_p50" -v b="$c_p50" 'BEGIN {printf "%.3f", a / b}')
-        else
-            ratio=$(awk -v a="$i_rps" -v b="$c_rps" 'BEGIN {printf "%.3f", a / b}')
-        fi
-        echo "$ratio" >>"$out/$workload.ratios"
-        printf '%-6s %-11s %14.0f %14.0f %9.1f %9.1f %9s\n' "$round" "$workload" \
-            "$c_rps" "$i_rps" "$c_p50" "$i_p50" "$ratio"
+        order=$systems
+        [ $((round % 2)) -eq 0 ] && order=$reversed
+        declare -A rps=() p50=()
+        for system in $order; do
+            read -r "rps[$system]" "p50[$system]" < <(measure "$system" "$workload")
+        done
+        line=$(printf '%-6s %-11s' "$round" "$workload")
+        for system in $systems; do
+            line+=$(printf ' %12.0f %9.1f' "${rps[$system]}" "${p50[$system]}")
+        done
+        for system in $systems; do
+            [ "$system" = codec ] && continue
+            # Latency compares p50 (system / codec, lower is better); the
+            # others compare throughput (system / codec, higher is better).
+            if [ "$workload" = latency ]; then
+                ratio=$(awk -v a="${p50[$system]}" -v b="${p50[codec]}" 'BEGIN {printf "%.3f", a / b}')
+            else
+                ratio=$(awk -v a="${rps[$system]}" -v b="${rps[codec]}" 'BEGIN {printf "%.3f", a / b}')
+            fi
+            echo "$ratio" >>"$out/$system.$workload.ratios"
+            line+=$(printf ' %9s' "$ratio")
+        done
+        echo "$line"
     done
 done
 
 echo
-echo "medians of $rounds rounds (latency: p50 ikc/codec; throughput, large: rps ikc/codec)"
-for workload in $workloads; do
-    printf '%-11s %s\n' "$workload" "$(median <"$out/$workload.ratios")"
+echo "medians of $rounds rounds (latency: p50 system/codec; throughput, large: rps system/codec)"
+for system in $systems; do
+    [ "$system" = codec ] && continue
+    for workload in $workloads; do
+        printf '%-6s %-11s %s\n' "$system" "$workload" "$(median <"$out/$system.$workload.ratios")"
+    done
 done
