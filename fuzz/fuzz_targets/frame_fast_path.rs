@@ -6,7 +6,7 @@
 //! codec decodes them exactly when prost does, to the same frame (compared
 //! re-encoded by prost, so a NaN compares equal to itself); and a frame
 //! prost decoded is written by the codec byte for byte as prost writes it,
-//! and `codec::over_limit` says it is over a limit exactly when its length
+//! and `codec::encoded::over_limit` says it is over a limit exactly when its length
 //! is (limits around its length and its first byte's value).
 
 #![no_main]
@@ -44,12 +44,12 @@ fuzz_target!(|message: &[u8]| {
             .expect("a decoded frame encodes");
         let expected = frame.encode_to_vec();
         assert_eq!(&written[4..], &expected[..], "written differently");
-        assert_eq!(ikc_proto::codec::encoded_len(&frame), expected.len());
+        assert_eq!(ikc_proto::codec::encoded::encoded_len(&frame), expected.len());
         let len = expected.len();
         let first = usize::from(message.first().copied().unwrap_or(0));
         for max in [0, first, len.saturating_sub(1), len, len + first, usize::MAX] {
             assert_eq!(
-                ikc_proto::codec::over_limit(&frame, max),
+                ikc_proto::codec::encoded::over_limit(&frame, max),
                 (len > max).then_some(len),
                 "over_limit at {max}"
             );

@@ -8,7 +8,9 @@
 //! in, so building ikc needs no `protoc`.
 //!
 //! - [`codec`]: [`HandshakeCodec`] and [`FrameCodec`], configured with a
-//!   [`codec::Builder`], and the [`CodecError`] they report.
+//!   [`codec::Builder`], and the [`CodecError`] they report;
+//!   [`codec::encoded`], the low-level path that writes a request or a
+//!   reply straight from its parts.
 //! - [`value`]: [`Value`], the dynamically typed argument and result of every
 //!   event, with conversions from Rust types and through serde.
 //! - [`pb`]: the generated messages.

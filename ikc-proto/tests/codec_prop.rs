@@ -377,7 +377,7 @@ fn a_value_with_two_kinds_reads_as_the_last_as_prost_does() {
 proptest! {
     #[test]
     fn encoded_len_is_prosts(frame in arb_frame()) {
-        prop_assert_eq!(ikc_proto::codec::encoded_len(&frame), frame.encoded_len());
+        prop_assert_eq!(ikc_proto::codec::encoded::encoded_len(&frame), frame.encoded_len());
     }
 }
 
@@ -430,7 +430,7 @@ proptest! {
         max in prop_oneof![0..200usize, 200..400usize, Just(usize::MAX)],
     ) {
         let len = frame.encoded_len();
-        prop_assert_eq!(ikc_proto::codec::over_limit(&frame, max), (len > max).then_some(len));
+        prop_assert_eq!(ikc_proto::codec::encoded::over_limit(&frame, max), (len > max).then_some(len));
     }
 
     #[test]
@@ -526,8 +526,8 @@ proptest! {
 
         // Appended after what the buffer held, as a channel's queue does.
         let mut wire = BytesMut::from(&before[..]);
-        let parts = ikc_proto::codec::RequestParts { id, target: &target, from: &from, deadline_ms };
-        let result = ikc_proto::codec::encode_request(&parts, arg, max, &mut wire);
+        let parts = ikc_proto::codec::encoded::RequestParts { id, target: &target, from: &from, deadline_ms };
+        let result = ikc_proto::codec::encoded::encode_request(&parts, arg, max, &mut wire);
         same_outcome(result, &wire, expected_result, &expected, &before)?;
     }
 }
@@ -549,7 +549,7 @@ proptest! {
             .new_frame_codec()
             .encode(&frame, &mut expected);
         let mut wire = BytesMut::from(&before[..]);
-        let result = ikc_proto::codec::encode_reply(id, value, max, &mut wire);
+        let result = ikc_proto::codec::encoded::encode_reply(id, value, max, &mut wire);
         same_outcome(result, &wire, expected_result, &expected, &before)?;
     }
 }

@@ -776,7 +776,7 @@ impl State {
             Some(Ok(value)) if self.replies.is_some() => {
                 let max = self.shared.max_frame_length();
                 let replies = self.replies.as_mut().expect("checked above");
-                match ikc_proto::codec::encode_reply(id, value, max, &mut replies.bytes) {
+                match ikc_proto::codec::encoded::encode_reply(id, value, max, &mut replies.bytes) {
                     Ok(()) => {
                         replies.frames += 1;
                         return;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use foldhash::fast::RandomState as FastHash;
 use futures::task::AtomicWaker;
-use ikc_proto::codec::{Builder as CodecBuilder, RequestParts, encode_request};
+use ikc_proto::codec::Builder as CodecBuilder;
+use ikc_proto::codec::encoded::{RequestParts, encode_request};
 use ikc_proto::{CodecError, FrameCodec, Value, pb};
 use tokio::sync::Semaphore;
 use tokio::sync::TryAcquireError;
@@ -876,7 +877,7 @@ impl Shared {
         if max == usize::MAX {
             return None;
         }
-        ikc_proto::codec::over_limit(frame, max).map(|len| (len, max))
+        ikc_proto::codec::encoded::over_limit(frame, max).map(|len| (len, max))
     }
 
     /// Why a frame could not be sent on the closed channel. It never left

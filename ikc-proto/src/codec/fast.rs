@@ -17,8 +17,9 @@ use bytes::{Bytes, BytesMut};
 use prost::encoding::WireType;
 use prost::encoding::{encoded_len_varint, key_len};
 
+use super::CodecError;
 use super::delimited::HEAD_LEN;
-use super::{CodecError, RequestParts};
+use super::frame::RequestParts;
 use crate::Value;
 use crate::pb;
 use crate::pb::frame::Kind;

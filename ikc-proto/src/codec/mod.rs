@@ -88,6 +88,15 @@ mod preface;
 
 pub use builder::{Builder, DEFAULT_MAX_FRAME_LENGTH};
 pub use error::CodecError;
-pub use frame::{FrameCodec, RequestParts, encode_reply, encode_request, encoded_len, over_limit};
+pub use frame::FrameCodec;
+
+/// Frames written straight from their parts and measured without being
+/// written: the low-level path of ikc-core's channel, which encodes a call
+/// from its target and argument and a reply from its value without building
+/// a [`pb::Frame`](crate::pb::Frame). The bytes are the ones [`FrameCodec`]
+/// writes for the same frame.
+pub mod encoded {
+    pub use super::frame::{RequestParts, encode_reply, encode_request, encoded_len, over_limit};
+}
 pub use handshake::{HandshakeCodec, MAX_HANDSHAKE_LENGTH};
 pub use preface::Preface;
