@@ -38,6 +38,7 @@
 pub mod auth;
 pub mod client;
 mod framed;
+mod io;
 pub mod legacy;
 pub mod limit;
 pub mod server;
@@ -47,4 +48,7 @@ pub mod trace;
 
 pub use client::Client;
 pub use ikc_core::BoxError;
-pub use server::{Error, ErrorKind, ListenAddr, Listener, Server, ServerHandle, ShutdownReport};
+pub use io::{Connected, PeerAddr};
+pub use server::{
+    ConnectionOutcome, Error, ErrorKind, ListenAddr, Listener, Server, ServerHandle, ShutdownReport,
+};

@@ -14,7 +14,8 @@ use tokio_util::codec::Framed;
 use super::ClientBuilder;
 use crate::auth;
 use crate::framed::IdleFramed;
-use crate::server::{Error, ErrorKind, Io};
+use crate::io::Io;
+use crate::server::{Error, ErrorKind};
 use crate::tls::ClientTls;
 
 /// A live connection: its channel and what the server said about itself.

@@ -16,9 +16,9 @@ use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use super::listener::{Io, PeerAddr};
 use crate::auth::{self, Secret};
 use crate::framed::{BUFFER_CAPACITY, IdleFramed};
+use crate::io::{Io, PeerAddr};
 use crate::tls::ServerTls;
 use crate::{BoxError, legacy};
 
@@ -37,8 +37,7 @@ pub struct Connection {
 
 impl Connection {
     /// A connection from `peer` over `io`, never told to drain or abort.
-    #[must_use]
-    pub fn new(io: Io, peer: PeerAddr) -> Self {
+    pub(crate) fn new(io: Io, peer: PeerAddr) -> Self {
         Connection {
             io,
             peer,

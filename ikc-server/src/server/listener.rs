@@ -1,18 +1,15 @@
-//! [`Listener`]: a bound TCP or Unix socket, and the streams it accepts.
+//! [`Listener`]: a bound TCP or Unix socket.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use pin_project::pin_project;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 
 use super::error::{Error, ErrorKind};
+use crate::io::{Io, PeerAddr};
 
 /// Where a listener listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,108 +25,6 @@ impl fmt::Display for ListenAddr {
         match self {
             ListenAddr::Tcp(addr) => write!(f, "{addr}"),
             ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
-
-/// Who connected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerAddr {
-    /// A TCP peer.
-    Tcp(SocketAddr),
-    /// A Unix socket peer (usually unnamed).
-    Unix,
-}
-
-impl fmt::Display for PeerAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PeerAddr::Tcp(addr) => write!(f, "{addr}"),
-            PeerAddr::Unix => f.write_str("unix"),
-        }
-    }
-}
-
-/// A connected stream, TCP or Unix.
-#[pin_project(project = IoProj)]
-#[derive(Debug)]
-pub enum Io {
-    /// A TCP stream.
-    Tcp(#[pin] TcpStream),
-    /// A Unix stream.
-    Unix(#[pin] UnixStream),
-    /// A TLS stream accepted by a server.
-    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// A TLS stream opened by a client.
-    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.project() {
-            IoProj::Tcp(s) => s.poll_read(cx, buf),
-            IoProj::Unix(s) => s.poll_read(cx, buf),
-            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_read(cx, buf),
-            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.project() {
-            IoProj::Tcp(s) => s.poll_write(cx, buf),
-            IoProj::Unix(s) => s.poll_write(cx, buf),
-            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_write(cx, buf),
-            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.project() {
-            IoProj::Tcp(s) => s.poll_write_vectored(cx, bufs),
-            IoProj::Unix(s) => s.poll_write_vectored(cx, bufs),
-            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
-            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Tcp(s) => s.is_write_vectored(),
-            Io::Unix(s) => s.is_write_vectored(),
-            Io::TlsServer(s) => s.is_write_vectored(),
-            Io::TlsClient(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.project() {
-            IoProj::Tcp(s) => s.poll_flush(cx),
-            IoProj::Unix(s) => s.poll_flush(cx),
-            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_flush(cx),
-            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.project() {
-            IoProj::Tcp(s) => s.poll_shutdown(cx),
-            IoProj::Unix(s) => s.poll_shutdown(cx),
-            IoProj::TlsServer(s) => Pin::new(&mut **s).poll_shutdown(cx),
-            IoProj::TlsClient(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }
@@ -280,7 +175,7 @@ impl Listener {
     /// # Cancel safety
     ///
     /// Cancel safe: a connection is never lost if the future is dropped.
-    pub async fn accept(&self) -> io::Result<(Io, PeerAddr)> {
+    pub(crate) async fn accept(&self) -> io::Result<(Io, PeerAddr)> {
         match &self.inner {
             Inner::Tcp(listener) => {
                 let (stream, addr) = listener.accept().await?;

@@ -64,11 +64,10 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use self::accept::AcceptLoop;
 pub use self::conn::{Connection, ConnectionOutcome, ServeConnection};
 pub use self::error::{Error, ErrorKind};
-pub use self::listener::{
-    Io, ListenAddr, Listener, PeerAddr, SocketFile, bind_tcp_std, bind_unix_std,
-};
+pub use self::listener::{ListenAddr, Listener, SocketFile, bind_tcp_std, bind_unix_std};
 use crate::BoxError;
 use crate::auth::Secret;
+use crate::io::{Connected, Io};
 use crate::limit::ConnectionLimitLayer;
 use crate::shutdown::{Shutdown, ShutdownMonitorLayer};
 use crate::tls::ServerTls;
@@ -483,6 +482,7 @@ where
                 tls: self.tls,
             }));
 
+        let served = tower::util::BoxCloneSyncService::new(connections.clone());
         let local_addr = listener.local_addr().clone();
         let (report_tx, report_rx) = watch::channel(None);
         let accepted = Arc::new(AtomicU64::new(0));
@@ -504,6 +504,7 @@ where
         });
         Ok(ServerHandle {
             local_addr,
+            connections: served,
             kernel,
             stop,
             accepted,
@@ -538,6 +539,9 @@ pub struct ShutdownReport {
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
     local_addr: ListenAddr,
+    /// The connection stack the listener's connections go through, for
+    /// [`serve_connection`](Self::serve_connection).
+    connections: tower::util::BoxCloneSyncService<Connection, ConnectionOutcome, BoxError>,
     kernel: Kernel,
     stop: CancellationToken,
     accepted: Arc<AtomicU64>,
@@ -569,6 +573,33 @@ impl ServerHandle {
     /// down. The connections it holds may still run.
     pub async fn stopped_accepting(&self) {
         self.not_accepting.cancelled().await;
+    }
+
+    /// Serves one connection over `io`, a stream of your own (see
+    /// [`Connected`]), as if the listener had accepted it: it takes a
+    /// connection permit (waiting while [`Server::max_connections`] are
+    /// open), runs the handshake (TLS when `io` is a TCP stream and the
+    /// server speaks TLS; wrap any other stream in TLS yourself), then the
+    /// channel, and a shutdown drains it with the others. Completes when
+    /// the connection ends, with how it ended.
+    ///
+    /// In the manner of hyper's `serve_connection`: a listener of your own
+    /// (a tunnel, an in-memory pipe in a test) feeds the same server.
+    ///
+    /// # Errors
+    ///
+    /// When the connection fails (a transport error during the handshake);
+    /// a refused or closed handshake is an [`Ok`] outcome.
+    pub async fn serve_connection<C: Connected>(
+        &self,
+        io: C,
+    ) -> Result<ConnectionOutcome, BoxError> {
+        let peer = io.peer_addr();
+        let mut connections = self.connections.clone();
+        connections.ready().await?;
+        connections
+            .call(Connection::new(Io::from_connected(io), peer))
+            .await
     }
 
     /// Starts a graceful shutdown; see the [module docs](self).
