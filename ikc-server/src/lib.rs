@@ -38,6 +38,7 @@
 pub mod auth;
 pub mod client;
 mod framed;
+mod handshake;
 mod io;
 pub mod legacy;
 pub mod limit;

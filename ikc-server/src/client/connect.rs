@@ -1,19 +1,19 @@
-//! Opening a connection and running the client side of the handshake.
+//! Opening a connection: the socket, TLS, the handshake
+//! ([`crate::handshake::client`] or the Perl negotiation), the channel.
 
 use std::future::Future;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
 use ikc_proto::codec::Builder;
-use ikc_proto::{CodecError, HandshakeCodec, Preface, pb};
+use ikc_proto::{HandshakeCodec, pb};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 use super::ClientBuilder;
-use crate::auth;
 use crate::framed::IdleFramed;
+use crate::handshake;
 use crate::io::Io;
 use crate::server::{Error, ErrorKind};
 use crate::tls::ClientTls;
@@ -121,72 +121,16 @@ pub(super) async fn establish(
     let mut codec = Builder::new();
     codec.max_frame_length(settings.max_frame_length);
     let mut framed = Framed::new(io, codec.new_client_handshake());
-    let client_nonce = settings.secret.as_ref().map(|_| auth::nonce());
-    let hello = pb::Hello {
-        version: u32::from(Preface::CURRENT_VERSION),
-        kernel: kernel.name().to_owned(),
-        aliases: kernel.aliases(),
-        pid: kernel.pid(),
-        features: Vec::new(),
-        auth: client_nonce.map(|n| n.to_vec().into()).unwrap_or_default(),
-        limits: Some(pb::Limits {
-            max_frame_len: u32::try_from(settings.max_frame_length).unwrap_or(u32::MAX),
-            max_in_flight: u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX),
-            keepalive_ms: ikc_core::channel::keepalive_ms(settings.keepalive),
-        }),
-    };
-    let failed = |e: CodecError| {
-        Error::new(
-            ErrorKind::Handshake,
-            format!("handshake with {addr} failed"),
-        )
-        .with_source(e)
-    };
-    let handshake = async {
-        framed.send(hello.into()).await.map_err(failed)?;
-        let mut answer = framed
-            .next()
-            .await
-            .transpose()
-            .map_err(failed)?
-            .and_then(|h| h.kind);
-        if let Some(pb::handshake::Kind::Challenge(challenge)) = answer {
-            let (Some(secret), Some(client_nonce)) = (&settings.secret, client_nonce) else {
-                return Err(Error::new(
-                    ErrorKind::Refused,
-                    format!("{addr} requires a shared secret (see `secret`)"),
-                ));
-            };
-            // The server proves it knows the secret before we prove we do.
-            if !secret.verify_server(&client_nonce, &challenge.nonce, &challenge.proof) {
-                return Err(Error::new(
-                    ErrorKind::Handshake,
-                    format!("{addr} does not know the shared secret"),
-                ));
-            }
-            let proof = pb::Proof {
-                proof: secret.client_proof(&challenge.nonce, &client_nonce).into(),
-            };
-            framed.send(proof.into()).await.map_err(failed)?;
-            answer = framed
-                .next()
-                .await
-                .transpose()
-                .map_err(failed)?
-                .and_then(|h| h.kind);
-        } else if settings.secret.is_some()
-            && matches!(answer, Some(pb::handshake::Kind::Welcome(_)))
-        {
-            return Err(Error::new(
-                ErrorKind::Handshake,
-                format!("{addr} did not prove it knows the shared secret"),
-            ));
-        }
-        Ok(answer)
-    };
+    let limits = handshake::limits(
+        settings.max_frame_length,
+        settings.max_in_flight,
+        settings.keepalive,
+    );
+    let hello = handshake::client::hello(kernel, limits, settings.secret.as_ref());
+    let exchange = handshake::client::exchange(&mut framed, addr, hello, settings.secret.as_ref());
     // The handshake timeout bounds this step; the deadline, the whole attempt.
     let handshake = async {
-        tokio::time::timeout(settings.handshake_timeout, handshake)
+        tokio::time::timeout(settings.handshake_timeout, exchange)
             .await
             .map_err(|_| {
                 Error::new(
@@ -198,27 +142,7 @@ pub(super) async fn establish(
                 )
             })?
     };
-    let answer = deadline.bound(addr, "the handshake", handshake).await?;
-    let welcome = match answer {
-        Some(pb::handshake::Kind::Welcome(welcome)) => welcome,
-        Some(pb::handshake::Kind::Refuse(refuse)) => {
-            let kind = match pb::RefuseCode::try_from(refuse.code) {
-                Ok(pb::RefuseCode::Version) => ErrorKind::Version,
-                Ok(pb::RefuseCode::ShuttingDown) => ErrorKind::ShuttingDown,
-                _ => ErrorKind::Refused,
-            };
-            return Err(Error::new(
-                kind,
-                format!("{addr} refused the connection: {}", refuse.reason),
-            ));
-        }
-        Some(_) | None => {
-            return Err(Error::new(
-                ErrorKind::Handshake,
-                format!("{addr} closed the connection during the handshake"),
-            ));
-        }
-    };
+    let welcome = deadline.bound(addr, "the handshake", handshake).await?;
     let peer = PeerInfo {
         kernel: welcome.kernel,
         aliases: welcome.aliases,

@@ -1,4 +1,5 @@
-//! One accepted connection: the handshake, then a channel until it ends.
+//! One accepted connection, in steps: TLS, the Perl sniff, the native
+//! handshake ([`crate::handshake`]), then a channel until it ends.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,18 +7,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use ikc_core::{
     Channel, ChannelHandle, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError, SessionService,
 };
 use ikc_proto::codec::Builder;
-use ikc_proto::{CodecError, HandshakeCodec, pb};
+use ikc_proto::{HandshakeCodec, pb};
+use tokio::time::Instant;
 use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use crate::auth::{self, Secret};
+use crate::auth::Secret;
 use crate::framed::{BUFFER_CAPACITY, IdleFramed};
+use crate::handshake;
+use crate::handshake::server::{Greeting, refuse, send_refusal};
 use crate::io::{Io, PeerAddr};
 use crate::tls::ServerTls;
 use crate::{BoxError, legacy};
@@ -124,14 +128,6 @@ impl Service<Connection> for ServeConnection {
     }
 }
 
-fn refuse(code: pb::RefuseCode, reason: impl Into<String>) -> pb::Handshake {
-    pb::Refuse {
-        code: code.into(),
-        reason: reason.into(),
-    }
-    .into()
-}
-
 async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOutcome, BoxError> {
     let Connection {
         io,
@@ -142,109 +138,146 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // One deadline for the whole handshake (TLS, sniffing, Hello,
     // authentication, Welcome): a peer that finishes each phase just in time
     // must not stretch it to several.
-    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
-    let mut io = match (io, &settings.tls) {
-        (Io::Tcp(stream), Some(tls)) => {
-            let accepted = tokio::select! {
-                accepted = tokio::time::timeout_at(deadline, tls.accept(stream)) => accepted,
-                () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
-            };
-            match accepted {
-                Ok(Ok(stream)) => Io::TlsServer(Box::new(stream)),
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "TLS handshake failed");
-                    return Ok(ConnectionOutcome::Refused);
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return Ok(ConnectionOutcome::Refused);
-                }
-            }
+    let deadline = Instant::now() + settings.handshake_timeout;
+    let steps = async {
+        let mut io = accept_tls(&settings, io, deadline).await?;
+        // A Perl IKC peer opens with a text line instead of the preface. The
+        // sniffed bytes stay in this buffer, which becomes the connection's
+        // read buffer: it needs `Framed`'s usual capacity, or every later
+        // read is a few bytes long and a syscall each.
+        let mut read = bytes::BytesMut::with_capacity(BUFFER_CAPACITY);
+        if sniff_legacy(&settings, &mut io, &mut read, deadline).await? {
+            let accept = legacy_accept(&settings, deadline);
+            return Ok(Step::Run(legacy::serve(
+                io,
+                read,
+                accept,
+                drain.clone(),
+                abort.clone(),
+            )));
         }
-        (io, _) => io,
+        let mut parts =
+            FramedParts::new::<pb::Handshake>(io, settings.codec.new_server_handshake());
+        parts.read_buf = read;
+        let framed = Framed::from_parts(parts);
+        let native = native_handshake(&settings, framed, &peer_addr, &drain, deadline).await?;
+        Ok(Step::Native(native))
     };
-    // A Perl IKC peer opens with a text line instead of the preface. The
-    // sniffed bytes stay in this buffer, which becomes the connection's read
-    // buffer: it needs `Framed`'s usual capacity, or every later read is a
-    // few bytes long and a syscall each.
-    let mut read = bytes::BytesMut::with_capacity(BUFFER_CAPACITY);
-    // Legacy peers cannot prove they know a secret.
-    if settings.legacy && settings.secret.is_none() {
-        let sniffed = tokio::select! {
-            sniffed = tokio::time::timeout_at(deadline, legacy::sniff(&mut io, &mut read)) => sniffed,
-            () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
-        };
-        match sniffed {
-            Err(_) => return Ok(ConnectionOutcome::Refused),
-            Ok(Err(error)) => return Err(error.into()),
-            Ok(Ok(legacy::Protocol::Legacy)) => {
-                return legacy::serve(io, read, legacy_accept(&settings, deadline), drain, abort)
-                    .await;
-            }
-            Ok(Ok(legacy::Protocol::Native)) => {}
-        }
-    }
-    let mut parts = FramedParts::new::<pb::Handshake>(io, settings.codec.new_server_handshake());
-    parts.read_buf = read;
-    let mut framed = Framed::from_parts(parts);
-
-    let first = tokio::select! {
-        first = tokio::time::timeout_at(deadline, framed.next()) => first,
+    // Every step gives way to an abort (the grace period is over).
+    let step: Result<Step<_>, Ended> = tokio::select! {
+        step = steps => step,
         () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
     };
-    let hello = match first {
-        Err(_) => {
-            tracing::debug!(timeout = ?settings.handshake_timeout, "handshake timed out");
-            return Ok(ConnectionOutcome::Refused);
+    match step {
+        Ok(Step::Run(legacy)) => legacy.await,
+        Ok(Step::Native((handle, driver))) => {
+            tracing::debug!("handshake done");
+            run_channel(&handle, driver, &drain, &abort).await
         }
-        Ok(None) => return Ok(ConnectionOutcome::Closed),
-        Ok(Some(Err(CodecError::UnsupportedVersion { version }))) => {
-            tracing::debug!(version, "peer speaks an unsupported protocol version");
-            let reason =
-                format!("protocol version {version} is not supported; this server speaks 1");
-            send_refusal(&mut framed, refuse(pb::RefuseCode::Version, reason)).await;
-            return Ok(ConnectionOutcome::Refused);
-        }
-        Ok(Some(Err(error @ (CodecError::Decode(_) | CodecError::FrameTooLarge { .. })))) => {
-            // A Hello that does not decode (a name that is not UTF-8) or is
-            // too long: tell the peer why instead of just closing.
-            tracing::debug!(%error, "refusing an invalid Hello");
-            let reason = format!("invalid Hello: {error}");
-            send_refusal(&mut framed, refuse(pb::RefuseCode::BadHello, reason)).await;
-            return Ok(ConnectionOutcome::Refused);
-        }
-        Ok(Some(Err(error))) => return Err(error.into()),
-        Ok(Some(Ok(pb::Handshake {
-            kind: Some(pb::handshake::Kind::Hello(hello)),
-        }))) => hello,
-        Ok(Some(Ok(_))) => {
-            send_refusal(
-                &mut framed,
-                refuse(pb::RefuseCode::BadHello, "expected Hello"),
-            )
-            .await;
-            return Ok(ConnectionOutcome::Refused);
-        }
-    };
+        Err(Ended::Outcome(outcome)) => Ok(outcome),
+        Err(Ended::Failed(error)) => Err(error),
+    }
+}
 
+/// What the handshake led to: a Perl peer's connection to run, or a native
+/// channel. One per connection, taken apart at once: not worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Step<L> {
+    Run(L),
+    Native((ChannelHandle, NativeDriver)),
+}
+
+/// The driver of a native peer's channel.
+type NativeDriver = ikc_core::channel::ChannelDriver<IdleFramed<Io, ikc_proto::FrameCodec>>;
+
+/// How a connection ended before its channel ran.
+enum Ended {
+    Outcome(ConnectionOutcome),
+    Failed(BoxError),
+}
+
+impl<E: Into<BoxError>> From<E> for Ended {
+    fn from(error: E) -> Self {
+        Ended::Failed(error.into())
+    }
+}
+
+/// The TLS handshake, when the server speaks TLS and `io` is TCP.
+async fn accept_tls(settings: &Settings, io: Io, deadline: Instant) -> Result<Io, Ended> {
+    let (stream, tls) = match (io, &settings.tls) {
+        (Io::Tcp(stream), Some(tls)) => (stream, tls),
+        (io, _) => return Ok(io),
+    };
+    match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+        Ok(Ok(stream)) => Ok(Io::TlsServer(Box::new(stream))),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            Err(Ended::Outcome(ConnectionOutcome::Refused))
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            Err(Ended::Outcome(ConnectionOutcome::Refused))
+        }
+    }
+}
+
+/// Whether the peer is a Perl IKC one, from its first bytes (kept in
+/// `read`). Only when the server takes them: legacy peers cannot prove they
+/// know a secret.
+async fn sniff_legacy(
+    settings: &Settings,
+    io: &mut Io,
+    read: &mut bytes::BytesMut,
+    deadline: Instant,
+) -> Result<bool, Ended> {
+    if !settings.legacy || settings.secret.is_some() {
+        return Ok(false);
+    }
+    match tokio::time::timeout_at(deadline, legacy::sniff(io, read)).await {
+        Err(_) => Err(Ended::Outcome(ConnectionOutcome::Refused)),
+        Ok(Err(error)) => Err(error.into()),
+        Ok(Ok(protocol)) => Ok(protocol == legacy::Protocol::Legacy),
+    }
+}
+
+/// The native handshake after the preface: `Hello`, the shared secret,
+/// the drain check, the peer's registration, `Welcome`; then the channel,
+/// ready to run.
+async fn native_handshake(
+    settings: &Settings,
+    mut framed: Framed<Io, HandshakeCodec>,
+    peer_addr: &PeerAddr,
+    drain: &CancellationToken,
+    deadline: Instant,
+) -> Result<(ChannelHandle, NativeDriver), Ended> {
+    let refused = || Ended::Outcome(ConnectionOutcome::Refused);
+    let hello = match handshake::server::read_hello(&mut framed, deadline).await {
+        Greeting::Hello(hello) => hello,
+        Greeting::Closed => return Err(Ended::Outcome(ConnectionOutcome::Closed)),
+        Greeting::TimedOut => {
+            tracing::debug!(timeout = ?settings.handshake_timeout, "handshake timed out");
+            return Err(refused());
+        }
+        Greeting::Refused => return Err(refused()),
+        Greeting::Failed(error) => return Err(error.into()),
+    };
     if let Some(secret) = &settings.secret {
-        let proven =
-            tokio::time::timeout_at(deadline, authenticate(&mut framed, secret, &hello.auth))
-                .await
-                .unwrap_or(Err("the handshake timed out during authentication"));
+        let proven = tokio::time::timeout_at(
+            deadline,
+            handshake::auth::challenge(&mut framed, secret, &hello.auth),
+        )
+        .await
+        .unwrap_or(Err("the handshake timed out during authentication"));
         if let Err(reason) = proven {
             tracing::info!(peer.addr = %peer_addr, kernel = %hello.kernel, reason, "refused a peer that did not prove the shared secret");
             send_refusal(&mut framed, refuse(pb::RefuseCode::Auth, reason)).await;
-            return Ok(ConnectionOutcome::Refused);
+            return Err(refused());
         }
     }
     if drain.is_cancelled() {
-        send_refusal(
-            &mut framed,
-            refuse(pb::RefuseCode::ShuttingDown, "server is shutting down"),
-        )
-        .await;
-        return Ok(ConnectionOutcome::Refused);
+        let refusal = refuse(pb::RefuseCode::ShuttingDown, "server is shutting down");
+        send_refusal(&mut framed, refusal).await;
+        return Err(refused());
     }
     let peer_limits = PeerLimits::from_proto(hello.limits.as_ref());
     let send_limit = peer_limits.frame_limit(settings.codec.get_max_frame_length());
@@ -258,7 +291,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // the next read allocate a second buffer: 8 KiB more per connection.
     drop(hello.auth);
     tracing::Span::current().record("kernel", peer.kernel.as_str());
-    let builder = channel_builder(&settings, send_limit).peer_limits(peer_limits);
+    let builder = channel_builder(settings, send_limit).peer_limits(peer_limits);
     let registered = match builder.register(peer) {
         Ok(registered) => registered,
         Err(error) => {
@@ -268,34 +301,24 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
                 _ => pb::RefuseCode::BadHello,
             };
             send_refusal(&mut framed, refuse(code, error.to_string())).await;
-            return Ok(ConnectionOutcome::Refused);
+            return Err(refused());
         }
     };
 
-    let kernel = &settings.kernel;
-    let welcome = pb::Welcome {
-        kernel: kernel.name().to_owned(),
-        aliases: kernel.aliases(),
-        pid: kernel.pid(),
-        worker: settings.worker,
-        features: Vec::new(),
-        limits: Some(pb::Limits {
-            max_frame_len: u32::try_from(settings.codec.get_max_frame_length()).unwrap_or(u32::MAX),
-            max_in_flight: u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX),
-            keepalive_ms: ikc_core::channel::keepalive_ms(settings.keepalive),
-        }),
-        auth: Default::default(),
-    };
-    tokio::time::timeout_at(deadline, framed.send(welcome.into()))
+    let limits = handshake::limits(
+        settings.codec.get_max_frame_length(),
+        settings.max_in_flight,
+        settings.keepalive,
+    );
+    let welcome = handshake::server::welcome(&settings.kernel, settings.worker, limits);
+    tokio::time::timeout_at(deadline, framed.send(welcome))
         .await
         .map_err(|_| IkcError::new(ikc_core::ErrorKind::Timeout, "sending Welcome timed out"))??;
 
     // `map_codec` keeps the read buffer: frames the peer sent right behind
     // its Hello are not lost.
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
-    let (handle, driver) = registered.connect_encoded(framed, IdleFramed::append_encoded);
-    tracing::debug!("handshake done");
-    run_channel(&handle, driver, &drain, &abort).await
+    Ok(registered.connect_encoded(framed, IdleFramed::append_encoded))
 }
 
 /// Runs a connection's channel until it ends: told to drain, it sends
@@ -322,36 +345,6 @@ where
     }
 }
 
-/// The server's side of the shared-secret exchange (see [`crate::auth`]):
-/// challenge the peer, then check its proof.
-async fn authenticate(
-    framed: &mut Framed<Io, HandshakeCodec>,
-    secret: &Secret,
-    client_nonce: &[u8],
-) -> Result<(), &'static str> {
-    if client_nonce.len() != auth::NONCE_LEN {
-        return Err("this server requires a shared secret");
-    }
-    let server_nonce = auth::nonce();
-    let challenge = pb::Challenge {
-        nonce: server_nonce.to_vec().into(),
-        proof: secret.server_proof(client_nonce, &server_nonce).into(),
-    };
-    framed
-        .send(challenge.into())
-        .await
-        .map_err(|_| "the peer went away during authentication")?;
-    match framed.next().await {
-        Some(Ok(pb::Handshake {
-            kind: Some(pb::handshake::Kind::Proof(proof)),
-        })) if secret.verify_client(&server_nonce, client_nonce, &proof.proof) => Ok(()),
-        Some(Ok(pb::Handshake {
-            kind: Some(pb::handshake::Kind::Proof(_)),
-        })) => Err("wrong shared secret"),
-        _ => Err("expected a proof of the shared secret"),
-    }
-}
-
 /// The channel of one of the server's peers, native or Perl, sending
 /// frames of at most `send_limit` bytes.
 fn channel_builder(settings: &Settings, send_limit: usize) -> ikc_core::ChannelBuilder {
@@ -371,10 +364,4 @@ fn legacy_accept(settings: &Settings, deadline: tokio::time::Instant) -> legacy:
         max_frame_length: settings.codec.get_max_frame_length(),
         deadline,
     }
-}
-
-async fn send_refusal(framed: &mut Framed<Io, HandshakeCodec>, refusal: pb::Handshake) {
-    // The connection closes right after; a peer that cannot take the
-    // refusal loses nothing more.
-    let _ = tokio::time::timeout(Duration::from_secs(1), framed.send(refusal)).await;
 }

@@ -1,0 +1,71 @@
+//! The shared-secret exchange of the handshake (see [`crate::auth`] for the
+//! scheme): the server challenges and checks the client's proof; the
+//! client checks the server's proof first, then proves itself.
+
+use futures::{SinkExt, StreamExt};
+use ikc_proto::{HandshakeCodec, pb};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use crate::auth::{self, Secret};
+
+/// The server's half: challenge the peer, whose `Hello` carried
+/// `client_nonce`, then check its proof. `Err` says why it failed, for the
+/// refusal and the log.
+pub(crate) async fn challenge<T>(
+    framed: &mut Framed<T, HandshakeCodec>,
+    secret: &Secret,
+    client_nonce: &[u8],
+) -> Result<(), &'static str>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if client_nonce.len() != auth::NONCE_LEN {
+        return Err("this server requires a shared secret");
+    }
+    let server_nonce = auth::nonce();
+    let challenge = pb::Challenge {
+        nonce: server_nonce.to_vec().into(),
+        proof: secret.server_proof(client_nonce, &server_nonce).into(),
+    };
+    framed
+        .send(challenge.into())
+        .await
+        .map_err(|_| "the peer went away during authentication")?;
+    match framed.next().await {
+        Some(Ok(pb::Handshake {
+            kind: Some(pb::handshake::Kind::Proof(proof)),
+        })) if secret.verify_client(&server_nonce, client_nonce, &proof.proof) => Ok(()),
+        Some(Ok(pb::Handshake {
+            kind: Some(pb::handshake::Kind::Proof(_)),
+        })) => Err("wrong shared secret"),
+        _ => Err("expected a proof of the shared secret"),
+    }
+}
+
+/// Why the client's half failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProofError {
+    /// The server asks for a secret the client was not given.
+    NoSecret,
+    /// The server's own proof is wrong: it does not know the secret.
+    ServerUnproven,
+}
+
+/// The client's half: check the server's proof in `challenge`, then prove
+/// the secret (the client's `Hello` carried `client_nonce`).
+pub(crate) fn prove(
+    secret: Option<&Secret>,
+    client_nonce: Option<[u8; auth::NONCE_LEN]>,
+    challenge: &pb::Challenge,
+) -> Result<pb::Proof, ProofError> {
+    let (Some(secret), Some(client_nonce)) = (secret, client_nonce) else {
+        return Err(ProofError::NoSecret);
+    };
+    if !secret.verify_server(&client_nonce, &challenge.nonce, &challenge.proof) {
+        return Err(ProofError::ServerUnproven);
+    }
+    Ok(pb::Proof {
+        proof: secret.client_proof(&challenge.nonce, &client_nonce).into(),
+    })
+}
