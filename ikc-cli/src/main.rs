@@ -55,16 +55,16 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// The server kernel's name.
-    #[arg(long, default_value = ikc::server::server::DEFAULT_NAME)]
+    #[arg(long, default_value = ikc::server::DEFAULT_NAME)]
     name: String,
     /// TCP address to listen on.
-    #[arg(long, default_value_t = ikc::server::server::DEFAULT_BIND)]
+    #[arg(long, default_value_t = ikc::server::DEFAULT_BIND)]
     bind: SocketAddr,
     /// Listen on this Unix socket instead of TCP.
     #[arg(long)]
     unix: Option<PathBuf>,
     /// Connections held at once.
-    #[arg(long, default_value_t = ikc::server::server::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = ikc::server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Let peers stop the server with `IKC/shutdown`.
     #[arg(long)]
@@ -406,7 +406,7 @@ async fn connect(args: &AddrArgs) -> Result<Client, ExitCode> {
     loop {
         match builder.clone().connect(&args.addr).await {
             Err(error)
-                if error.kind() == ikc::server::ErrorKind::ShuttingDown
+                if error.kind() == ikc::server::TransportErrorKind::ShuttingDown
                     && tries < GOING_AWAY_TRIES =>
             {
                 tracing::debug!(%error, "the server is going away; connecting again");

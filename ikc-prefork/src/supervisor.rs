@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ikc_server::server::{ListenAddr, SocketFile, bind_tcp_std, bind_unix_std};
+use ikc_server::listener::{ListenAddr, SocketFile, bind_tcp_std, bind_unix_std};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};

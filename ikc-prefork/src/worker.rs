@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ikc_server::BoxError;
-use ikc_server::server::ServerHandle;
-use ikc_server::server::{Listener, Server};
+use ikc_server::ServerHandle;
+use ikc_server::{Listener, Server};
 
 use crate::heartbeat::{Beat, Heartbeat};
 
@@ -53,7 +53,7 @@ impl WorkerContext {
     #[must_use]
     pub fn serve<L>(self, server: Server<L>) -> ExitCode
     where
-        L: tower::Layer<ikc_server::server::RouterStack>,
+        L: tower::Layer<ikc_server::RequestRouter>,
         L::Service: tower::Service<ikc_core::Request, Response = ikc_core::Value>
             + Clone
             + Send

@@ -5,7 +5,25 @@
 //! own module: [`limit`] (connections held at once), [`shutdown`] (graceful
 //! drain with a deadline), [`trace`] (spans per connection and request).
 //! Request handling is the kernel's router wrapped in any tower layers you
-//! add with [`Server::layer`].
+//! add with [`Server::layer`]. A stream of your own (any [`Connected`]) is
+//! served through the same stack with [`ServerHandle::serve_connection`].
+//!
+//! # Modules
+//!
+//! Each holds one idea; the arrows of `use` between them go down this list.
+//!
+//! | module | the idea |
+//! |---|---|
+//! | `server` | the builder ([`Server`]), the accept loop, one connection served in steps |
+//! | [`client`] | the [`Client`] and its builder: connect, reconnect, call |
+//! | `handshake` | the native handshake: server side, client side, the shared-secret exchange |
+//! | [`legacy`] | the Perl POE::Component::IKC protocol: sniffing, negotiation, Storable, translation |
+//! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
+//! | [`listener`] | bound sockets ([`Listener`]), and sockets bound before a runtime (pre-fork) |
+//! | `io` | the streams a connection runs over, [`Connected`] |
+//! | [`tls`], [`auth`] | TLS settings; the shared secret |
+//! | `framed` | the frame transport a channel runs over |
+//! | `error` | [`Error`], why a server could not start or a client connect |
 //!
 //! # Examples
 //!
@@ -37,19 +55,24 @@
 
 pub mod auth;
 pub mod client;
+mod error;
 mod framed;
 mod handshake;
 mod io;
 pub mod legacy;
 pub mod limit;
-pub mod server;
+pub mod listener;
+mod server;
 pub mod shutdown;
 pub mod tls;
 pub mod trace;
 
-pub use client::Client;
+pub use client::{Client, ClientBuilder};
+pub use error::{Error, TransportErrorKind};
 pub use ikc_core::BoxError;
 pub use io::{Connected, PeerAddr};
+pub use listener::{ListenAddr, Listener};
 pub use server::{
-    ConnectionOutcome, Error, ErrorKind, ListenAddr, Listener, Server, ServerHandle, ShutdownReport,
+    Connection, ConnectionOutcome, DEFAULT_BIND, DEFAULT_GRACE_PERIOD, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_NAME, RequestRouter, Server, ServerHandle, ShutdownReport,
 };

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use ikc_core::Value;
 use ikc_proto::{HandshakeCodec, pb};
 use ikc_server::auth::Secret;
-use ikc_server::{Client, ErrorKind, Server, ServerHandle};
+use ikc_server::{Client, Server, ServerHandle, TransportErrorKind};
 use sha2::Sha256;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -79,7 +79,7 @@ async fn a_client_without_the_secret_is_refused_with_the_reason() {
     let error = Client::connect(&server.local_addr().to_string())
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Refused);
+    assert_eq!(error.kind(), TransportErrorKind::Refused);
     assert!(
         error.to_string().contains("requires a shared secret"),
         "{error}"
@@ -96,7 +96,7 @@ async fn a_client_with_the_wrong_secret_does_not_trust_the_server() {
         .unwrap_err();
     // The server's proof does not verify with the client's secret, so the
     // client stops before proving anything itself.
-    assert_eq!(error.kind(), ErrorKind::Handshake);
+    assert_eq!(error.kind(), TransportErrorKind::Handshake);
     assert!(
         error
             .to_string()

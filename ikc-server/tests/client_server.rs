@@ -13,7 +13,7 @@ use ikc_core::{
 };
 use ikc_proto::{HandshakeCodec, pb};
 use ikc_server::client::Reconnect;
-use ikc_server::{Client, ErrorKind, ListenAddr, Server};
+use ikc_server::{Client, ListenAddr, Server, TransportErrorKind};
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 use tower::ServiceExt;
@@ -313,7 +313,7 @@ async fn second_client_with_a_connected_kernel_name_is_refused_with_the_reason()
         .await
         .unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::Refused);
+    assert_eq!(error.kind(), TransportErrorKind::Refused);
     let message = error.to_string();
     assert!(
         message.contains("\"Twin\"") && message.contains("already in use"),
@@ -343,7 +343,7 @@ async fn client_reports_a_version_refusal_as_error_kind_version() {
         .await
         .unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::Version);
+    assert_eq!(error.kind(), TransportErrorKind::Version);
     assert!(error.to_string().contains("version 7"), "{error}");
     within("the fake server", fake).await.unwrap();
 }
@@ -356,7 +356,7 @@ async fn connecting_where_nothing_listens_fails_with_connect() {
 
     let error = within("connect", Client::connect(&addr)).await.unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::Connect);
+    assert_eq!(error.kind(), TransportErrorKind::Connect);
     assert!(error.to_string().contains(&addr), "{error}");
 }
 

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use ikc_server::tls::ClientTls;
-use ikc_server::{Client, ErrorKind, Server};
+use ikc_server::{Client, Server, TransportErrorKind};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::mpsc;
 
@@ -35,7 +35,7 @@ async fn silent_tcp_listener() -> String {
 #[track_caller]
 fn assert_timed_out(result: Result<Client, ikc_server::Error>, addr: &str, step: &str) {
     let error = result.expect_err("the server never answers");
-    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert_eq!(error.kind(), TransportErrorKind::Timeout, "{error}");
     let message = error.to_string();
     assert!(
         message.contains(addr) && message.contains(step) && message.contains("300ms"),
@@ -156,7 +156,7 @@ async fn a_refused_connect_fails_at_once_with_connect_not_timeout() {
     )
     .await;
     let error = result.expect_err("nothing listens");
-    assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+    assert_eq!(error.kind(), TransportErrorKind::Connect, "{error}");
     assert!(error.to_string().contains(&addr), "{error}");
     drop(socket);
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ikc_core::{ErrorKind as CallErrorKind, Value};
 use ikc_proto::pb;
-use ikc_server::{Client, ErrorKind, ListenAddr, Server};
+use ikc_server::{Client, ListenAddr, Server, TransportErrorKind};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -93,7 +93,7 @@ async fn invalid_alias_is_a_config_error() {
         .serve()
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Config);
+    assert_eq!(error.kind(), TransportErrorKind::Config);
     assert!(error.to_string().contains("has/slash"), "{error}");
 }
 
@@ -175,7 +175,7 @@ async fn binding_a_port_in_use_fails_with_address_in_use_naming_the_address() {
 
     let error = Server::builder().bind(addr).serve().await.unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::AddressInUse);
+    assert_eq!(error.kind(), TransportErrorKind::AddressInUse);
     assert!(error.to_string().contains(&addr.to_string()), "{error}");
     assert!(
         std::error::Error::source(&error).is_some(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ikc_core::Value;
 use ikc_server::limit::ConnectionLimitLayer;
-use ikc_server::{Client, ErrorKind, Server};
+use ikc_server::{Client, Server, TransportErrorKind};
 use tokio_test::{assert_pending, assert_ready_ok, task};
 use tower_test::{assert_request_eq, mock};
 
@@ -42,7 +42,7 @@ async fn full_server_leaves_a_third_peer_unanswered_until_a_connection_closes() 
     )
     .await
     .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Handshake, "{error}");
+    assert_eq!(error.kind(), TransportErrorKind::Handshake, "{error}");
     assert_eq!(server.kernel().kernels().len(), 2);
 
     first.close();

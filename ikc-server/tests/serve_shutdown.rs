@@ -207,7 +207,7 @@ async fn new_connections_are_refused_after_shutdown() {
     assert!(
         matches!(
             error.kind(),
-            ikc_server::ErrorKind::Connect | ikc_server::ErrorKind::Handshake
+            ikc_server::TransportErrorKind::Connect | ikc_server::TransportErrorKind::Handshake
         ),
         "{error}"
     );

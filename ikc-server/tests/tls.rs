@@ -6,7 +6,7 @@ mod support;
 
 use ikc_core::Value;
 use ikc_server::tls::{ClientTls, ServerTls};
-use ikc_server::{Client, ErrorKind, Server, ServerHandle};
+use ikc_server::{Client, Server, ServerHandle, TransportErrorKind};
 
 use support::{LOOPBACK, server_kernel, within};
 
@@ -51,7 +51,7 @@ async fn a_plain_client_does_not_get_through_a_tls_server() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Handshake, "{error}");
+    assert_eq!(error.kind(), TransportErrorKind::Handshake, "{error}");
 }
 
 #[tokio::test]
@@ -64,7 +64,7 @@ async fn a_client_trusting_another_certificate_refuses_the_server() {
         .connect(&server.local_addr().to_string())
         .await
         .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Handshake);
+    assert_eq!(error.kind(), TransportErrorKind::Handshake);
     assert!(error.to_string().contains("TLS handshake"), "{error}");
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use ikc_core::{BoxError, Request, Value, service_fn};
-use ikc_server::{Client, ErrorKind, ListenAddr, Server, ServerHandle};
+use ikc_server::{Client, ListenAddr, Server, ServerHandle, TransportErrorKind};
 
 use support::{server_kernel, shut_down, spec, within};
 
@@ -80,7 +80,7 @@ async fn live_listener_at_the_path_is_address_in_use() {
 
     let error = serve_unix(&path).await.unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::AddressInUse);
+    assert_eq!(error.kind(), TransportErrorKind::AddressInUse);
     assert!(
         error.to_string().contains(&path.display().to_string()),
         "{error}"
@@ -99,7 +99,7 @@ async fn file_that_is_not_a_socket_is_an_error_and_is_kept() {
 
     let error = serve_unix(&path).await.unwrap_err();
 
-    assert_eq!(error.kind(), ErrorKind::Bind);
+    assert_eq!(error.kind(), TransportErrorKind::Bind);
     let message = error.to_string();
     assert!(
         message.contains(&path.display().to_string()) && message.contains("not a socket"),
@@ -121,7 +121,7 @@ async fn socket_file_is_removed_at_shutdown() {
 
     assert!(!path.exists(), "the socket file is gone");
     let error = within("connect", Client::connect(&addr)).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+    assert_eq!(error.kind(), TransportErrorKind::Connect, "{error}");
 }
 
 #[tokio::test]

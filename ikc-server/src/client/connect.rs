@@ -12,10 +12,10 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 use super::ClientBuilder;
+use crate::error::{Error, TransportErrorKind};
 use crate::framed::IdleFramed;
 use crate::handshake;
 use crate::io::Io;
-use crate::server::{Error, ErrorKind};
 use crate::tls::ClientTls;
 
 /// A live connection: its channel and what the server said about itself.
@@ -46,7 +46,7 @@ impl Deadline {
 
     /// Runs `step` of the attempt to `addr` until the deadline; past it,
     /// `step` is dropped (closing its socket) and the attempt fails with
-    /// [`ErrorKind::Timeout`], naming the step that was under way.
+    /// [`TransportErrorKind::Timeout`], naming the step that was under way.
     async fn bound<T>(
         self,
         addr: &str,
@@ -58,7 +58,7 @@ impl Deadline {
         };
         tokio::time::timeout_at(at, step).await.unwrap_or_else(|_| {
             Err(Error::new(
-                ErrorKind::Timeout,
+                TransportErrorKind::Timeout,
                 format!(
                     "cannot connect to {addr}: {what} did not finish within the connect timeout ({:?})",
                     self.timeout
@@ -70,7 +70,11 @@ impl Deadline {
 
 async fn open(addr: &str, tls: Option<&ClientTls>, deadline: Deadline) -> Result<Io, Error> {
     let failed = |e: std::io::Error| {
-        Error::new(ErrorKind::Connect, format!("cannot connect to {addr}")).with_source(e)
+        Error::new(
+            TransportErrorKind::Connect,
+            format!("cannot connect to {addr}"),
+        )
+        .with_source(e)
     };
     match addr.strip_prefix("unix:") {
         Some(path) => {
@@ -94,7 +98,7 @@ async fn open(addr: &str, tls: Option<&ClientTls>, deadline: Deadline) -> Result
             let handshake = async {
                 tls.connect(host, stream).await.map_err(|e| {
                     Error::new(
-                        ErrorKind::Handshake,
+                        TransportErrorKind::Handshake,
                         format!("TLS handshake with {addr} failed"),
                     )
                     .with_source(e)
@@ -134,7 +138,7 @@ pub(super) async fn establish(
             .await
             .map_err(|_| {
                 Error::new(
-                    ErrorKind::Handshake,
+                    TransportErrorKind::Handshake,
                     format!(
                         "{addr} did not answer the handshake within {:?}",
                         settings.handshake_timeout
@@ -183,7 +187,7 @@ async fn establish_legacy(
         .await
         .map_err(|_| {
             Error::new(
-                ErrorKind::Handshake,
+                TransportErrorKind::Handshake,
                 format!(
                     "{addr} did not finish the IKC negotiation within {:?}",
                     settings.handshake_timeout
@@ -192,8 +196,8 @@ async fn establish_legacy(
         })?
         .map_err(|e| {
             let kind = match e {
-                crate::legacy::LegacyError::Refused { .. } => ErrorKind::Refused,
-                _ => ErrorKind::Handshake,
+                crate::legacy::LegacyError::Refused { .. } => TransportErrorKind::Refused,
+                _ => TransportErrorKind::Handshake,
             };
             Error::new(kind, format!("IKC negotiation with {addr} failed")).with_source(e)
         })
@@ -243,7 +247,7 @@ where
         .register(peer)
         .map_err(|e| {
             Error::new(
-                ErrorKind::Handshake,
+                TransportErrorKind::Handshake,
                 format!("cannot register the server at {addr}"),
             )
             .with_source(e)

@@ -45,7 +45,8 @@ use tower::Service;
 
 use self::connect::{Connected, establish};
 use crate::auth::Secret;
-use crate::server::{DEFAULT_HANDSHAKE_TIMEOUT, Error, ErrorKind};
+use crate::error::{Error, TransportErrorKind};
+use crate::server::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::tls::ClientTls;
 
 /// Default first pause before a reconnect attempt: 100 ms.
@@ -152,10 +153,10 @@ impl ClientBuilder {
     /// connect to the server's `Welcome`: name resolution and the TCP or
     /// Unix socket connect, the TLS handshake, and the ikc handshake (or the
     /// Perl IKC negotiation with [`legacy`](Self::legacy)) share this one
-    /// deadline. Past it the attempt fails with [`ErrorKind::Timeout`],
+    /// deadline. Past it the attempt fails with [`TransportErrorKind::Timeout`],
     /// whose message names the address, the step under way and the timeout.
     /// Each reconnect attempt ([`reconnect`](Self::reconnect)) gets the same
-    /// bound. A refused connect fails at once with [`ErrorKind::Connect`].
+    /// bound. A refused connect fails at once with [`TransportErrorKind::Connect`].
     /// Default: [`DEFAULT_CONNECT_TIMEOUT`], 10 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -164,7 +165,7 @@ impl ClientBuilder {
 
     /// How long the server has to answer the ikc handshake (or the Perl IKC
     /// negotiation), once connected; past it the attempt fails with
-    /// [`ErrorKind::Handshake`]. The [connect
+    /// [`TransportErrorKind::Handshake`]. The [connect
     /// timeout](Self::connect_timeout) still bounds the whole attempt,
     /// handshake included: whichever ends first ends it. Default: 5 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
@@ -266,19 +267,20 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Connect`] when the server cannot be reached,
-    /// [`ErrorKind::Timeout`] when it does not answer within the [connect
+    /// [`TransportErrorKind::Connect`] when the server cannot be reached,
+    /// [`TransportErrorKind::Timeout`] when it does not answer within the [connect
     /// timeout](Self::connect_timeout),
-    /// [`ErrorKind::Refused`] (with the server's reason) or
-    /// [`ErrorKind::Version`] when it refuses the handshake,
-    /// [`ErrorKind::Handshake`] when the handshake fails or outlasts the
+    /// [`TransportErrorKind::Refused`] (with the server's reason) or
+    /// [`TransportErrorKind::Version`] when it refuses the handshake,
+    /// [`TransportErrorKind::Handshake`] when the handshake fails or outlasts the
     /// [handshake timeout](Self::handshake_timeout).
     pub async fn connect(self, addr: &str) -> Result<Client, Error> {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let kernel = match (self.kernel.clone(), &self.name) {
             (Some(kernel), _) => kernel,
-            (None, Some(name)) => Kernel::try_new(name)
-                .map_err(|e| Error::new(ErrorKind::Config, "invalid kernel name").with_source(e))?,
+            (None, Some(name)) => Kernel::try_new(name).map_err(|e| {
+                Error::new(TransportErrorKind::Config, "invalid kernel name").with_source(e)
+            })?,
             (None, None) => {
                 let n = NEXT.fetch_add(1, Ordering::Relaxed);
                 Kernel::new(&format!("client-{}-{n}", std::process::id()))
@@ -286,7 +288,11 @@ impl ClientBuilder {
         };
         for alias in &self.aliases {
             kernel.add_alias(alias).map_err(|e| {
-                Error::new(ErrorKind::Config, format!("invalid alias {alias:?}")).with_source(e)
+                Error::new(
+                    TransportErrorKind::Config,
+                    format!("invalid alias {alias:?}"),
+                )
+                .with_source(e)
             })?;
         }
         let connected = establish(&kernel, addr, &self).await?;

@@ -9,7 +9,7 @@ use tokio_util::codec::Framed;
 
 use super::auth::{self as exchange, ProofError};
 use crate::auth::{self, Secret};
-use crate::server::{Error, ErrorKind};
+use crate::error::{Error, TransportErrorKind};
 
 /// The client's `Hello` from `kernel`, with its limits, and the nonce its
 /// shared-secret proof will use (when it has a secret).
@@ -36,8 +36,8 @@ pub(crate) fn hello(
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Refused`] (or `Version`, `ShuttingDown`) with the server's
-/// reason when it refuses; [`ErrorKind::Handshake`] when it fails, when the
+/// [`TransportErrorKind::Refused`] (or `Version`, `ShuttingDown`) with the server's
+/// reason when it refuses; [`TransportErrorKind::Handshake`] when it fails, when the
 /// server does not know our secret, or when it closes the connection.
 pub(crate) async fn exchange<T>(
     framed: &mut Framed<T, HandshakeCodec>,
@@ -50,7 +50,7 @@ where
 {
     let failed = |e: CodecError| {
         Error::new(
-            ErrorKind::Handshake,
+            TransportErrorKind::Handshake,
             format!("handshake with {addr} failed"),
         )
         .with_source(e)
@@ -66,11 +66,11 @@ where
         // The server proves it knows the secret before we prove we do.
         let proof = exchange::prove(secret, client_nonce, challenge).map_err(|e| match e {
             ProofError::NoSecret => Error::new(
-                ErrorKind::Refused,
+                TransportErrorKind::Refused,
                 format!("{addr} requires a shared secret (see `secret`)"),
             ),
             ProofError::ServerUnproven => Error::new(
-                ErrorKind::Handshake,
+                TransportErrorKind::Handshake,
                 format!("{addr} does not know the shared secret"),
             ),
         })?;
@@ -83,7 +83,7 @@ where
             .and_then(|h| h.kind);
     } else if secret.is_some() && matches!(answer, Some(pb::handshake::Kind::Welcome(_))) {
         return Err(Error::new(
-            ErrorKind::Handshake,
+            TransportErrorKind::Handshake,
             format!("{addr} did not prove it knows the shared secret"),
         ));
     }
@@ -91,9 +91,9 @@ where
         Some(pb::handshake::Kind::Welcome(welcome)) => Ok(welcome),
         Some(pb::handshake::Kind::Refuse(refuse)) => {
             let kind = match pb::RefuseCode::try_from(refuse.code) {
-                Ok(pb::RefuseCode::Version) => ErrorKind::Version,
-                Ok(pb::RefuseCode::ShuttingDown) => ErrorKind::ShuttingDown,
-                _ => ErrorKind::Refused,
+                Ok(pb::RefuseCode::Version) => TransportErrorKind::Version,
+                Ok(pb::RefuseCode::ShuttingDown) => TransportErrorKind::ShuttingDown,
+                _ => TransportErrorKind::Refused,
             };
             Err(Error::new(
                 kind,
@@ -101,7 +101,7 @@ where
             ))
         }
         Some(_) | None => Err(Error::new(
-            ErrorKind::Handshake,
+            TransportErrorKind::Handshake,
             format!("{addr} closed the connection during the handshake"),
         )),
     }

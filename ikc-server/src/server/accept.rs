@@ -11,9 +11,9 @@ use ikc_core::{Kernel, MonitorEvent};
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
-use super::listener::{is_connection_error, is_fd_exhaustion};
-use super::{Connection, Listener, ShutdownReport};
+use super::{Connection, ShutdownReport};
 use crate::BoxError;
+use crate::listener::{Listener, is_connection_error, is_fd_exhaustion};
 use crate::shutdown::Shutdown;
 
 /// Pause after an accept error that is not about one connection (out of

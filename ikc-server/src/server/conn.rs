@@ -102,7 +102,7 @@ pub(crate) struct Settings {
 
 /// The innermost connection service: runs the handshake, then the channel.
 #[derive(Debug, Clone)]
-pub struct ServeConnection {
+pub(crate) struct ServeConnection {
     settings: Arc<Settings>,
 }
 

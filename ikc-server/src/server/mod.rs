@@ -1,49 +1,7 @@
-//! [`Server`]: listens on TCP or a Unix socket and serves a kernel's sessions.
-//!
-//! ```no_run
-//! use ikc_core::{Kernel, Request, service_fn};
-//! use ikc_server::Server;
-//!
-//! # #[tokio::main]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let kernel = Kernel::new("Server");
-//! kernel.publish("echo", ["say"], service_fn(|req: Request| async move {
-//!     Ok::<_, ikc_core::BoxError>(req.into_arg())
-//! }))?;
-//! let server = Server::builder()
-//!     .kernel(kernel)
-//!     .bind("127.0.0.1:6030".parse()?)
-//!     .serve_with_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
-//!     .await?;
-//! println!("listening on {}", server.local_addr());
-//! let report = server.stopped().await;
-//! println!("stopped: {report:?}");
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Each accepted connection goes through the connection stack, outermost
-//! first: [`ConnectionTrace`](crate::trace::ConnectionTrace) (a span per
-//! connection), [`ConnectionLimit`](crate::limit::ConnectionLimit) (a permit
-//! taken before accept), [`ShutdownMonitor`](crate::shutdown::ShutdownMonitor)
-//! (drain and abort), then the handshake and the channel. Each request goes
-//! through [`RequestTrace`], the layers added
-//! with [`Server::layer`], the request timeout, then the kernel's router.
-//!
-//! # Graceful shutdown
-//!
-//! On [`ServerHandle::shutdown`], the shutdown signal, or `IKC/shutdown`
-//! from a peer (only with [`Server::allow_remote_shutdown`]), the server stops
-//! accepting (a Unix socket file is removed), emits `Shutdown` on the
-//! monitor bus, and sends every peer `GoAway`. Requests already accepted
-//! finish and are answered; new ones get `ShuttingDown`. Connections close
-//! once idle. After the grace period, what is left is aborted, and
-//! [`ServerHandle::stopped`] reports how many.
+//! The builder, [`Server`], and the running server, [`ServerHandle`].
 
 mod accept;
 pub(crate) mod conn;
-mod error;
-mod listener;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -62,13 +20,14 @@ use tower::timeout::TimeoutLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use self::accept::AcceptLoop;
-pub use self::conn::{Connection, ConnectionOutcome, ServeConnection};
-pub use self::error::{Error, ErrorKind};
-pub use self::listener::{ListenAddr, Listener, SocketFile, bind_tcp_std, bind_unix_std};
+use self::conn::ServeConnection;
+pub use self::conn::{Connection, ConnectionOutcome};
 use crate::BoxError;
 use crate::auth::Secret;
+use crate::error::{Error, TransportErrorKind};
 use crate::io::{Connected, Io};
 use crate::limit::ConnectionLimitLayer;
+use crate::listener::{ListenAddr, Listener};
 use crate::shutdown::{Shutdown, ShutdownMonitorLayer};
 use crate::tls::ServerTls;
 use crate::trace::{ConnectionTraceLayer, RequestTrace};
@@ -93,12 +52,77 @@ pub const DEFAULT_NAME: &str = "ikc";
 
 /// The request service that [`Server::layer`] layers wrap: the kernel's
 /// router, its errors boxed, under the request timeout when one is set.
-pub type RouterStack = tower::util::Either<
+#[derive(Debug, Clone)]
+pub struct RequestRouter {
+    inner: RouterStack,
+}
+
+type RouterStack = tower::util::Either<
     tower::timeout::Timeout<tower::util::MapErr<Router, fn(IkcError) -> BoxError>>,
     tower::util::MapErr<Router, fn(IkcError) -> BoxError>,
 >;
 
-/// Builds and runs an ikc server, in the manner of tonic's `Server`.
+impl Service<Request> for RequestRouter {
+    type Response = Value;
+    type Error = BoxError;
+    type Future = <RouterStack as Service<Request>>::Future;
+
+    #[inline]
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+/// Builds and runs an ikc server, in the manner of tonic's `Server`: it
+/// listens on TCP or a Unix socket and serves a kernel's sessions.
+///
+/// ```no_run
+/// use ikc_core::{Kernel, Request, service_fn};
+/// use ikc_server::Server;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let kernel = Kernel::new("Server");
+/// kernel.publish("echo", ["say"], service_fn(|req: Request| async move {
+///     Ok::<_, ikc_core::BoxError>(req.into_arg())
+/// }))?;
+/// let server = Server::builder()
+///     .kernel(kernel)
+///     .bind("127.0.0.1:6030".parse()?)
+///     .serve_with_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+///     .await?;
+/// println!("listening on {}", server.local_addr());
+/// let report = server.stopped().await;
+/// println!("stopped: {report:?}");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Each accepted connection goes through the connection stack, outermost
+/// first: [`ConnectionTrace`](crate::trace::ConnectionTrace) (a span per
+/// connection), [`ConnectionLimit`](crate::limit::ConnectionLimit) (a permit
+/// taken before accept), [`ShutdownMonitor`](crate::shutdown::ShutdownMonitor)
+/// (drain and abort), then the handshake and the channel. Each request goes
+/// through [`RequestTrace`], the layers added
+/// with [`Server::layer`], the request timeout, then the kernel's router.
+///
+/// # Graceful shutdown
+///
+/// On [`ServerHandle::shutdown`], the shutdown signal, or `IKC/shutdown`
+/// from a peer (only with [`Server::allow_remote_shutdown`]), the server stops
+/// accepting (a Unix socket file is removed), emits `Shutdown` on the
+/// monitor bus, and sends every peer `GoAway`. Requests already accepted
+/// finish and are answered; new ones get `ShuttingDown`. Connections close
+/// once idle. After the grace period, what is left is aborted, and
+/// [`ServerHandle::stopped`] reports how many.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct Server<L = Identity> {
@@ -353,7 +377,7 @@ impl<L> Server<L> {
 
 impl<L> Server<L>
 where
-    L: Layer<RouterStack>,
+    L: Layer<RequestRouter>,
     L::Service: Service<Request, Response = Value> + Clone + Send + Sync + 'static,
     <L::Service as Service<Request>>::Error: Into<BoxError>,
     <L::Service as Service<Request>>::Future: Send + 'static,
@@ -363,7 +387,7 @@ where
     ///
     /// # Errors
     ///
-    /// When binding fails ([`ErrorKind::AddressInUse`] names the address)
+    /// When binding fails ([`TransportErrorKind::AddressInUse`] names the address)
     /// or a setting is invalid.
     pub async fn serve(self) -> Result<ServerHandle, Error> {
         let listener = self.bind_listener().await?;
@@ -426,12 +450,17 @@ where
     ) -> Result<ServerHandle, Error> {
         let kernel = match self.kernel {
             Some(kernel) => kernel,
-            None => Kernel::try_new(&self.name)
-                .map_err(|e| Error::new(ErrorKind::Config, "invalid kernel name").with_source(e))?,
+            None => Kernel::try_new(&self.name).map_err(|e| {
+                Error::new(TransportErrorKind::Config, "invalid kernel name").with_source(e)
+            })?,
         };
         for alias in &self.aliases {
             kernel.add_alias(alias).map_err(|e| {
-                Error::new(ErrorKind::Config, format!("invalid alias {alias:?}")).with_source(e)
+                Error::new(
+                    TransportErrorKind::Config,
+                    format!("invalid alias {alias:?}"),
+                )
+                .with_source(e)
             })?;
         }
         if let ListenAddr::Tcp(addr) = listener.local_addr() {
@@ -451,9 +480,11 @@ where
         }
 
         let into_box: fn(IkcError) -> BoxError = BoxError::from;
-        let router: RouterStack = ServiceBuilder::new()
-            .option_layer(self.request_timeout.map(TimeoutLayer::new))
-            .service(kernel.router().map_err(into_box));
+        let router = RequestRouter {
+            inner: ServiceBuilder::new()
+                .option_layer(self.request_timeout.map(TimeoutLayer::new))
+                .service(kernel.router().map_err(into_box)),
+        };
         // One box for the whole stack: each box costs an allocation per
         // request.
         let requests = self.layer.layer(router);
@@ -602,7 +633,7 @@ impl ServerHandle {
             .await
     }
 
-    /// Starts a graceful shutdown; see the [module docs](self).
+    /// Starts a graceful shutdown; see [`Server`], "Graceful shutdown".
     pub fn shutdown(&self) {
         self.stop.cancel();
     }

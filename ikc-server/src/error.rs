@@ -11,7 +11,7 @@ use crate::BoxError;
 /// what went wrong, `source()` carries the cause.
 #[derive(Debug)]
 pub struct Error {
-    kind: ErrorKind,
+    kind: TransportErrorKind,
     context: String,
     source: Option<BoxError>,
 }
@@ -19,7 +19,7 @@ pub struct Error {
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ErrorKind {
+pub enum TransportErrorKind {
     /// The address is already in use (EADDRINUSE, or a live Unix socket).
     AddressInUse,
     /// Binding or listening failed for another reason (permissions...).
@@ -46,7 +46,7 @@ pub enum ErrorKind {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: TransportErrorKind, context: impl Into<String>) -> Self {
         Error {
             kind,
             context: context.into(),
@@ -61,11 +61,11 @@ impl Error {
 
     pub(crate) fn bind(addr: &dyn fmt::Display, error: io::Error) -> Self {
         let kind = if error.kind() == io::ErrorKind::AddrInUse {
-            ErrorKind::AddressInUse
+            TransportErrorKind::AddressInUse
         } else {
-            ErrorKind::Bind
+            TransportErrorKind::Bind
         };
-        let what = if kind == ErrorKind::AddressInUse {
+        let what = if kind == TransportErrorKind::AddressInUse {
             "address in use"
         } else {
             "cannot listen"
@@ -75,7 +75,7 @@ impl Error {
 
     /// What kind of failure this is.
     #[must_use]
-    pub fn kind(&self) -> ErrorKind {
+    pub fn kind(&self) -> TransportErrorKind {
         self.kind
     }
 }

@@ -1,4 +1,6 @@
-//! [`Listener`]: a bound TCP or Unix socket.
+//! [`Listener`]: a bound TCP or Unix socket; and, for a supervisor that
+//! binds before any runtime exists (a pre-forking one), the same sockets
+//! bound with the standard library ([`bind_tcp_std`], [`bind_unix_std`]).
 
 use std::fmt;
 use std::io;
@@ -8,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::{TcpListener, UnixListener};
 
-use super::error::{Error, ErrorKind};
+use crate::error::{Error, TransportErrorKind};
 use crate::io::{Io, PeerAddr};
 
 /// Where a listener listens.
@@ -70,8 +72,8 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::AddressInUse`] naming the address, or
-    /// [`ErrorKind::Bind`] (permissions...).
+    /// [`TransportErrorKind::AddressInUse`] naming the address, or
+    /// [`TransportErrorKind::Bind`] (permissions...).
     pub async fn bind_tcp(addr: SocketAddr) -> Result<Self, Error> {
         let listener = TcpListener::bind(addr)
             .await
@@ -89,13 +91,13 @@ impl Listener {
     ///
     /// An existing file there is probed first: a socket nobody listens on
     /// (connection refused) is stale and replaced; a live listener is
-    /// [`ErrorKind::AddressInUse`]; anything that is not a socket is an
+    /// [`TransportErrorKind::AddressInUse`]; anything that is not a socket is an
     /// error and is never deleted. The socket file is removed when the
     /// listener is dropped, if it is still ours.
     ///
     /// # Errors
     ///
-    /// As above, and [`ErrorKind::Bind`] for other failures.
+    /// As above, and [`TransportErrorKind::Bind`] for other failures.
     pub fn bind_unix(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let (listener, file) = bind_unix_std(path)?;
@@ -232,13 +234,13 @@ fn remove_stale_socket(path: &Path, shown: &str) -> Result<(), Error> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| Error::bind(&shown, e))?;
     if !meta.file_type().is_socket() {
         return Err(Error::new(
-            ErrorKind::Bind,
+            TransportErrorKind::Bind,
             format!("{shown} exists and is not a socket; not removing it"),
         ));
     }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => Err(Error::new(
-            ErrorKind::AddressInUse,
+            TransportErrorKind::AddressInUse,
             format!("address in use: {shown} has a live listener"),
         )),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
