@@ -60,6 +60,7 @@ mod driver;
 mod handle;
 mod keepalive;
 mod limits;
+mod service;
 
 use std::sync::Arc;
 use std::time::Duration;

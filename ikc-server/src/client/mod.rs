@@ -29,6 +29,7 @@
 //! silent connection at its own interval.
 
 mod connect;
+mod service;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
