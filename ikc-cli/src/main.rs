@@ -276,7 +276,7 @@ fn termination() -> impl std::future::Future<Output = ()> {
 }
 
 fn report(error: &ServerError) -> ExitCode {
-    eprintln!("error: {}", ikc::core::error_chain(error));
+    eprintln!("error: {}", ikc::core::error::error_chain(error));
     ExitCode::from(3)
 }
 
@@ -326,7 +326,7 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
         Ok(bound) => bound,
         Err(ikc::prefork::PreforkError::Bind(error)) => return report(&error),
         Err(error) => {
-            eprintln!("error: {}", ikc::core::error_chain(&error));
+            eprintln!("error: {}", ikc::core::error::error_chain(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -352,7 +352,7 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {}", ikc::core::error_chain(&error));
+            eprintln!("error: {}", ikc::core::error::error_chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,21 @@
 //! Every call ends with a value or a typed [`IkcError`]; nothing a peer sends
 //! panics the process or closes the connection of another peer.
 //!
+//! # Modules
+//!
+//! | module | the idea |
+//! |---|---|
+//! | `kernel` | [`Kernel`]: names, published sessions, connected peers |
+//! | [`router`] | [`Router`]: every request to its session or its kernel |
+//! | [`channel`] | one connected peer: [`ChannelHandle`] to call it, the driver that runs the connection (low level: the driver, the registration, the transport seams) |
+//! | `remote` | [`RemoteSession`]: a subscribed session of a peer, as a service |
+//! | `request` | [`Request`]: what a session is called with |
+//! | `specifier` | [`Specifier`]: `poe://kernel/session/event` |
+//! | `monitor` | [`Monitor`]: kernels registering and unregistering, in order |
+//! | [`builtin`] | the `IKC` session every kernel publishes |
+//! | [`error`] | [`IkcError`] and its [`ErrorKind`] |
+//! | [`transport`] | transports for tests ([`transport::memory`]) |
+//!
 //! # Examples
 //!
 //! ```
@@ -40,28 +55,29 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
-mod builtin;
+pub mod builtin;
 pub mod channel;
-mod error;
+pub mod error;
 mod kernel;
 mod monitor;
 mod remote;
 mod request;
-mod router;
+pub mod router;
 mod specifier;
 pub mod transport;
 
-pub use builtin::{IKC_EVENTS, event_value};
-// The channel's driver and its seams for transports of one's own
-// (`ChannelDriver`, `Registered`, `AppendEncoded`) stay in `channel`.
+// The root holds what users name; the low-level pieces stay in their
+// modules: `channel` (the driver, the registration, the boxed session
+// service), `router` (its future), `builtin` (the `IKC` session's events),
+// `error` (the error chain for logs).
 pub use channel::{Channel, ChannelBuilder, ChannelError, ChannelHandle, PeerLimits};
-pub use error::{BoxError, ErrorKind, IkcError, error_chain};
+pub use error::{BoxError, ErrorKind, IkcError};
 pub use ikc_proto::Value;
-pub use kernel::{IKC_SESSION, Kernel, PeerInfo, RegisterError, SessionService};
+pub use kernel::{IKC_SESSION, Kernel, PeerInfo, RegisterError};
 pub use monitor::{MONITOR_CAPACITY, Monitor, MonitorEvent};
 pub use remote::{Call, RemoteSession};
 pub use request::Request;
-pub use router::{RouteFuture, Router};
+pub use router::Router;
 pub use specifier::{
     KernelTarget, MAX_NAME_LEN, MAX_SPECIFIER_LEN, ParseSpecifierError, Part, Specifier,
 };

@@ -15,7 +15,7 @@
 //! nobody calls it. After a session is retracted or published again, a
 //! router drops the clones it kept at its next call to a local session (or
 //! when its connection closes): until then the old service stays alive,
-//! though nothing calls it. A router keeps at most [`KEPT_SESSIONS`]
+//! though nothing calls it. A router keeps at most 8
 //! sessions, found by comparing names (a connection calls few sessions, and
 //! comparing a short name costs less than hashing it). Every failure to
 //! route is a typed [`IkcError`], never a panic or a closed connection.

@@ -8,10 +8,11 @@ mod support;
 use std::time::Duration;
 
 use futures::future::join_all;
+use ikc_core::channel::SessionService;
 use ikc_core::transport::memory;
 use ikc_core::{
     BoxError, Channel, ChannelError, ErrorKind, IkcError, Kernel, MonitorEvent, PeerInfo, Request,
-    SessionService, Value, service_fn,
+    Value, service_fn,
 };
 use ikc_proto::pb;
 use support::{

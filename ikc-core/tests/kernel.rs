@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
+use ikc_core::builtin::IKC_EVENTS;
 use ikc_core::transport::memory;
 use ikc_core::{
-    BoxError, Channel, ErrorKind, IKC_EVENTS, IKC_SESSION, Kernel, MonitorEvent,
-    ParseSpecifierError, Part, PeerInfo, RegisterError, Request, Value, service_fn,
+    BoxError, Channel, ErrorKind, IKC_SESSION, Kernel, MonitorEvent, ParseSpecifierError, Part,
+    PeerInfo, RegisterError, Request, Value, service_fn,
 };
 use support::{answers, connect, counting, driver_end, echo, failing, next_event, spec, within};
 use tower::Service;

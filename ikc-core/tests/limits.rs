@@ -13,9 +13,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::join_all;
-use ikc_core::{
-    BoxError, ErrorKind, Kernel, PeerLimits, Request, SessionService, Value, service_fn,
-};
+use ikc_core::channel::SessionService;
+use ikc_core::{BoxError, ErrorKind, Kernel, PeerLimits, Request, Value, service_fn};
 use ikc_proto::pb;
 use support::{connect_with, held, raw_peer, raw_request, spec, typed, within};
 

@@ -6,9 +6,8 @@ mod support;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ikc_core::{
-    BoxError, ErrorKind, Kernel, Monitor, MonitorEvent, Request, Value, event_value, service_fn,
-};
+use ikc_core::builtin::event_value;
+use ikc_core::{BoxError, ErrorKind, Kernel, Monitor, MonitorEvent, Request, Value, service_fn};
 use support::{
     connect, drain_now, driver_end, echo, failing, next_event, peer_info, recording, spec, within,
 };

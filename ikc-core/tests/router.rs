@@ -7,7 +7,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use futures::FutureExt;
-use ikc_core::{ErrorKind, IKC_EVENTS, IKC_SESSION, Kernel, MonitorEvent, Request, Value};
+use ikc_core::builtin::IKC_EVENTS;
+use ikc_core::{ErrorKind, IKC_SESSION, Kernel, MonitorEvent, Request, Value};
 use support::{answers, connect, echo, failing, held, next_event, recording, spec, within};
 use tower::{Service, ServiceExt};
 
@@ -523,10 +524,11 @@ async fn a_router_calling_more_sessions_than_it_keeps_reaches_each_and_checks_ea
     let names: Vec<String> = (0..12).map(|n| format!("s{n}")).collect();
     for name in &names {
         let answer = Value::from(name.as_str());
-        let service = ikc_core::SessionService::new(ikc_core::service_fn(move |_: Request| {
-            let answer = answer.clone();
-            async move { Ok::<_, ikc_core::BoxError>(answer) }
-        }));
+        let service =
+            ikc_core::channel::SessionService::new(ikc_core::service_fn(move |_: Request| {
+                let answer = answer.clone();
+                async move { Ok::<_, ikc_core::BoxError>(answer) }
+            }));
         kernel.publish(name, ["a", "b"], service).unwrap();
     }
     let mut router = kernel.router();
@@ -568,7 +570,11 @@ impl Service<Request> for Broken {
 async fn a_session_that_fails_its_readiness_answers_that_error_every_time() {
     let kernel = Kernel::new("Server");
     kernel
-        .publish("broken", ["ask"], ikc_core::SessionService::new(Broken))
+        .publish(
+            "broken",
+            ["ask"],
+            ikc_core::channel::SessionService::new(Broken),
+        )
         .unwrap();
     let mut router = kernel.router();
     // The first call, then the calls once the router keeps the session.

@@ -73,7 +73,7 @@ pub use self::driver::{AppendEncoded, ChannelDriver};
 pub use self::handle::ChannelHandle;
 use self::handle::{CallLimits, Shared};
 pub use self::limits::{PeerLimits, keepalive_ms};
-use crate::kernel::SessionService;
+pub use crate::kernel::SessionService;
 use crate::{BoxError, Kernel, PeerInfo, RegisterError};
 
 /// Room a connection keeps between batches for the frames it encodes (its

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use futures::channel::mpsc as fmpsc;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use ikc_core::channel::SessionService;
 use ikc_core::transport::memory::{self, MemoryTransport};
 use ikc_core::{
     BoxError, Channel, ChannelBuilder, ChannelError, ChannelHandle, IkcError, Kernel, Monitor,
-    MonitorEvent, PeerInfo, Request, SessionService, Specifier, Value, service_fn,
+    MonitorEvent, PeerInfo, Request, Specifier, Value, service_fn,
 };
 use ikc_proto::pb;
 use tokio::sync::{mpsc, watch};

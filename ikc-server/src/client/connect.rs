@@ -259,7 +259,7 @@ where
     let addr = addr.to_owned();
     tokio::spawn(async move {
         if let Err(error) = driver.await {
-            tracing::debug!(%addr, error = %ikc_core::error_chain(&error), "connection to the server failed");
+            tracing::debug!(%addr, error = %ikc_core::error::error_chain(&error), "connection to the server failed");
         }
     });
     Ok(handle)

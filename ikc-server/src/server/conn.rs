@@ -8,9 +8,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::SinkExt;
-use ikc_core::{
-    Channel, ChannelHandle, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError, SessionService,
-};
+use ikc_core::channel::SessionService;
+use ikc_core::{Channel, ChannelHandle, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError};
 use ikc_proto::codec::Builder;
 use ikc_proto::{HandshakeCodec, pb};
 use tokio::time::Instant;

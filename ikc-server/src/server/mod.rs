@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use ikc_core::{IkcError, Kernel, Request, Router, SessionService, Value};
+use ikc_core::channel::SessionService;
+use ikc_core::{IkcError, Kernel, Request, Router, Value};
 use ikc_proto::codec::{Builder as CodecBuilder, DEFAULT_MAX_FRAME_LENGTH};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
