@@ -113,6 +113,8 @@ pub mod testing;
 
 pub use ikc_core as core;
 pub use ikc_core::{ErrorKind, IkcError, Kernel, Request, Specifier, Value, service_fn};
+#[cfg(feature = "prefork")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prefork")))]
 pub use ikc_prefork as prefork;
 pub use ikc_proto as proto;
 pub use ikc_server as server;

@@ -59,9 +59,12 @@ mod error;
 mod framed;
 mod handshake;
 mod io;
+#[cfg(feature = "perl")]
+#[cfg_attr(docsrs, doc(cfg(feature = "perl")))]
 pub mod legacy;
 pub mod limit;
 pub mod listener;
+mod run;
 mod server;
 pub mod shutdown;
 pub mod tls;

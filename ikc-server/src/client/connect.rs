@@ -119,6 +119,7 @@ pub(super) async fn establish(
 ) -> Result<Connected, Error> {
     let deadline = Deadline::starting_now(settings.connect_timeout);
     let io = open(addr, settings.tls.as_ref(), deadline).await?;
+    #[cfg(feature = "perl")]
     if settings.legacy {
         return establish_legacy(kernel, addr, settings, io, deadline).await;
     }
@@ -171,6 +172,7 @@ pub(super) async fn establish(
     })
 }
 
+#[cfg(feature = "perl")]
 /// [`establish`] with a Perl IKC server, within the attempt's `deadline`.
 async fn establish_legacy(
     kernel: &Kernel,

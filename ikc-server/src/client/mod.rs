@@ -47,7 +47,7 @@ use tower::Service;
 use self::connect::{Connected, establish};
 use crate::auth::Secret;
 use crate::error::{Error, TransportErrorKind};
-use crate::server::DEFAULT_HANDSHAKE_TIMEOUT;
+use crate::handshake::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::tls::ClientTls;
 
 /// Default first pause before a reconnect attempt: 100 ms.
@@ -95,6 +95,7 @@ pub struct ClientBuilder {
     max_queued_calls: usize,
     overloaded_retry_after: Duration,
     reconnect: Option<Reconnect>,
+    #[cfg_attr(not(feature = "perl"), allow(dead_code))]
     legacy: bool,
     secret: Option<Secret>,
     tls: Option<ClientTls>,
@@ -235,6 +236,8 @@ impl ClientBuilder {
     /// Perl IKC server publishes: the IKC0 `SETUP` negotiation as ClientLite
     /// does it (falling back to the old dialect when refused), then
     /// Storable messages; see [`legacy`](crate::legacy). Default: off.
+    #[cfg(feature = "perl")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "perl")))]
     pub fn legacy(mut self, legacy: bool) -> Self {
         self.legacy = legacy;
         self
@@ -395,6 +398,8 @@ impl Client {
     /// # Errors
     ///
     /// As [`ClientBuilder::connect`].
+    #[cfg(feature = "perl")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "perl")))]
     pub async fn connect_legacy(addr: &str) -> Result<Client, Error> {
         Client::builder().legacy(true).connect(addr).await
     }

@@ -18,6 +18,11 @@ use std::time::Duration;
 
 use ikc_proto::pb;
 
+/// Default for [`Server::handshake_timeout`](crate::Server::handshake_timeout)
+/// and [`ClientBuilder::handshake_timeout`](crate::ClientBuilder::handshake_timeout):
+/// 5 seconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What a side announces of its limits in `Hello` or `Welcome`.
 pub(crate) fn limits(
     max_frame_length: usize,

@@ -11,7 +11,7 @@ use super::codec::LineCodec;
 use super::handshake::{self, Dialect, Identity, Refusal, valid_kernel_name};
 use super::{LegacyError, LegacyTransport};
 use crate::BoxError;
-use crate::server::ConnectionOutcome;
+use crate::run::{ConnectionOutcome, run_channel};
 
 /// Which protocol a connection speaks, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ where
     let transport =
         LegacyTransport::after_negotiation(lines, kernel.clone(), peer, max_frame_length);
     let (handle, driver) = registered.connect(transport);
-    crate::server::conn::run_channel(&handle, driver, &drain, &abort).await
+    run_channel(&handle, driver, &drain, &abort).await
 }
 
 /// The client side: negotiates with a Perl IKC server over `io` as

@@ -17,13 +17,17 @@ use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
+use crate::BoxError;
 use crate::auth::Secret;
 use crate::framed::{BUFFER_CAPACITY, IdleFramed};
 use crate::handshake;
 use crate::handshake::server::{Greeting, refuse, send_refusal};
 use crate::io::{Io, PeerAddr};
+#[cfg(feature = "perl")]
+use crate::legacy;
+pub use crate::run::ConnectionOutcome;
+use crate::run::run_channel;
 use crate::tls::ServerTls;
-use crate::{BoxError, legacy};
 
 /// An accepted connection on its way through the connection stack.
 ///
@@ -67,18 +71,6 @@ impl Connection {
     }
 }
 
-/// How a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConnectionOutcome {
-    /// The peer closed it, or it drained after a graceful close.
-    Closed,
-    /// The handshake was refused or failed.
-    Refused,
-    /// It was aborted (the shutdown grace period ran out).
-    Aborted,
-}
-
 /// What every connection of a server shares.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -92,6 +84,7 @@ pub(crate) struct Settings {
     pub(crate) requests: SessionService,
     pub(crate) worker: u32,
     /// Accept Perl IKC peers (text negotiation) too.
+    #[cfg_attr(not(feature = "perl"), allow(dead_code))]
     pub(crate) legacy: bool,
     /// Peers must prove they know this secret (see [`crate::auth`]).
     pub(crate) secret: Option<Secret>,
@@ -139,21 +132,19 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // must not stretch it to several.
     let deadline = Instant::now() + settings.handshake_timeout;
     let steps = async {
+        #[cfg_attr(not(feature = "perl"), allow(unused_mut))]
         let mut io = accept_tls(&settings, io, deadline).await?;
         // A Perl IKC peer opens with a text line instead of the preface. The
         // sniffed bytes stay in this buffer, which becomes the connection's
         // read buffer: it needs `Framed`'s usual capacity, or every later
         // read is a few bytes long and a syscall each.
+        #[cfg_attr(not(feature = "perl"), allow(unused_mut))]
         let mut read = bytes::BytesMut::with_capacity(BUFFER_CAPACITY);
+        #[cfg(feature = "perl")]
         if sniff_legacy(&settings, &mut io, &mut read, deadline).await? {
             let accept = legacy_accept(&settings, deadline);
-            return Ok(Step::Run(legacy::serve(
-                io,
-                read,
-                accept,
-                drain.clone(),
-                abort.clone(),
-            )));
+            let perl = legacy::serve(io, read, accept, drain.clone(), abort.clone());
+            return Ok(Step::Perl(Box::pin(perl)));
         }
         let mut parts =
             FramedParts::new::<pb::Handshake>(io, settings.codec.new_server_handshake());
@@ -163,12 +154,13 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         Ok(Step::Native(native))
     };
     // Every step gives way to an abort (the grace period is over).
-    let step: Result<Step<_>, Ended> = tokio::select! {
+    let step: Result<Step<'_>, Ended> = tokio::select! {
         step = steps => step,
         () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
     };
     match step {
-        Ok(Step::Run(legacy)) => legacy.await,
+        #[cfg(feature = "perl")]
+        Ok(Step::Perl(perl)) => perl.await,
         Ok(Step::Native((handle, driver))) => {
             tracing::debug!("handshake done");
             run_channel(&handle, driver, &drain, &abort).await
@@ -181,8 +173,11 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
 /// What the handshake led to: a Perl peer's connection to run, or a native
 /// channel. One per connection, taken apart at once: not worth a box.
 #[allow(clippy::large_enum_variant)]
-enum Step<L> {
-    Run(L),
+enum Step<'a> {
+    #[cfg(feature = "perl")]
+    Perl(futures::future::BoxFuture<'a, Result<ConnectionOutcome, BoxError>>),
+    #[cfg(not(feature = "perl"))]
+    _Never(std::marker::PhantomData<&'a ()>, std::convert::Infallible),
     Native((ChannelHandle, NativeDriver)),
 }
 
@@ -220,6 +215,7 @@ async fn accept_tls(settings: &Settings, io: Io, deadline: Instant) -> Result<Io
     }
 }
 
+#[cfg(feature = "perl")]
 /// Whether the peer is a Perl IKC one, from its first bytes (kept in
 /// `read`). Only when the server takes them: legacy peers cannot prove they
 /// know a secret.
@@ -320,30 +316,6 @@ async fn native_handshake(
     Ok(registered.connect_encoded(framed, IdleFramed::append_encoded))
 }
 
-/// Runs a connection's channel until it ends: told to drain, it sends
-/// `GoAway` and finishes what it accepted; told to abort, it stops at once.
-pub(crate) async fn run_channel<T, E>(
-    handle: &ChannelHandle,
-    driver: ikc_core::channel::ChannelDriver<T>,
-    drain: &CancellationToken,
-    abort: &CancellationToken,
-) -> Result<ConnectionOutcome, BoxError>
-where
-    T: futures::Sink<pb::Frame, Error = E> + futures::Stream<Item = Result<pb::Frame, E>>,
-    E: Into<BoxError>,
-{
-    let mut driver = std::pin::pin!(driver);
-    tokio::select! {
-        result = &mut driver => return result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
-        () = drain.cancelled() => handle.go_away(),
-        () = abort.cancelled() => return Ok(ConnectionOutcome::Aborted),
-    }
-    tokio::select! {
-        result = &mut driver => result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),
-        () = abort.cancelled() => Ok(ConnectionOutcome::Aborted),
-    }
-}
-
 /// The channel of one of the server's peers, native or Perl, sending
 /// frames of at most `send_limit` bytes.
 fn channel_builder(settings: &Settings, send_limit: usize) -> ikc_core::ChannelBuilder {
@@ -356,6 +328,7 @@ fn channel_builder(settings: &Settings, send_limit: usize) -> ikc_core::ChannelB
         .service(settings.requests.clone())
 }
 
+#[cfg(feature = "perl")]
 fn legacy_accept(settings: &Settings, deadline: tokio::time::Instant) -> legacy::Accept<'_> {
     legacy::Accept {
         builder: channel_builder(settings, settings.codec.get_max_frame_length()),

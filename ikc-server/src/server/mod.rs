@@ -1,7 +1,7 @@
 //! The builder, [`Server`], and the running server, [`ServerHandle`].
 
 mod accept;
-pub(crate) mod conn;
+mod conn;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -41,8 +41,7 @@ pub const DEFAULT_BIND: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 /// Default for [`Server::max_connections`]: 10,000.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
-/// Default for [`Server::handshake_timeout`]: 5 seconds.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::handshake::DEFAULT_HANDSHAKE_TIMEOUT;
 
 /// Default for [`Server::grace_period`]: 30 seconds.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
@@ -340,6 +339,8 @@ impl<L> Server<L> {
     /// Accepts Perl POE::Component::IKC peers too, told apart from native
     /// ones by their first line (`SETUP` or `HELLO`); see
     /// [`legacy`](crate::legacy). Default: on.
+    #[cfg(feature = "perl")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "perl")))]
     pub fn legacy(mut self, accept: bool) -> Self {
         self.legacy = accept;
         self
