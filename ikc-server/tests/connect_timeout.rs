@@ -54,6 +54,7 @@ async fn a_server_that_accepts_and_never_answers_is_a_timeout() {
     assert_timed_out(result, &addr, "the handshake");
 }
 
+#[cfg(feature = "perl")]
 #[tokio::test]
 async fn a_legacy_client_to_a_silent_server_is_a_timeout() {
     let addr = silent_tcp_listener().await;

@@ -18,6 +18,8 @@
 //! names, client names, error texts of target checks and every value are
 //! compared as they are.
 
+#![cfg(feature = "perl")]
+
 mod legacy_capture;
 
 use std::collections::BTreeMap;

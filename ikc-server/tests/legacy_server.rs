@@ -3,6 +3,8 @@
 //! input, name conflicts, hub routing, and the ikc client's legacy mode
 //! against the server's.
 
+#![cfg(feature = "perl")]
+
 mod legacy_capture;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! the wire in the captures, against random values (proptest), and, when a
 //! `perl` with Storable is installed, against Perl itself.
 
+#![cfg(feature = "perl")]
+
 mod legacy_capture;
 
 use std::collections::BTreeMap;
