@@ -591,7 +591,7 @@ async fn a_transport_error_ends_the_channel_without_panicking_and_is_reported() 
         pid: 1,
     };
     let (handle, driver) = Channel::builder(kernel.clone())
-        .connect(info, transport)
+        .connect(info, ikc_core::transport::Frames::new(transport))
         .unwrap();
     let driver = tokio::spawn(driver);
     assert!(matches!(
@@ -1136,10 +1136,10 @@ async fn a_call_waiting_for_room_in_the_queue_still_times_out() {
     );
     let answer = within(
         "the call to time out",
-        handle.call_str(
+        handle.call_timeout(
             "poe://Silent/echo/say",
             Value::Null,
-            Some(Duration::from_millis(100)),
+            Duration::from_millis(100),
         ),
     )
     .await;

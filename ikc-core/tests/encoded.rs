@@ -1,32 +1,20 @@
 //! Channels over a byte stream whose write buffer takes frames the handles
-//! encoded themselves (`Registered::connect_encoded`), as ikc-server's TCP
+//! encoded themselves (a `Framed` with the `FrameCodec`, a transport that
+//! takes encoded frames), as ikc-server's TCP
 //! and Unix connections do: calls, posts and cancels written by the caller
 //! reach the peer whole, in order, and within the peer's frame limit.
 
 mod support;
 
-use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::future::join_all;
 use ikc_core::{Channel, ChannelBuilder, ChannelHandle, ErrorKind, Kernel, Request, Value};
 use ikc_proto::FrameCodec;
-use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
 use support::{echo, held, peer_info, recording, spec, within};
-
-type Transport = Framed<DuplexStream, FrameCodec>;
-
-fn append(transport: Pin<&mut Transport>, frames: &mut BytesMut) {
-    transport
-        .get_mut()
-        .write_buffer_mut()
-        .extend_from_slice(frames);
-    frames.clear();
-}
 
 struct Link {
     client_to_server: ChannelHandle,
@@ -60,11 +48,11 @@ fn connect_with(
         .expect("the server registers with the client");
     before(registered.handle());
     let (client_to_server, client_driver) =
-        registered.connect_encoded(Framed::new(near, FrameCodec::new()), append);
+        registered.connect(Framed::new(near, FrameCodec::new()));
     let (_, server_driver) = server_options(Channel::builder(server.clone()))
         .register(peer_info(client))
         .expect("the client registers with the server")
-        .connect_encoded(Framed::new(far, FrameCodec::new()), append);
+        .connect(Framed::new(far, FrameCodec::new()));
     Link {
         client_to_server,
         drivers: [tokio::spawn(client_driver), tokio::spawn(server_driver)],
@@ -249,7 +237,7 @@ async fn calls_a_peer_never_reads_still_time_out() {
             pid: 1,
         })
         .expect("the peer registers")
-        .connect_encoded(Framed::new(near, FrameCodec::new()), append);
+        .connect(Framed::new(near, FrameCodec::new()));
     let driver = tokio::spawn(driver);
     let target = spec("poe://Deaf/echo/say");
     let batch = |handle: ChannelHandle, target: ikc_core::Specifier| async move {

@@ -104,7 +104,7 @@ async fn a_call_that_finds_the_queue_full_fails_at_once_with_overloaded_and_the_
 
     let refused = within(
         "the call over the queue bound",
-        link.a_to_b.call(&target, 3.into()),
+        link.a_to_b.call(&target, 3),
     )
     .await
     .unwrap_err();
@@ -155,7 +155,7 @@ async fn a_queued_call_past_its_deadline_answers_timeout_and_is_never_sent() {
         within("the running call", running).await,
         Ok(Value::from("running"))
     );
-    let next = within("the next call", link.a_to_b.call(&target, "next".into())).await;
+    let next = within("the next call", link.a_to_b.call(&target, "next")).await;
     assert_eq!(next, Ok(Value::from("next")));
     // The server saw the running call and the next one, never the late one.
     assert_eq!(control.started().await, Value::from("next"));

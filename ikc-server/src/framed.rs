@@ -20,6 +20,8 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use futures::{Sink, Stream};
+use ikc_core::transport::{Outbound, Transport};
+use ikc_proto::{CodecError, FrameCodec, pb};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
@@ -40,12 +42,31 @@ impl<T, U> IdleFramed<T, U> {
     }
 }
 
-impl<T: Unpin, U> IdleFramed<T, U> {
-    /// Appends frames encoded elsewhere to the write buffer (the channel's
-    /// [`AppendEncoded`](ikc_core::channel::AppendEncoded)). A large batch that
-    /// finds the buffer empty is taken whole, buffer and all, instead of
-    /// copied.
-    pub(crate) fn append_encoded(self: Pin<&mut Self>, frames: &mut BytesMut) {
+/// The channel's transport: frames the channel encoded go straight into the
+/// write buffer. A large batch that finds the buffer empty is taken whole,
+/// buffer and all, instead of copied.
+impl<T> Transport for IdleFramed<T, FrameCodec>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    type Error = CodecError;
+
+    fn poll_recv(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<pb::Frame, CodecError>>> {
+        self.poll_next(cx)
+    }
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Sink::<pb::Frame>::poll_ready(self, cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Outbound<'_>) -> Result<(), CodecError> {
+        let frames = match item {
+            Outbound::Frame(frame) => return Sink::start_send(self, frame),
+            Outbound::Encoded(frames) => frames,
+        };
         let buffer = self.get_mut().inner.write_buffer_mut();
         if buffer.is_empty() && frames.len() >= BUFFER_CAPACITY {
             std::mem::swap(buffer, frames);
@@ -54,6 +75,19 @@ impl<T: Unpin, U> IdleFramed<T, U> {
             buffer.extend_from_slice(frames);
         }
         frames.clear();
+        Ok(())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Sink::<pb::Frame>::poll_flush(self, cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Sink::<pb::Frame>::poll_close(self, cx)
+    }
+
+    fn takes_encoded(&self) -> bool {
+        true
     }
 }
 

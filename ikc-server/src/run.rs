@@ -2,7 +2,7 @@
 //! the last step of the native and the Perl paths alike.
 
 use ikc_core::ChannelHandle;
-use ikc_proto::pb;
+use ikc_core::transport::Transport;
 use tokio_util::sync::CancellationToken;
 
 use crate::BoxError;
@@ -21,16 +21,12 @@ pub enum ConnectionOutcome {
 
 /// Runs a connection's channel until it ends: told to drain, it sends
 /// `GoAway` and finishes what it accepted; told to abort, it stops at once.
-pub(crate) async fn run_channel<T, E>(
+pub(crate) async fn run_channel<T: Transport>(
     handle: &ChannelHandle,
     driver: ikc_core::channel::ChannelDriver<T>,
     drain: &CancellationToken,
     abort: &CancellationToken,
-) -> Result<ConnectionOutcome, BoxError>
-where
-    T: futures::Sink<pb::Frame, Error = E> + futures::Stream<Item = Result<pb::Frame, E>>,
-    E: Into<BoxError>,
-{
+) -> Result<ConnectionOutcome, BoxError> {
     let mut driver = std::pin::pin!(driver);
     tokio::select! {
         result = &mut driver => return result.map(|()| ConnectionOutcome::Closed).map_err(Into::into),

@@ -1,9 +1,9 @@
 //! Channels: one connected peer kernel, after the handshake.
 //!
-//! A channel runs over any transport that is a `Sink` and a `Stream` of
-//! [`pb::Frame`]s (a `Framed` socket with the ikc frame
-//! codec, or [`transport::memory`](crate::transport::memory) in tests). It is
-//! symmetric: both ends send requests and answer them.
+//! A channel runs over any [`Transport`] (a `Framed` socket with the ikc
+//! frame codec, [`transport::Frames`](crate::transport::Frames) around any
+//! `Sink + Stream` of frames, or [`transport::memory`](crate::transport::memory)
+//! in tests). It is symmetric: both ends send requests and answer them.
 //!
 //! [`Channel::builder`] registers the peer with the kernel and returns a
 //! [`ChannelHandle`] (to call the peer) and a [`ChannelDriver`] (the future
@@ -50,45 +50,36 @@
 //! tokio::spawn(server_driver);
 //! tokio::spawn(client_driver);
 //!
-//! let answer = to_server.call(&"poe://Server/echo/say".parse()?, Value::from("hi")).await?;
+//! let answer = to_server.call("poe://Server/echo/say", "hi").await?;
 //! assert_eq!(answer, Value::from("hi"));
 //! # Ok(())
 //! # }
 //! ```
 
+mod callee;
+mod calls;
+mod control;
 mod driver;
 mod handle;
 mod keepalive;
 mod limits;
+mod outbox;
 mod service;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Sink, Stream};
-use ikc_proto::pb;
-
+use self::callee::Callee;
+use self::control::Control;
+pub use self::driver::ChannelDriver;
 use self::driver::Registration;
-pub use self::driver::{AppendEncoded, ChannelDriver};
-pub use self::handle::ChannelHandle;
-use self::handle::{CallLimits, Shared};
+pub use self::handle::{ChannelHandle, Target};
 pub use self::limits::{PeerLimits, keepalive_ms};
+pub(crate) use self::shared::{CallLimits, Shared};
 pub use crate::kernel::SessionService;
+use crate::transport::Transport;
 use crate::{BoxError, Kernel, PeerInfo, RegisterError};
-
-/// Room a connection keeps between batches for the frames it encodes (its
-/// calls, its replies); a buffer that grew past it for large frames is
-/// given back rather than kept for the life of the connection.
-const ENCODED_KEPT: usize = 16 * 1024;
-
-/// Empties `buffer` (its frames handed on), and gives it back when it grew
-/// past [`ENCODED_KEPT`].
-fn trim_encoded(buffer: &mut bytes::BytesMut) {
-    buffer.clear();
-    if buffer.capacity() > ENCODED_KEPT {
-        *buffer = bytes::BytesMut::new();
-    }
-}
 
 /// Default for [`ChannelBuilder::max_in_flight`]: 1024 requests.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -250,15 +241,11 @@ impl ChannelBuilder {
     ///
     /// [`RegisterError::NameTaken`] when a connected kernel (or this one)
     /// already uses one of the peer's names.
-    pub fn connect<T, E>(
+    pub fn connect<T: Transport>(
         self,
         peer: PeerInfo,
         transport: T,
-    ) -> Result<(ChannelHandle, ChannelDriver<T>), RegisterError>
-    where
-        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
-        E: Into<BoxError>,
-    {
+    ) -> Result<(ChannelHandle, ChannelDriver<T>), RegisterError> {
         Ok(self.register(peer)?.connect(transport))
     }
 
@@ -308,49 +295,14 @@ impl Registered {
         &self.registration.handle
     }
 
-    /// Starts the channel over `transport`.
-    pub fn connect<T, E>(self, transport: T) -> (ChannelHandle, ChannelDriver<T>)
-    where
-        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
-        E: Into<BoxError>,
-    {
-        self.start(transport, None)
-    }
-
-    /// Starts the channel over `transport`, whose write buffer takes
-    /// frames encoded by someone else: `append` puts them there.
-    ///
-    /// The handles then write each call's `Request` frame themselves, as
-    /// they queue it, straight from its target and argument, the driver
-    /// writes its replies straight from their values, and it hands what is
-    /// queued to `append` one batch at a time; a call costs no `pb::Frame`
-    /// built, queued, moved, encoded and dropped. The frames
-    /// are the ones `transport`'s own codec would write (the protocol's
-    /// [`FrameCodec`](ikc_proto::FrameCodec)): a transport that speaks
-    /// anything else (Perl IKC, an in-memory pair) starts with
-    /// [`connect`](Self::connect). Frames reach the wire in the order they
-    /// were queued.
-    pub fn connect_encoded<T, E>(
-        self,
-        transport: T,
-        append: AppendEncoded<T>,
-    ) -> (ChannelHandle, ChannelDriver<T>)
-    where
-        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
-        E: Into<BoxError>,
-    {
-        self.start(transport, Some(append))
-    }
-
-    fn start<T, E>(
-        self,
-        transport: T,
-        append: Option<AppendEncoded<T>>,
-    ) -> (ChannelHandle, ChannelDriver<T>)
-    where
-        T: Sink<pb::Frame, Error = E> + Stream<Item = Result<pb::Frame, E>>,
-        E: Into<BoxError>,
-    {
+    /// Starts the channel over `transport`. Over one that
+    /// [takes encoded frames](Transport::takes_encoded), the handles write
+    /// each call's frame themselves as they queue it, straight from its
+    /// target and argument, and the driver writes its replies straight from
+    /// their values: a call costs no `pb::Frame` built, queued, moved,
+    /// encoded and dropped. Frames reach the wire in the order they were
+    /// queued.
+    pub fn connect<T: Transport>(self, transport: T) -> (ChannelHandle, ChannelDriver<T>) {
         let Registered {
             builder,
             registration,
@@ -362,15 +314,15 @@ impl Registered {
             ))
         });
         let handle = registration.handle.clone();
-        let driver = ChannelDriver::new(
-            transport,
-            append,
-            registration,
+        let callee = Callee::new(
             service,
             builder.max_in_flight,
             builder.overloaded_retry_after,
-            builder.keepalive,
+            Arc::clone(handle.peer_arc()),
+            builder.kernel.clone(),
         );
+        let control = Control::new(builder.keepalive);
+        let driver = ChannelDriver::new(transport, registration, callee, control);
         (handle, driver)
     }
 }

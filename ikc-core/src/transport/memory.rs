@@ -66,3 +66,40 @@ impl Sink<pb::Frame> for MemoryTransport {
         self.project().tx.poll_close(cx).map_err(closed)
     }
 }
+
+impl super::Transport for MemoryTransport {
+    type Error = io::Error;
+
+    fn poll_recv(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<pb::Frame, io::Error>>> {
+        self.poll_next(cx)
+    }
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Sink::poll_ready(self, cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: super::Outbound<'_>) -> Result<(), io::Error> {
+        match item {
+            super::Outbound::Frame(frame) => Sink::start_send(self, frame),
+            super::Outbound::Encoded(frames) => {
+                // Never offered: this transport does not take encoded frames.
+                frames.clear();
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the memory transport takes frames, not encoded bytes",
+                ))
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Sink::poll_flush(self, cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Sink::poll_close(self, cx)
+    }
+}

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
+use ikc_proto::HandshakeCodec;
 use ikc_proto::codec::Builder;
-use ikc_proto::{HandshakeCodec, pb};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -156,14 +156,12 @@ pub(super) async fn establish(
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let peer_limits = PeerLimits::from_proto(welcome.limits.as_ref());
     let send_limit = peer_limits.frame_limit(settings.max_frame_length);
-    let append: ikc_core::channel::AppendEncoded<_> = IdleFramed::append_encoded;
     let handle = start_channel(
         kernel,
         settings,
         addr,
         (peer, peer_limits),
         framed,
-        Some(append),
         send_limit,
     )?;
     Ok(Connected {
@@ -213,8 +211,7 @@ async fn establish_legacy(
         settings,
         addr,
         (peer, PeerLimits::default()),
-        transport,
-        None,
+        ikc_core::transport::Frames::new(transport),
         settings.max_frame_length,
     )?;
     Ok(Connected { handle, worker: 0 })
@@ -222,21 +219,16 @@ async fn establish_legacy(
 
 /// Registers the server with the client's kernel and runs the channel over
 /// `transport` on its own task.
-fn start_channel<T, E>(
+fn start_channel<T>(
     kernel: &Kernel,
     settings: &ClientBuilder,
     addr: &str,
     (peer, peer_limits): (PeerInfo, PeerLimits),
     transport: T,
-    append: Option<ikc_core::channel::AppendEncoded<T>>,
     max_frame_length: usize,
 ) -> Result<ChannelHandle, Error>
 where
-    T: futures::Sink<pb::Frame, Error = E>
-        + futures::Stream<Item = Result<pb::Frame, E>>
-        + Send
-        + 'static,
-    E: Into<ikc_core::BoxError> + Send + 'static,
+    T: ikc_core::transport::Transport<Error: Send> + Send + 'static,
 {
     let registered = Channel::builder(kernel.clone())
         .call_timeout(settings.call_timeout)
@@ -254,10 +246,7 @@ where
             )
             .with_source(e)
         })?;
-    let (handle, driver) = match append {
-        Some(append) => registered.connect_encoded(transport, append),
-        None => registered.connect(transport),
-    };
+    let (handle, driver) = registered.connect(transport);
     let addr = addr.to_owned();
     tokio::spawn(async move {
         if let Err(error) = driver.await {

@@ -478,8 +478,11 @@ impl Client {
             // The channel's own future, not one wrapped around it: a call's
             // arguments are copied once, not once per layer.
             Route::Server => Either::Left(match &self.inner.fixed {
-                Some(handle) => Either::Left(handle.call_str(target, arg, None)),
-                None => Either::Right(self.handle().into_call_str(target, arg, None)),
+                Some(handle) => Either::Left(handle.call(target, arg)),
+                // A client that reconnects finds its channel per call.
+                None => Either::Right(Box::pin(
+                    async move { self.handle().call(target, arg).await },
+                )),
             }),
             // Rare, and boxed: it would make every call's future as large as
             // a local call's.
@@ -505,7 +508,7 @@ impl Client {
         match self.route(target) {
             Route::Server => {
                 self.handle()
-                    .call_str(target, arg.into(), Some(timeout))
+                    .call_timeout(target, arg.into(), timeout)
                     .await
             }
             Route::Local(spec) => {
@@ -528,7 +531,7 @@ impl Client {
     /// When the connection is closed, or the target cannot be reached.
     pub async fn post(&self, target: &str, arg: impl Into<Value>) -> Result<(), IkcError> {
         match self.route(target) {
-            Route::Server => self.handle().post_str(target, arg.into()).await,
+            Route::Server => self.handle().post(target, arg).await,
             Route::Local(spec) => self.inner.kernel.post(&spec, arg.into()).await,
         }
     }

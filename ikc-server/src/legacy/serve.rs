@@ -2,6 +2,7 @@
 //! server's accept path and the client's connect path.
 
 use bytes::BytesMut;
+use ikc_core::transport::Frames;
 use ikc_core::{ChannelBuilder, Kernel, PeerInfo, RegisterError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::codec::{Framed, FramedParts};
@@ -144,7 +145,7 @@ where
     tracing::debug!(?dialect, "legacy negotiation done");
     let transport =
         LegacyTransport::after_negotiation(lines, kernel.clone(), peer, max_frame_length);
-    let (handle, driver) = registered.connect(transport);
+    let (handle, driver) = registered.connect(Frames::new(transport));
     run_channel(&handle, driver, &drain, &abort).await
 }
 

@@ -313,7 +313,7 @@ async fn native_handshake(
     // `map_codec` keeps the read buffer: frames the peer sent right behind
     // its Hello are not lost.
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
-    Ok(registered.connect_encoded(framed, IdleFramed::append_encoded))
+    Ok(registered.connect(framed))
 }
 
 /// The channel of one of the server's peers, native or Perl, sending
