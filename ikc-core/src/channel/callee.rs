@@ -25,7 +25,7 @@ use tower::Service;
 
 use super::SessionService;
 use super::control::Clock;
-use super::outbox::{Outbox, Outgoing};
+use super::outbox::Outbox;
 use crate::monitor::MonitorEvent;
 use crate::{BoxError, ErrorKind, IkcError, Kernel, PeerInfo, Request, Specifier};
 
@@ -379,7 +379,7 @@ impl Callee {
         };
         self.cancels.remove(&id);
         match answer {
-            Ok(value) => match outbox.push(Outgoing::Reply(id, value)) {
+            Ok(value) => match outbox.push_reply(id, value) {
                 Ok(()) => {}
                 // Sending it would break the connection for every call on it.
                 Err(CodecError::FrameTooLarge { len, max }) => {

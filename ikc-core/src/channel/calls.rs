@@ -38,6 +38,7 @@ pub(super) struct PendingCall {
 
 impl PendingCall {
     /// A call whose caller is `waker`, with the timeout the caller asked for.
+    #[inline]
     pub(super) fn new(waker: &Waker, timeout: Option<Duration>) -> Self {
         PendingCall {
             answer: None,
@@ -55,6 +56,7 @@ impl PendingCall {
     }
 
     /// Counts the call against the peer's `max_in_flight`.
+    #[inline]
     pub(super) fn take_slot(&mut self) {
         self.slot = Slot::Taken;
     }
@@ -143,6 +145,7 @@ impl Default for CallTable {
 
 impl CallTable {
     /// A new call id.
+    #[inline]
     pub(super) fn allocate_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -166,6 +169,7 @@ impl CallTable {
 
     /// Enters call `id`; `stamp` when its deadline starts as the driver
     /// takes its frame.
+    #[inline]
     pub(super) fn insert(&mut self, id: u64, call: PendingCall, stamp: bool) {
         self.taken += usize::from(call.slot == Slot::Taken);
         if stamp && call.deadline.is_some() {
@@ -231,6 +235,7 @@ impl CallTable {
     /// Answers call `id` if it still waits for an answer. A held call was
     /// never sent, so the peer cannot answer it: whoever ends one frees
     /// its slot first (see [`CallTable::unhold`]).
+    #[inline]
     pub(super) fn answer(&mut self, id: u64, answer: Answer) -> Answered {
         let Some(call) = self.calls.get_mut(&id) else {
             return Answered::Nobody;
@@ -325,6 +330,7 @@ impl CallTable {
 
     /// The answer to call `id` once it is in; until then the caller's
     /// task is woken when it comes.
+    #[inline]
     pub(super) fn poll_answer(&mut self, id: u64, cx: &mut Context<'_>) -> Poll<Answer> {
         // One lookup, whether the call is taken out or waits on.
         let Entry::Occupied(mut entry) = self.calls.entry(id) else {

@@ -41,11 +41,13 @@ pub(super) enum Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// Whether this is a request, which counts against the peer's limit.
+    #[inline]
     pub(super) fn is_request(&self) -> bool {
         matches!(self, Outgoing::Request(..) | Outgoing::RequestFrame(_))
     }
 
     /// Gives the request its id.
+    #[inline]
     pub(super) fn set_id(&mut self, id: u64) {
         match self {
             Outgoing::Request(parts, _) => parts.id = id,
@@ -156,6 +158,21 @@ impl Outbox {
         }?;
         encoded.frames += 1;
         Ok(())
+    }
+
+    /// Queues the reply to the peer's call `id`: [`push`](Self::push) of
+    /// [`Outgoing::Reply`], with the encoding outbox's case first (every
+    /// answered call takes this path).
+    #[inline]
+    pub(super) fn push_reply(&mut self, id: u64, value: Value) -> Result<(), CodecError> {
+        match &mut self.encoded {
+            Some(encoded) => {
+                encode_reply(id, value, self.max_frame_length, &mut encoded.bytes)?;
+                encoded.frames += 1;
+                Ok(())
+            }
+            None => self.push(Outgoing::Reply(id, value)),
+        }
     }
 
     /// Queues a frame of the driver's own; one the peer would refuse (an
