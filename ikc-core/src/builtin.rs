@@ -14,8 +14,13 @@ use std::sync::Arc;
 use ikc_proto::Value;
 use tower::service_fn;
 
-use crate::kernel::IKC_SESSION;
-use crate::{BoxError, ErrorKind, IkcError, Kernel, MonitorEvent, Request, Specifier};
+use crate::peers::{Peers, WeakPeers};
+use crate::router::Routes;
+use crate::sessions::WeakSessions;
+use crate::{BoxError, ErrorKind, IkcError, MonitorEvent, Request, Specifier};
+
+/// Name of the session every kernel publishes about itself.
+pub const IKC_SESSION: &str = "IKC";
 
 /// The events of the built-in session.
 pub const IKC_EVENTS: [&str; 4] = ["ping", "published", "kernels", "monitor"];
@@ -23,20 +28,46 @@ pub const IKC_EVENTS: [&str; 4] = ["ping", "published", "kernels", "monitor"];
 /// Called when a peer asks the kernel to shut down.
 pub(crate) type ShutdownHook = Arc<dyn Fn() + Send + Sync>;
 
-pub(crate) fn publish(kernel: &Kernel, shutdown: Option<ShutdownHook>) {
-    let weak = kernel.downgrade();
+/// The kernel's parts, held without keeping them alive: the session is one
+/// of the kernel's sessions.
+#[derive(Clone)]
+struct Weak {
+    names: Arc<crate::names::Names>,
+    sessions: WeakSessions,
+    peers: WeakPeers,
+}
+
+impl Weak {
+    fn upgrade(&self) -> Option<Routes> {
+        Some(Routes {
+            names: Arc::clone(&self.names),
+            sessions: self.sessions.upgrade()?,
+            peers: self.peers.upgrade()?,
+        })
+    }
+}
+
+/// Publishes the `IKC` session among `routes`' sessions (again, to add
+/// `shutdown`).
+pub(crate) fn publish(routes: &Routes, shutdown: Option<ShutdownHook>) {
+    let weak = Weak {
+        names: Arc::clone(&routes.names),
+        sessions: routes.sessions.downgrade(),
+        peers: routes.peers.downgrade(),
+    };
     let mut events = IKC_EVENTS.to_vec();
     if shutdown.is_some() {
         events.push("shutdown");
     }
     let service = service_fn(move |req: Request| {
-        let kernel = weak.upgrade();
+        let routes = weak.upgrade();
+        let weak = weak.clone();
         let shutdown = shutdown.clone();
         async move {
-            let kernel =
-                kernel.ok_or_else(|| IkcError::new(ErrorKind::ShuttingDown, "kernel is gone"))?;
+            let routes =
+                routes.ok_or_else(|| IkcError::new(ErrorKind::ShuttingDown, "kernel is gone"))?;
             match req.event() {
-                "monitor" => forward_monitor(&kernel, req.arg())?,
+                "monitor" => forward_monitor(&routes.peers, weak, req.arg())?,
                 "shutdown" => {
                     if let Some(hook) = shutdown {
                         tracing::info!(
@@ -46,30 +77,33 @@ pub(crate) fn publish(kernel: &Kernel, shutdown: Option<ShutdownHook>) {
                         hook();
                     }
                 }
-                event => return Ok::<_, BoxError>(answer(&kernel, event)),
+                event => return Ok::<_, BoxError>(answer(&routes, event)),
             }
             Ok(Value::Null)
         }
     });
-    kernel
+    routes
+        .sessions
         .publish(IKC_SESSION, events, service)
         .expect("built-in names are valid");
 }
 
-fn answer(kernel: &Kernel, event: &str) -> Value {
+fn answer(routes: &Routes, event: &str) -> Value {
     match event {
         "ping" => Value::from(BTreeMap::from([
-            ("kernel", Value::from(kernel.name())),
-            ("pid", Value::from(kernel.pid())),
+            ("kernel", Value::from(routes.names.name())),
+            ("pid", Value::from(routes.names.pid())),
         ])),
         "published" => Value::from(
-            kernel
-                .published()
+            routes
+                .sessions
+                .list()
                 .into_iter()
                 .map(|(session, events)| (session, Value::from(events)))
                 .collect::<BTreeMap<_, _>>(),
         ),
-        "kernels" => kernel
+        "kernels" => routes
+            .peers
             .kernels()
             .into_iter()
             .map(|peer| {
@@ -86,7 +120,7 @@ fn answer(kernel: &Kernel, event: &str) -> Value {
 }
 
 /// Posts every monitor event to `target` until its kernel disconnects.
-fn forward_monitor(kernel: &Kernel, target: &Value) -> Result<(), IkcError> {
+fn forward_monitor(peers: &Peers, kernel: Weak, target: &Value) -> Result<(), IkcError> {
     let target: Specifier = target
         .as_str()
         .ok_or_else(|| {
@@ -105,15 +139,14 @@ fn forward_monitor(kernel: &Kernel, target: &Value) -> Result<(), IkcError> {
             "monitor needs poe://kernel/session/event",
         ));
     };
-    let mut monitor = kernel.monitor();
-    let kernel = kernel.downgrade();
+    let mut monitor = peers.monitor().subscribe();
     tokio::spawn(async move {
         while let Some(event) = monitor.next_event().await {
             let gone = matches!(&event, MonitorEvent::Unregister { kernel } if *kernel == watcher);
-            let Some(kernel) = kernel.upgrade() else {
+            let Some(routes) = kernel.upgrade() else {
                 break;
             };
-            if gone || kernel.post(&target, event_value(&event)).await.is_err() {
+            if gone || routes.post(&target, event_value(&event)).await.is_err() {
                 break;
             }
         }

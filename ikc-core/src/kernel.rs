@@ -1,85 +1,29 @@
-//! [`Kernel`]: the local node, its published sessions and its connected peers.
+//! [`Kernel`]: the local node, a thin facade over its parts: its names
+//! ([`names`](crate::names)), published sessions ([`sessions`](crate::sessions)),
+//! connected peers ([`peers`](crate::peers)), monitor bus, and the router
+//! and channel context made of them.
 
-use std::collections::{HashMap, HashSet};
-
-use foldhash::fast::RandomState as FastHash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::Arc;
 
 use ikc_proto::Value;
-use tokio::sync::broadcast;
-use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
-use crate::channel::ChannelHandle;
-use crate::monitor::{MONITOR_CAPACITY, Monitor, MonitorEvent};
-use crate::router::{self, Destination};
-use crate::specifier::{self, Part};
+use crate::channel::ChannelContext;
+use crate::monitor::{Monitor, MonitorBus, MonitorEvent};
+use crate::names::{Names, PeerInfo};
+use crate::peers::Peers;
+use crate::router::Routes;
+use crate::sessions::{SessionService, Sessions};
 use crate::{
-    BoxError, IkcError, KernelTarget, ParseSpecifierError, RemoteSession, Request, Router,
-    Specifier,
+    BoxError, ChannelHandle, IkcError, KernelTarget, ParseSpecifierError, RemoteSession, Request,
+    Router, Specifier,
 };
 
-/// The boxed form every published session is stored in.
-pub type SessionService = BoxCloneSyncService<Request, Value, BoxError>;
-
-/// Name of the session every kernel publishes about itself.
-pub const IKC_SESSION: &str = "IKC";
-
-/// What a kernel knows about a connected peer kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerInfo {
-    /// The peer kernel's name.
-    pub kernel: String,
-    /// Other names it answers to.
-    pub aliases: Vec<String>,
-    /// Its process id.
-    pub pid: u32,
-}
-
-impl PeerInfo {
-    /// The peer's name and aliases.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.kernel.as_str()).chain(self.aliases.iter().map(String::as_str))
-    }
-}
-
-/// Why a peer could not be registered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegisterError {
-    /// A connected kernel (or this one) already uses one of the peer's names.
-    #[error("kernel name {name:?} is already in use by a connected kernel")]
-    NameTaken {
-        /// The contested name.
-        name: String,
-    },
-    /// The peer's name is not a valid kernel name.
-    #[error("invalid kernel name")]
-    BadName(#[source] ParseSpecifierError),
-}
-
-pub(crate) struct Published {
-    events: HashSet<String, FastHash>,
-    pub(crate) service: SessionService,
-}
-
-impl Published {
-    pub(crate) fn allows(&self, event: &str) -> bool {
-        self.events.contains(event)
-    }
-}
-
 struct Inner {
-    name: String,
-    aliases: RwLock<Vec<String>>,
-    pid: u32,
-    sessions: RwLock<HashMap<String, Arc<Published>, FastHash>>,
-    /// Bumped on every change to `sessions`, so a router can tell whether
-    /// the services it holds are still the published ones.
-    generation: AtomicU64,
-    peers: RwLock<HashMap<String, ChannelHandle, FastHash>>,
-    monitor: broadcast::Sender<MonitorEvent>,
+    routes: Routes,
+    monitor: MonitorBus,
+    /// What each of the kernel's channels is given.
+    channels: ChannelContext,
 }
 
 /// The local node: a name, aliases, the published sessions, the connected
@@ -109,15 +53,8 @@ pub struct Kernel {
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernel")
-            .field("name", &self.inner.name)
-            .field(
-                "aliases",
-                &*self
-                    .inner
-                    .aliases
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner),
-            )
+            .field("name", &self.name())
+            .field("aliases", &self.aliases())
             .finish_non_exhaustive()
     }
 }
@@ -141,43 +78,52 @@ impl Kernel {
     ///
     /// When `name` is not a valid kernel name.
     pub fn try_new(name: &str) -> Result<Self, ParseSpecifierError> {
-        let name = kernel_name(name)?;
-        let (monitor, _) = broadcast::channel(MONITOR_CAPACITY);
-        let kernel = Kernel {
-            inner: Arc::new(Inner {
-                name,
-                aliases: RwLock::default(),
-                pid: std::process::id(),
-                sessions: RwLock::default(),
-                generation: AtomicU64::new(0),
-                peers: RwLock::default(),
-                monitor,
-            }),
+        let names = Arc::new(Names::new(name)?);
+        let monitor = MonitorBus::new();
+        let sessions = Sessions::default();
+        let peers = Peers::new(Arc::clone(&names), monitor.clone());
+        let routes = Routes {
+            names: Arc::clone(&names),
+            sessions: sessions.clone(),
+            peers: peers.clone(),
         };
-        crate::builtin::publish(&kernel, None);
-        Ok(kernel)
+        let channels = ChannelContext {
+            monitor: monitor.clone(),
+            sessions,
+            router: SessionService::new(Router::new(routes.clone()).map_err(BoxError::from)),
+            links: Arc::new(peers),
+            name: Arc::from(names.name()),
+        };
+        crate::builtin::publish(&routes, None);
+        Ok(Kernel {
+            inner: Arc::new(Inner {
+                routes,
+                monitor,
+                channels,
+            }),
+        })
+    }
+
+    fn names(&self) -> &Names {
+        &self.inner.routes.names
     }
 
     /// The kernel's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.inner.name
+        self.names().name()
     }
 
     /// The kernel's aliases.
     #[must_use]
     pub fn aliases(&self) -> Vec<String> {
-        self.inner
-            .aliases
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.names().aliases()
     }
 
     /// This process's id.
     #[must_use]
     pub fn pid(&self) -> u32 {
-        self.inner.pid
+        self.names().pid()
     }
 
     /// Adds an alias this kernel also answers to (a server adds its bound
@@ -187,29 +133,13 @@ impl Kernel {
     ///
     /// When `alias` is not a valid kernel name.
     pub fn add_alias(&self, alias: &str) -> Result<(), ParseSpecifierError> {
-        let alias = kernel_name(alias)?;
-        let mut aliases = self
-            .inner
-            .aliases
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !aliases.contains(&alias) && alias != self.inner.name {
-            aliases.push(alias);
-        }
-        Ok(())
+        self.names().add_alias(alias)
     }
 
     /// Whether `name` is this kernel's name or one of its aliases.
     #[must_use]
     pub fn is_named(&self, name: &str) -> bool {
-        name == self.inner.name
-            || self
-                .inner
-                .aliases
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .any(|a| a == name)
+        self.names().is_named(name)
     }
 
     /// Publishes `service` as session `name`, accepting `events`. A request
@@ -237,199 +167,67 @@ impl Kernel {
         S::Future: Send + 'static,
         E: AsRef<str>,
     {
-        let name = specifier::name(Part::Session, name)?;
-        let events = events
-            .into_iter()
-            .map(|event| specifier::name(Part::Event, event.as_ref()))
-            .collect::<Result<_, _>>()?;
-        let service = BoxCloneSyncService::new(service.map_err(Into::into));
-        let mut sessions = self
-            .inner
-            .sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        sessions.insert(name, Arc::new(Published { events, service }));
-        self.inner.generation.fetch_add(1, Ordering::Release);
-        Ok(())
+        self.inner.routes.sessions.publish(name, events, service)
     }
 
     /// Lets connected kernels call `IKC/shutdown`, which calls `hook` (a
     /// server passes its graceful shutdown). Off by default: any peer could
     /// otherwise stop the kernel.
     pub fn allow_remote_shutdown(&self, hook: impl Fn() + Send + Sync + 'static) {
-        crate::builtin::publish(self, Some(Arc::new(hook)));
+        crate::builtin::publish(&self.inner.routes, Some(Arc::new(hook)));
     }
 
     /// Removes session `name`; returns whether it was published. Requests
     /// already running finish. A connection that called the session keeps
     /// its clone of the service until its next call to a local session or
     /// until it closes (see [`Router`](crate::Router)).
+    #[expect(
+        clippy::must_use_candidate,
+        reason = "retracting is the point; whether it was published is extra"
+    )]
     pub fn retract(&self, name: &str) -> bool {
-        let mut sessions = self
-            .inner
-            .sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let removed = sessions.remove(name).is_some();
-        self.inner.generation.fetch_add(1, Ordering::Release);
-        removed
+        self.inner.routes.sessions.retract(name)
     }
 
     /// The published sessions and their events, sorted.
     #[must_use]
     pub fn published(&self) -> Vec<(String, Vec<String>)> {
-        let sessions = self
-            .inner
-            .sessions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut list: Vec<_> = sessions
-            .iter()
-            .map(|(name, published)| {
-                let mut events: Vec<_> = published.events.iter().cloned().collect();
-                events.sort();
-                (name.clone(), events)
-            })
-            .collect();
-        list.sort();
-        list
+        self.inner.routes.sessions.list()
     }
 
     /// Whether session `name` is published here.
     #[must_use]
     pub fn is_published(&self, name: &str) -> bool {
-        self.inner
-            .sessions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(name)
-    }
-
-    /// Changes with every publish or retract (see [`Router`]'s cache).
-    pub(crate) fn sessions_generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn session(&self, name: &str) -> Option<Arc<Published>> {
-        self.inner
-            .sessions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.inner.routes.sessions.is_published(name)
     }
 
     /// The connected peer kernels.
     #[must_use]
     pub fn kernels(&self) -> Vec<PeerInfo> {
-        let peers = self
-            .inner
-            .peers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut list: Vec<_> = peers
-            .iter()
-            .filter(|(name, handle)| **name == handle.peer().kernel)
-            .map(|(_, handle)| handle.peer().clone())
-            .collect();
-        list.sort_by(|a, b| a.kernel.cmp(&b.kernel));
-        list
+        self.inner.routes.peers.kernels()
     }
 
     /// The channel to the connected kernel called `name` (name or alias).
     #[must_use]
     pub fn peer(&self, name: &str) -> Option<ChannelHandle> {
-        self.inner
-            .peers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-    }
-
-    pub(crate) fn peers(&self) -> Vec<ChannelHandle> {
-        let peers = self
-            .inner
-            .peers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        peers
-            .iter()
-            .filter(|(name, h)| **name == h.peer().kernel)
-            .map(|(_, h)| h.clone())
-            .collect()
-    }
-
-    /// Adds a peer under its name and every alias, then announces it.
-    pub(crate) fn register(&self, handle: &ChannelHandle) -> Result<(), RegisterError> {
-        let info = handle.peer();
-        for name in info.names() {
-            kernel_name(name).map_err(RegisterError::BadName)?;
-        }
-        {
-            let mut peers = self
-                .inner
-                .peers
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            // A second peer claiming a connected name is refused rather than
-            // silently shadowing the first: calls would go to the wrong process.
-            if let Some(name) = info
-                .names()
-                .find(|n| peers.contains_key(*n) || self.is_named(n))
-            {
-                return Err(RegisterError::NameTaken {
-                    name: name.to_owned(),
-                });
-            }
-            for name in info.names() {
-                peers.insert(name.to_owned(), handle.clone());
-            }
-        }
-        self.emit(MonitorEvent::Register {
-            kernel: info.kernel.clone(),
-            aliases: info.aliases.clone(),
-            pid: info.pid,
-        });
-        Ok(())
-    }
-
-    /// Removes a registered peer, then announces it.
-    pub(crate) fn unregister(&self, handle: &ChannelHandle) {
-        let info = handle.peer();
-        {
-            let mut peers = self
-                .inner
-                .peers
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            for name in info.names() {
-                if peers.get(name).is_some_and(|h| h.same_channel(handle)) {
-                    peers.remove(name);
-                }
-            }
-        }
-        self.emit(MonitorEvent::Unregister {
-            kernel: info.kernel.clone(),
-        });
+        self.inner.routes.peers.get(name)
     }
 
     /// A stream of what happens to this kernel from now on.
     #[must_use]
     pub fn monitor(&self) -> Monitor {
-        Monitor::new(self.inner.monitor.subscribe())
+        self.inner.monitor.subscribe()
     }
 
     /// Announces `event` to every monitor.
     pub fn emit(&self, event: MonitorEvent) {
-        // No monitor listening is the normal case, not an error.
-        let _ = self.inner.monitor.send(event);
+        self.inner.monitor.emit(event);
     }
 
     /// The tower service that dispatches requests for this kernel.
     #[must_use]
     pub fn router(&self) -> Router {
-        Router::new(self.clone())
+        Router::new(self.inner.routes.clone())
     }
 
     /// Calls `target` (local or on a connected kernel) and waits for the answer.
@@ -452,21 +250,7 @@ impl Kernel {
     /// a failure of the session itself is only logged and reported on the
     /// monitor bus as [`MonitorEvent::Error`].
     pub async fn post(&self, target: &Specifier, arg: Value) -> Result<(), IkcError> {
-        let req = Request::post(target.clone(), arg);
-        let Destination::Local(published) = router::resolve(self, &req)? else {
-            return self.router().oneshot(req).await.map(drop);
-        };
-        // The session's failure is not the poster's: report it as a peer's
-        // failing post is reported.
-        if let Err(error) = published.service.clone().oneshot(req).await {
-            let error = IkcError::from_box(error);
-            tracing::warn!(%target, %error, "post failed");
-            self.emit(MonitorEvent::Error {
-                kernel: None,
-                message: format!("post to {target} failed: {error}"),
-            });
-        }
-        Ok(())
+        self.inner.routes.post(target, arg).await
     }
 
     /// Checks that the connected kernel named in `target`
@@ -490,28 +274,17 @@ impl Kernel {
             .ok_or_else(|| IkcError::no_kernel(kernel))?;
         handle.subscribe(target.session()).await
     }
+}
 
-    pub(crate) fn downgrade(&self) -> WeakKernel {
-        WeakKernel(Arc::downgrade(&self.inner))
+/// A kernel's channels get what they need of it: `Channel::builder(kernel)`.
+impl From<Kernel> for ChannelContext {
+    fn from(kernel: Kernel) -> Self {
+        kernel.inner.channels.clone()
     }
 }
 
-/// A kernel reference that does not keep it alive (for the built-in session).
-#[derive(Clone)]
-pub(crate) struct WeakKernel(Weak<Inner>);
-
-impl WeakKernel {
-    pub(crate) fn upgrade(&self) -> Option<Kernel> {
-        self.0.upgrade().map(|inner| Kernel { inner })
+impl From<&Kernel> for ChannelContext {
+    fn from(kernel: &Kernel) -> Self {
+        kernel.inner.channels.clone()
     }
-}
-
-fn kernel_name(name: &str) -> Result<String, ParseSpecifierError> {
-    if name == "*" {
-        return Err(ParseSpecifierError::BadChar {
-            part: Part::Kernel,
-            ch: '*',
-        });
-    }
-    specifier::name(Part::Kernel, name)
 }

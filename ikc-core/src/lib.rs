@@ -7,8 +7,9 @@
 //!   with [`Kernel::publish`] for a list of events.
 //! - The [`Router`] dispatches each request by its [`Specifier`]
 //!   (`poe://kernel/session/event`) to a local session or a connected kernel.
-//! - A [`Channel`] connects two kernels over any `Sink + Stream` of frames;
-//!   [`transport::memory`] does it in memory.
+//! - A [`Channel`] connects two kernels over any
+//!   [`Transport`](transport::Transport); [`transport::memory`] does it in
+//!   memory.
 //! - [`Kernel::subscribe`] returns a [`RemoteSession`], itself a tower
 //!   service, to call a session of a connected kernel.
 //!
@@ -17,18 +18,23 @@
 //!
 //! # Modules
 //!
-//! | module | the idea |
-//! |---|---|
-//! | `kernel` | [`Kernel`]: names, published sessions, connected peers |
-//! | [`router`] | [`Router`]: every request to its session or its kernel |
-//! | [`channel`] | one connected peer: [`ChannelHandle`] to call it, the driver that runs the connection (low level: the driver, the registration, the transport seams) |
-//! | `remote` | [`RemoteSession`]: a subscribed session of a peer, as a service |
-//! | `request` | [`Request`]: what a session is called with |
-//! | `specifier` | [`Specifier`]: `poe://kernel/session/event` |
-//! | `monitor` | [`Monitor`]: kernels registering and unregistering, in order |
-//! | [`builtin`] | the `IKC` session every kernel publishes |
-//! | [`error`] | [`IkcError`] and its [`ErrorKind`] |
-//! | [`transport`] | transports for tests ([`transport::memory`]) |
+//! Each module holds one idea; the imports between them form a DAG, leaves
+//! first (`kernel` is a thin facade over the rest, and nothing imports it):
+//!
+//! | module | the idea | uses |
+//! |---|---|---|
+//! | `specifier` | [`Specifier`]: `poe://kernel/session/event` | |
+//! | [`error`] | [`IkcError`] and its [`ErrorKind`] | |
+//! | `monitor` | [`Monitor`]: what happens to a kernel, in order | |
+//! | `names` | a kernel's names, a peer's ([`PeerInfo`]) | specifier |
+//! | `request` | [`Request`]: what a session is called with | names, specifier |
+//! | `sessions` | the published sessions, each a boxed tower service | request |
+//! | [`transport`] | [`Transport`](transport::Transport): what a channel runs over; [`transport::memory`] | error |
+//! | [`channel`] | one connected peer: [`ChannelHandle`] to call it, the driver that runs the connection, [`RemoteSession`]; given a small [`ChannelContext`](channel::ChannelContext) (monitor, sessions, default service, peer registry), not the kernel | transport, sessions, monitor |
+//! | `peers` | the connected kernels, by name and alias | channel, names, monitor |
+//! | [`router`] | [`Router`]: every request to its session or its kernel | sessions, peers, channel |
+//! | [`builtin`] | the `IKC` session every kernel publishes | router, peers, sessions |
+//! | `kernel` | [`Kernel`]: the facade over all of it | everything above |
 //!
 //! # Examples
 //!
@@ -60,9 +66,11 @@ pub mod channel;
 pub mod error;
 mod kernel;
 mod monitor;
-mod remote;
+mod names;
+mod peers;
 mod request;
 pub mod router;
+mod sessions;
 mod specifier;
 pub mod transport;
 
@@ -70,12 +78,15 @@ pub mod transport;
 // modules: `channel` (the driver, the registration, the boxed session
 // service), `router` (its future), `builtin` (the `IKC` session's events),
 // `error` (the error chain for logs).
-pub use channel::{Channel, ChannelBuilder, ChannelError, ChannelHandle, PeerLimits};
+pub use builtin::IKC_SESSION;
+pub use channel::{
+    Call, Channel, ChannelBuilder, ChannelError, ChannelHandle, PeerLimits, RemoteSession,
+};
 pub use error::{BoxError, ErrorKind, IkcError};
 pub use ikc_proto::Value;
-pub use kernel::{IKC_SESSION, Kernel, PeerInfo, RegisterError};
+pub use kernel::Kernel;
 pub use monitor::{MONITOR_CAPACITY, Monitor, MonitorEvent};
-pub use remote::{Call, RemoteSession};
+pub use names::{PeerInfo, RegisterError};
 pub use request::Request;
 pub use router::Router;
 pub use specifier::{

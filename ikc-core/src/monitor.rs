@@ -58,6 +58,28 @@ pub enum MonitorEvent {
     Shutdown,
 }
 
+/// Where a kernel announces its [`MonitorEvent`]s. Cheap to clone: clones
+/// announce to the same monitors, which end once every clone is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct MonitorBus(broadcast::Sender<MonitorEvent>);
+
+impl MonitorBus {
+    pub(crate) fn new() -> Self {
+        MonitorBus(broadcast::channel(MONITOR_CAPACITY).0)
+    }
+
+    /// Announces `event` to every monitor.
+    pub(crate) fn emit(&self, event: MonitorEvent) {
+        // No monitor listening is the normal case, not an error.
+        let _ = self.0.send(event);
+    }
+
+    /// A stream of what is announced from now on.
+    pub(crate) fn subscribe(&self) -> Monitor {
+        Monitor::new(self.0.subscribe())
+    }
+}
+
 /// A stream of [`MonitorEvent`]s, from [`Kernel::monitor`](crate::Kernel::monitor).
 ///
 /// Events are kept for a slow reader up to [`MONITOR_CAPACITY`]; a reader

@@ -31,13 +31,26 @@ use pin_project::pin_project;
 use tower::Service;
 use tower::ServiceExt;
 
-use crate::kernel::{Published, SessionService};
-use crate::{ChannelHandle, ErrorKind, IkcError, Kernel, KernelTarget, Request, Specifier};
+use crate::monitor::MonitorEvent;
+use crate::names::Names;
+use crate::peers::Peers;
+use crate::sessions::{Published, SessionService, Sessions};
+use crate::{ChannelHandle, ErrorKind, IkcError, KernelTarget, Request, Specifier};
 
-/// Dispatches requests to local sessions and connected kernels.
+/// What a router routes by: the kernel's names, its published sessions and
+/// its connected peers.
+#[derive(Clone, Debug)]
+pub(crate) struct Routes {
+    pub(crate) names: Arc<Names>,
+    pub(crate) sessions: Sessions,
+    pub(crate) peers: Peers,
+}
+
+/// Dispatches requests to local sessions and connected kernels; from
+/// [`Kernel::router`](crate::Kernel::router).
 pub struct Router {
-    kernel: Kernel,
-    sessions: Sessions,
+    routes: Routes,
+    kept: Kept,
 }
 
 /// How many sessions' services one router keeps; the one kept longest
@@ -47,7 +60,7 @@ const KEPT_SESSIONS: usize = 8;
 /// Session services this router instance calls directly, valid while the
 /// kernel's sessions are unchanged.
 #[derive(Default)]
-struct Sessions {
+struct Kept {
     /// Calls so far (saturating): a router called once (`Kernel::call`)
     /// keeps nothing, one called again (a connection's) keeps what it calls.
     calls: u8,
@@ -68,15 +81,15 @@ impl Clone for Router {
     /// A router for the same kernel; the clone starts with no sessions of
     /// its own.
     fn clone(&self) -> Self {
-        Router::new(self.kernel.clone())
+        Router::new(self.routes.clone())
     }
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
-            .field("kernel", &self.kernel.name())
-            .field("sessions", &self.sessions.ready.len())
+            .field("kernel", &self.routes.names.name())
+            .field("sessions", &self.kept.ready.len())
             .finish()
     }
 }
@@ -90,50 +103,66 @@ pub(crate) enum Destination {
 }
 
 impl Router {
-    /// A router for `kernel`.
-    #[must_use]
-    pub fn new(kernel: Kernel) -> Self {
+    pub(crate) fn new(routes: Routes) -> Self {
         Router {
-            kernel,
-            sessions: Sessions::default(),
+            routes,
+            kept: Kept::default(),
+        }
+    }
+}
+
+impl Routes {
+    /// Finds where `req` goes, or the error its caller gets.
+    pub(crate) fn resolve(&self, req: &Request) -> Result<Destination, IkcError> {
+        if req.target().event().is_none() {
+            return Err(IkcError::new(
+                ErrorKind::BadRequest,
+                "the target names no event",
+            ));
+        }
+        match req.target().kernel() {
+            KernelTarget::Local => self.local(req),
+            KernelTarget::Named(name) if self.names.is_named(name) => self.local(req),
+            KernelTarget::Named(name) => self
+                .peers
+                .get(name)
+                .map(Destination::Remote)
+                .ok_or_else(|| IkcError::no_kernel(name)),
+            KernelTarget::Any if self.sessions.is_published(req.session()) => self.local(req),
+            KernelTarget::Any => Ok(Destination::AnyRemote(self.peers.all())),
         }
     }
 
-    /// The kernel this router dispatches for.
-    #[must_use]
-    pub fn kernel(&self) -> &Kernel {
-        &self.kernel
+    fn local(&self, req: &Request) -> Result<Destination, IkcError> {
+        let published = self
+            .sessions
+            .get(req.session())
+            .ok_or_else(|| IkcError::no_session(req.session()))?;
+        if !published.allows(req.event()) {
+            return Err(IkcError::no_event(req.session(), req.event()));
+        }
+        Ok(Destination::Local(published))
     }
-}
 
-/// Finds where `req` goes, or the error its caller gets.
-pub(crate) fn resolve(kernel: &Kernel, req: &Request) -> Result<Destination, IkcError> {
-    if req.target().event().is_none() {
-        return Err(IkcError::new(
-            ErrorKind::BadRequest,
-            "the target names no event",
-        ));
+    /// Posts to `target`: delivered, and nobody waits for an answer. A post
+    /// to a local session returns once the session has handled it, and the
+    /// session's failure, which is not the poster's, is logged and
+    /// announced on the monitor bus as a peer's failing post is.
+    pub(crate) async fn post(&self, target: &Specifier, arg: Value) -> Result<(), IkcError> {
+        let req = Request::post(target.clone(), arg);
+        let Destination::Local(published) = self.resolve(&req)? else {
+            return Router::new(self.clone()).oneshot(req).await.map(drop);
+        };
+        if let Err(error) = published.service.clone().oneshot(req).await {
+            let error = IkcError::from_box(error);
+            tracing::warn!(%target, %error, "post failed");
+            self.peers.monitor().emit(MonitorEvent::Error {
+                kernel: None,
+                message: format!("post to {target} failed: {error}"),
+            });
+        }
+        Ok(())
     }
-    match req.target().kernel() {
-        KernelTarget::Local => local(kernel, req),
-        KernelTarget::Named(name) if kernel.is_named(name) => local(kernel, req),
-        KernelTarget::Named(name) => kernel
-            .peer(name)
-            .map(Destination::Remote)
-            .ok_or_else(|| IkcError::no_kernel(name)),
-        KernelTarget::Any if kernel.is_published(req.session()) => local(kernel, req),
-        KernelTarget::Any => Ok(Destination::AnyRemote(kernel.peers())),
-    }
-}
-
-fn local(kernel: &Kernel, req: &Request) -> Result<Destination, IkcError> {
-    let published = kernel
-        .session(req.session())
-        .ok_or_else(|| IkcError::no_session(req.session()))?;
-    if !published.allows(req.event()) {
-        return Err(IkcError::no_event(req.session(), req.event()));
-    }
-    Ok(Destination::Local(published))
 }
 
 /// Tries each kernel in turn until one publishes the session.
@@ -170,7 +199,7 @@ impl Service<Request> for Router {
                 },
             };
         }
-        let state = match resolve(&self.kernel, &req) {
+        let state = match self.routes.resolve(&req) {
             Err(error) => State::Ready {
                 result: Some(Err(error)),
             },
@@ -212,26 +241,26 @@ impl Router {
     fn kept_ready(&mut self, req: &Request) -> Option<&mut SessionService> {
         let local = match req.target().kernel() {
             KernelTarget::Local => true,
-            KernelTarget::Named(name) => self.kernel.is_named(name),
+            KernelTarget::Named(name) => self.routes.names.is_named(name),
             KernelTarget::Any => false,
         };
         if !local || req.target().event().is_none() {
             return None;
         }
-        self.sessions.calls = self.sessions.calls.saturating_add(1);
-        if self.sessions.calls < 2 {
+        self.kept.calls = self.kept.calls.saturating_add(1);
+        if self.kept.calls < 2 {
             return None;
         }
-        let generation = self.kernel.sessions_generation();
-        if self.sessions.generation != generation {
-            self.sessions.ready.clear();
-            self.sessions.generation = generation;
+        let generation = self.routes.sessions.generation();
+        if self.kept.generation != generation {
+            self.kept.ready.clear();
+            self.kept.generation = generation;
         }
-        let ready = &mut self.sessions.ready;
+        let ready = &mut self.kept.ready;
         let at = match ready.iter().position(|kept| kept.name == req.session()) {
             Some(at) => at,
             None => {
-                let published = self.kernel.session(req.session())?;
+                let published = self.routes.sessions.get(req.session())?;
                 if ready.len() == KEPT_SESSIONS {
                     ready.remove(0);
                 }

@@ -23,11 +23,11 @@ use ikc_proto::{CodecError, Value, pb};
 use pin_project::pin_project;
 use tower::Service;
 
-use super::SessionService;
 use super::control::Clock;
 use super::outbox::Outbox;
+use super::{ChannelContext, SessionService};
 use crate::monitor::MonitorEvent;
-use crate::{BoxError, ErrorKind, IkcError, Kernel, PeerInfo, Request, Specifier};
+use crate::{BoxError, ErrorKind, IkcError, PeerInfo, Request, Specifier};
 
 type HandlerFuture = BoxFuture<'static, Result<Value, BoxError>>;
 
@@ -148,7 +148,7 @@ pub(super) struct Callee {
     /// Shared with every request the peer sends (`Request::caller`).
     peer: Arc<PeerInfo>,
     /// Where failed posts are reported.
-    kernel: Kernel,
+    context: ChannelContext,
 }
 
 impl Callee {
@@ -157,7 +157,7 @@ impl Callee {
         max_in_flight: usize,
         retry_after: Duration,
         peer: Arc<PeerInfo>,
-        kernel: Kernel,
+        context: ChannelContext,
     ) -> Self {
         Callee {
             service,
@@ -170,7 +170,7 @@ impl Callee {
             last_request_id: 0,
             failed_posts: FailedPosts::default(),
             peer,
-            kernel,
+            context,
         }
     }
 
@@ -406,7 +406,7 @@ impl Callee {
             }
             _ => tracing::debug!(%peer, %target, %error, "post failed"),
         }
-        self.kernel.emit(MonitorEvent::Error {
+        self.context.emit(MonitorEvent::Error {
             kernel: Some(peer.clone()),
             message: format!("post to {target} failed: {error}"),
         });

@@ -15,12 +15,12 @@ use std::time::Duration;
 use ikc_proto::pb;
 use tokio::time::Instant;
 
-use super::ChannelError;
 use super::keepalive::{Keepalive, Probe};
 use super::outbox::Outbox;
 use super::shared::Shared;
+use super::{ChannelContext, ChannelError};
+use crate::IkcError;
 use crate::monitor::MonitorEvent;
-use crate::{IkcError, Kernel};
 
 /// How often the driver looks for calls of ours past their deadline; a
 /// timeout fires up to this much late.
@@ -125,7 +125,7 @@ impl Control {
     pub(super) fn on_frame(
         kind: pb::frame::Kind,
         shared: &Shared,
-        kernel: &Kernel,
+        context: &ChannelContext,
         outbox: &mut Outbox,
     ) {
         use pb::frame::Kind;
@@ -138,8 +138,8 @@ impl Control {
                 shared.set_peer_going_away(go_away.last_id);
             }
             Kind::Subscribe(subscribe) => {
-                if kernel.is_published(&subscribe.session) {
-                    kernel.emit(MonitorEvent::Subscribe {
+                if context.sessions.is_published(&subscribe.session) {
+                    context.emit(MonitorEvent::Subscribe {
                         kernel: peer.clone(),
                         session: subscribe.session,
                     });
@@ -151,14 +151,14 @@ impl Control {
                     outbox.push_error(subscribe.id, &IkcError::no_session(&subscribe.session));
                 }
             }
-            Kind::Unsubscribe(unsubscribe) => kernel.emit(MonitorEvent::Unsubscribe {
+            Kind::Unsubscribe(unsubscribe) => context.emit(MonitorEvent::Unsubscribe {
                 kernel: peer.clone(),
                 session: unsubscribe.session,
             }),
             Kind::Error(error) if error.id == 0 => {
                 let error = IkcError::from_proto(error);
                 tracing::debug!(%peer, %error, "peer reported an error");
-                kernel.emit(MonitorEvent::Error {
+                context.emit(MonitorEvent::Error {
                     kernel: Some(peer.clone()),
                     message: error.to_string(),
                 });

@@ -31,10 +31,11 @@ use super::calls::Answer;
 use super::control::{Clock, Control};
 use super::outbox::Outbox;
 use super::shared::Shared;
+use super::{ChannelContext, ChannelHandle};
 use crate::error::error_chain;
 use crate::monitor::MonitorEvent;
 use crate::transport::Transport;
-use crate::{BoxError, ChannelHandle, ErrorKind, IkcError, Kernel};
+use crate::{BoxError, ErrorKind, IkcError};
 
 /// Frames the driver buffers for a peer that is slow to read before it stops
 /// reading more requests from that peer.
@@ -47,7 +48,7 @@ const READ_BUDGET: usize = 256;
 /// driver ends or is dropped.
 #[derive(Debug)]
 pub(crate) struct Registration {
-    pub(crate) kernel: Kernel,
+    pub(crate) context: ChannelContext,
     pub(crate) handle: ChannelHandle,
 }
 
@@ -55,7 +56,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.handle.shared().close();
         self.handle.shared().discard_queued();
-        self.kernel.unregister(&self.handle);
+        self.context.links.unregister(&self.handle);
     }
 }
 
@@ -331,7 +332,7 @@ impl State {
             control => Control::on_frame(
                 control,
                 &self.shared,
-                &self.registration.kernel,
+                &self.registration.context,
                 &mut self.outbox,
             ),
         }
@@ -344,7 +345,7 @@ impl State {
         tracing::debug!(%peer, error = %error_chain(&*error), "invalid input from peer, closing");
         let report = IkcError::new(ErrorKind::Protocol, error_chain(&*error));
         self.outbox.push_error(0, &report);
-        self.registration.kernel.emit(MonitorEvent::Error {
+        self.registration.context.emit(MonitorEvent::Error {
             kernel: Some(peer.clone()),
             message: report.message().to_owned(),
         });

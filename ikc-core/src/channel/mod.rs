@@ -5,6 +5,20 @@
 //! `Sink + Stream` of frames, or [`transport::memory`](crate::transport::memory)
 //! in tests). It is symmetric: both ends send requests and answer them.
 //!
+//! | module | the idea |
+//! |---|---|
+//! | `handle` | [`ChannelHandle`]: calls and posts to the peer; [`Target`] |
+//! | `calls` | the call table: insert, answer, expire, close; our side of the peer's `max_in_flight` |
+//! | `outbox` | frames waiting for the transport, encoded as queued when the transport takes bytes: the one write path |
+//! | `shared` | what the handles and the driver share: the call table and the handles' outbox under one lock |
+//! | `callee` | the peer's requests: admission, waiting for the service, running, cancels, answers |
+//! | `control` | keepalive, the deadline sweep, `GoAway`, `Ping`, `Subscribe` |
+//! | `driver` | [`ChannelDriver`]: `poll_control; loop { poll_read; poll_write }; poll_flush` |
+//! | `context` | [`ChannelContext`]: what a channel needs of its kernel |
+//! | `remote` | [`RemoteSession`]: a subscribed session of the peer, as a service |
+//! | `service` | [`ChannelHandle`] as a tower `Service<Request>` |
+//! | `limits`, `keepalive` | what the peer announced; the silent-peer probe |
+//!
 //! [`Channel::builder`] registers the peer with the kernel and returns a
 //! [`ChannelHandle`] (to call the peer) and a [`ChannelDriver`] (the future
 //! that runs the connection; spawn it), in the manner of tower's
@@ -58,12 +72,14 @@
 
 mod callee;
 mod calls;
+mod context;
 mod control;
 mod driver;
 mod handle;
 mod keepalive;
 mod limits;
 mod outbox;
+mod remote;
 mod service;
 mod shared;
 
@@ -71,15 +87,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::callee::Callee;
+pub use self::context::ChannelContext;
+pub(crate) use self::context::Links;
 use self::control::Control;
 pub use self::driver::ChannelDriver;
 use self::driver::Registration;
 pub use self::handle::{ChannelHandle, Target};
 pub use self::limits::{PeerLimits, keepalive_ms};
+pub use self::remote::{Call, RemoteSession};
 pub(crate) use self::shared::{CallLimits, Shared};
-pub use crate::kernel::SessionService;
+pub use crate::sessions::SessionService;
 use crate::transport::Transport;
-use crate::{BoxError, Kernel, PeerInfo, RegisterError};
+use crate::{BoxError, PeerInfo, RegisterError};
 
 /// Default for [`ChannelBuilder::max_in_flight`]: 1024 requests.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -114,12 +133,13 @@ pub enum ChannelError {
 pub struct Channel;
 
 impl Channel {
-    /// A builder for channels of `kernel`.
+    /// A builder for channels of `kernel` (a [`Kernel`](crate::Kernel), or
+    /// the [`ChannelContext`] one gives).
     #[must_use]
-    pub fn builder(kernel: Kernel) -> ChannelBuilder {
+    pub fn builder(kernel: impl Into<ChannelContext>) -> ChannelBuilder {
         ChannelBuilder {
             service: None,
-            kernel,
+            context: kernel.into(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             call_timeout: Some(DEFAULT_CALL_TIMEOUT),
             max_frame_length: usize::MAX,
@@ -134,7 +154,7 @@ impl Channel {
 /// Configures a channel before it connects.
 #[derive(Debug, Clone)]
 pub struct ChannelBuilder {
-    kernel: Kernel,
+    context: ChannelContext,
     service: Option<SessionService>,
     max_in_flight: usize,
     call_timeout: Option<Duration>,
@@ -268,9 +288,9 @@ impl ChannelBuilder {
             self.max_frame_length,
             limits,
         )));
-        self.kernel.register(&handle)?;
+        self.context.links.register(&handle)?;
         let registration = Registration {
-            kernel: self.kernel.clone(),
+            context: self.context.clone(),
             handle,
         };
         Ok(Registered {
@@ -307,19 +327,16 @@ impl Registered {
             builder,
             registration,
         } = self;
-        let service = builder.service.unwrap_or_else(|| {
-            SessionService::new(tower::ServiceExt::map_err(
-                builder.kernel.router(),
-                BoxError::from,
-            ))
-        });
+        let service = builder
+            .service
+            .unwrap_or_else(|| builder.context.router.clone());
         let handle = registration.handle.clone();
         let callee = Callee::new(
             service,
             builder.max_in_flight,
             builder.overloaded_retry_after,
             Arc::clone(handle.peer_arc()),
-            builder.kernel.clone(),
+            builder.context.clone(),
         );
         let control = Control::new(builder.keepalive);
         let driver = ChannelDriver::new(transport, registration, callee, control);

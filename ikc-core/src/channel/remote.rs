@@ -9,7 +9,8 @@ use futures::future::BoxFuture;
 use ikc_proto::{Value, pb};
 use tower::Service;
 
-use crate::{ChannelHandle, ErrorKind, IkcError, Specifier};
+use super::ChannelHandle;
+use crate::{ErrorKind, IkcError, Specifier};
 
 /// One event call on a [`RemoteSession`] used as a tower `Service`.
 #[derive(Debug, Clone, PartialEq)]
