@@ -189,3 +189,20 @@ impl AsyncWrite for Io {
         }
     }
 }
+
+/// A connection as the connection layers ([`trace`](crate::trace),
+/// [`shutdown`](crate::shutdown), [`limit`](crate::limit)) see it: who
+/// connected, and how it hears that it should close. The layers serve any
+/// type that is one, as tower's layers serve any request type; the
+/// server's [`Connection`](crate::Connection) is the one ikc serves.
+pub trait ServedConnection {
+    /// Who connected.
+    fn peer_addr(&self) -> &PeerAddr;
+
+    /// `token` is cancelled when the connection should close gracefully:
+    /// send `GoAway`, finish running requests, close.
+    fn set_drain(&mut self, token: tokio_util::sync::CancellationToken);
+
+    /// `token` is cancelled when the connection must close now.
+    fn set_abort(&mut self, token: tokio_util::sync::CancellationToken);
+}

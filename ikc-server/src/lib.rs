@@ -20,7 +20,7 @@
 //! | [`legacy`] | the Perl POE::Component::IKC protocol: sniffing, negotiation, Storable, translation |
 //! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
 //! | [`listener`] | bound sockets ([`Listener`]), and sockets bound before a runtime (pre-fork) |
-//! | `io` | the streams a connection runs over, [`Connected`] |
+//! | `io` | the streams a connection runs over ([`Connected`]), a connection as the layers see it ([`ServedConnection`]) |
 //! | [`tls`], [`auth`] | TLS settings; the shared secret |
 //! | `framed` | the frame transport a channel runs over |
 //! | `error` | [`Error`], why a server could not start or a client connect |
@@ -73,7 +73,7 @@ pub mod trace;
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, TransportErrorKind};
 pub use ikc_core::BoxError;
-pub use io::{Connected, PeerAddr};
+pub use io::{Connected, PeerAddr, ServedConnection};
 pub use listener::{ListenAddr, Listener};
 pub use server::{
     Connection, ConnectionOutcome, DEFAULT_BIND, DEFAULT_GRACE_PERIOD, DEFAULT_HANDSHAKE_TIMEOUT,

@@ -71,6 +71,20 @@ impl Connection {
     }
 }
 
+impl crate::io::ServedConnection for Connection {
+    fn peer_addr(&self) -> &PeerAddr {
+        Connection::peer_addr(self)
+    }
+
+    fn set_drain(&mut self, token: CancellationToken) {
+        Connection::set_drain(self, token);
+    }
+
+    fn set_abort(&mut self, token: CancellationToken) {
+        Connection::set_abort(self, token);
+    }
+}
+
 /// What every connection of a server shares.
 #[derive(Debug)]
 pub(crate) struct Settings {

@@ -6,7 +6,7 @@ use tower::Service;
 use super::Shutdown;
 use super::future::ResponseFuture;
 use crate::BoxError;
-use crate::server::Connection;
+use crate::io::ServedConnection;
 
 /// The error `poll_ready` gives once the server is draining: the accept
 /// loop stops.
@@ -50,9 +50,10 @@ impl<S> ShutdownMonitor<S> {
     }
 }
 
-impl<S> Service<Connection> for ShutdownMonitor<S>
+impl<S, C> Service<C> for ShutdownMonitor<S>
 where
-    S: Service<Connection>,
+    C: ServedConnection,
+    S: Service<C>,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -66,7 +67,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut conn: Connection) -> Self::Future {
+    fn call(&mut self, mut conn: C) -> Self::Future {
         conn.set_drain(self.shutdown.drain.child_token());
         conn.set_abort(self.shutdown.abort.child_token());
         ResponseFuture::new(self.shutdown.tracker.track_future(self.inner.call(conn)))

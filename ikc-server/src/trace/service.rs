@@ -5,7 +5,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use super::future::{ConnectionFuture, RequestFuture};
-use crate::server::Connection;
+use crate::io::ServedConnection;
 
 macro_rules! wrapper_accessors {
     ($name:ident) => {
@@ -41,9 +41,10 @@ pub struct ConnectionTrace<S> {
 
 wrapper_accessors!(ConnectionTrace);
 
-impl<S> Service<Connection> for ConnectionTrace<S>
+impl<S, C> Service<C> for ConnectionTrace<S>
 where
-    S: Service<Connection>,
+    C: ServedConnection,
+    S: Service<C>,
     S::Response: std::fmt::Debug,
     S::Error: std::fmt::Display,
 {
@@ -55,7 +56,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, conn: Connection) -> Self::Future {
+    fn call(&mut self, conn: C) -> Self::Future {
         let span = tracing::debug_span!("ikc.conn", peer.addr = %conn.peer_addr(), kernel = tracing::field::Empty);
         span.in_scope(|| tracing::debug!("connection opened"));
         let inner = span.in_scope(|| self.inner.call(conn));
