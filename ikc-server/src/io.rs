@@ -75,8 +75,10 @@ pub(crate) enum Io {
     /// A Unix stream.
     Unix(#[pin] UnixStream),
     /// A TLS stream accepted by a server.
+    #[cfg(feature = "tls")]
     TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// A TLS stream opened by a client.
+    #[cfg(feature = "tls")]
     TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// A stream of the caller's own, from [`serve_connection`](crate::ServerHandle::serve_connection).
     Other(Box<dyn Connected>),
@@ -87,7 +89,9 @@ impl fmt::Debug for Io {
         f.write_str(match self {
             Io::Tcp(_) => "Io::Tcp",
             Io::Unix(_) => "Io::Unix",
+            #[cfg(feature = "tls")]
             Io::TlsServer(_) => "Io::TlsServer",
+            #[cfg(feature = "tls")]
             Io::TlsClient(_) => "Io::TlsClient",
             Io::Other(_) => "Io::Other",
         })
@@ -123,7 +127,9 @@ impl AsyncRead for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_read(cx, buf),
             IoProj::Unix(s) => s.poll_read(cx, buf),
+            #[cfg(feature = "tls")]
             IoProj::TlsServer(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
             IoProj::TlsClient(s) => Pin::new(&mut **s).poll_read(cx, buf),
             IoProj::Other(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
@@ -139,7 +145,9 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_write(cx, buf),
             IoProj::Unix(s) => s.poll_write(cx, buf),
+            #[cfg(feature = "tls")]
             IoProj::TlsServer(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
             IoProj::TlsClient(s) => Pin::new(&mut **s).poll_write(cx, buf),
             IoProj::Other(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
@@ -153,7 +161,9 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_write_vectored(cx, bufs),
             IoProj::Unix(s) => s.poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
             IoProj::TlsServer(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
             IoProj::TlsClient(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
             IoProj::Other(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
@@ -163,7 +173,9 @@ impl AsyncWrite for Io {
         match self {
             Io::Tcp(s) => s.is_write_vectored(),
             Io::Unix(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
             Io::TlsServer(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
             Io::TlsClient(s) => s.is_write_vectored(),
             Io::Other(s) => s.is_write_vectored(),
         }
@@ -173,7 +185,9 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_flush(cx),
             IoProj::Unix(s) => s.poll_flush(cx),
+            #[cfg(feature = "tls")]
             IoProj::TlsServer(s) => Pin::new(&mut **s).poll_flush(cx),
+            #[cfg(feature = "tls")]
             IoProj::TlsClient(s) => Pin::new(&mut **s).poll_flush(cx),
             IoProj::Other(s) => Pin::new(&mut **s).poll_flush(cx),
         }
@@ -183,7 +197,9 @@ impl AsyncWrite for Io {
         match self.project() {
             IoProj::Tcp(s) => s.poll_shutdown(cx),
             IoProj::Unix(s) => s.poll_shutdown(cx),
+            #[cfg(feature = "tls")]
             IoProj::TlsServer(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
             IoProj::TlsClient(s) => Pin::new(&mut **s).poll_shutdown(cx),
             IoProj::Other(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }

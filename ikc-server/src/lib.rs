@@ -67,6 +67,8 @@ pub mod listener;
 mod run;
 mod server;
 pub mod shutdown;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 pub mod trace;
 

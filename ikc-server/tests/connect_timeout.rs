@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use ikc_server::tls::ClientTls;
 use ikc_server::{Client, Server, TransportErrorKind};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
@@ -89,6 +90,7 @@ async fn a_silent_unix_socket_server_is_a_timeout() {
     assert_timed_out(result, &addr, "the handshake");
 }
 
+#[cfg(feature = "tls")]
 #[tokio::test]
 async fn a_tls_client_to_a_server_that_never_answers_the_tls_handshake_is_a_timeout() {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();

@@ -1,6 +1,7 @@
 //! TLS on TCP: a client that trusts the server's certificate calls through;
 //! a plain client, or one that trusts another certificate, does not get in.
 //! The certificates are made in the test (rcgen).
+#![cfg(feature = "tls")]
 
 mod support;
 

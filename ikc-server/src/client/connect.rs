@@ -16,6 +16,7 @@ use crate::error::{Error, TransportErrorKind};
 use crate::framed::IdleFramed;
 use crate::handshake;
 use crate::io::Io;
+#[cfg(feature = "tls")]
 use crate::tls::ClientTls;
 
 /// A live connection: its channel and what the server said about itself.
@@ -68,7 +69,7 @@ impl Deadline {
     }
 }
 
-async fn open(addr: &str, tls: Option<&ClientTls>, deadline: Deadline) -> Result<Io, Error> {
+async fn open(addr: &str, settings: &ClientBuilder, deadline: Deadline) -> Result<Io, Error> {
     let failed = |e: std::io::Error| {
         Error::new(
             TransportErrorKind::Connect,
@@ -89,25 +90,39 @@ async fn open(addr: &str, tls: Option<&ClientTls>, deadline: Deadline) -> Result
             let connect = async { TcpStream::connect(addr).await.map_err(failed) };
             let stream = deadline.bound(addr, "the TCP connect", connect).await?;
             let _ = stream.set_nodelay(true);
-            let Some(tls) = tls else {
-                return Ok(Io::Tcp(stream));
-            };
-            // The certificate must name the host or IP address dialled.
-            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let handshake = async {
-                tls.connect(host, stream).await.map_err(|e| {
-                    Error::new(
-                        TransportErrorKind::Handshake,
-                        format!("TLS handshake with {addr} failed"),
-                    )
-                    .with_source(e)
-                })
-            };
-            let stream = deadline.bound(addr, "the TLS handshake", handshake).await?;
-            Ok(Io::TlsClient(Box::new(stream)))
+            #[cfg(not(feature = "tls"))]
+            let _ = settings;
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &settings.tls {
+                return open_tls(addr, tls, stream, deadline).await;
+            }
+            Ok(Io::Tcp(stream))
         }
     }
+}
+
+/// The TLS handshake over a connected TCP `stream`.
+#[cfg(feature = "tls")]
+async fn open_tls(
+    addr: &str,
+    tls: &ClientTls,
+    stream: TcpStream,
+    deadline: Deadline,
+) -> Result<Io, Error> {
+    // The certificate must name the host or IP address dialled.
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let handshake = async {
+        tls.connect(host, stream).await.map_err(|e| {
+            Error::new(
+                TransportErrorKind::Handshake,
+                format!("TLS handshake with {addr} failed"),
+            )
+            .with_source(e)
+        })
+    };
+    let stream = deadline.bound(addr, "the TLS handshake", handshake).await?;
+    Ok(Io::TlsClient(Box::new(stream)))
 }
 
 /// Connects `kernel` to `addr` and runs the handshake: one attempt, all of
@@ -118,7 +133,7 @@ pub(super) async fn establish(
     settings: &ClientBuilder,
 ) -> Result<Connected, Error> {
     let deadline = Deadline::starting_now(settings.connect_timeout);
-    let io = open(addr, settings.tls.as_ref(), deadline).await?;
+    let io = open(addr, settings, deadline).await?;
     #[cfg(feature = "perl")]
     if settings.legacy {
         return establish_legacy(kernel, addr, settings, io, deadline).await;

@@ -48,6 +48,7 @@ use self::connect::{Connected, establish};
 use crate::auth::Secret;
 use crate::error::{Error, TransportErrorKind};
 use crate::handshake::DEFAULT_HANDSHAKE_TIMEOUT;
+#[cfg(feature = "tls")]
 use crate::tls::ClientTls;
 
 /// Default first pause before a reconnect attempt: 100 ms.
@@ -98,6 +99,7 @@ pub struct ClientBuilder {
     #[cfg_attr(not(feature = "perl"), allow(dead_code))]
     legacy: bool,
     secret: Option<Secret>,
+    #[cfg(feature = "tls")]
     tls: Option<ClientTls>,
 }
 
@@ -117,6 +119,7 @@ impl Default for ClientBuilder {
             overloaded_retry_after: ikc_core::channel::DEFAULT_OVERLOADED_RETRY_AFTER,
             reconnect: None,
             secret: None,
+            #[cfg(feature = "tls")]
             tls: None,
             legacy: false,
         }
@@ -259,6 +262,8 @@ impl ClientBuilder {
         self
     }
 
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     /// Speaks TLS to the server, trusting these roots (see
     /// [`tls`](crate::tls)); the server's certificate must name the host or
     /// IP address in `addr`. Default: plain TCP.

@@ -27,6 +27,7 @@ use crate::io::{Io, PeerAddr};
 use crate::legacy;
 pub use crate::run::ConnectionOutcome;
 use crate::run::run_channel;
+#[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 
 /// An accepted connection on its way through the connection stack.
@@ -103,6 +104,7 @@ pub(crate) struct Settings {
     /// Peers must prove they know this secret (see [`crate::auth`]).
     pub(crate) secret: Option<Secret>,
     /// TCP connections speak TLS (see [`crate::tls`]).
+    #[cfg(feature = "tls")]
     pub(crate) tls: Option<ServerTls>,
 }
 
@@ -211,6 +213,14 @@ impl<E: Into<BoxError>> From<E> for Ended {
 }
 
 /// The TLS handshake, when the server speaks TLS and `io` is TCP.
+/// Without TLS compiled in, every stream is served as it is.
+#[cfg(not(feature = "tls"))]
+#[expect(clippy::unused_async, reason = "the same step as with TLS")]
+async fn accept_tls(_: &Settings, io: Io, _: Instant) -> Result<Io, Ended> {
+    Ok(io)
+}
+
+#[cfg(feature = "tls")]
 async fn accept_tls(settings: &Settings, io: Io, deadline: Instant) -> Result<Io, Ended> {
     let (stream, tls) = match (io, &settings.tls) {
         (Io::Tcp(stream), Some(tls)) => (stream, tls),

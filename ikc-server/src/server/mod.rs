@@ -30,6 +30,7 @@ use crate::io::{Connected, Io};
 use crate::limit::ConnectionLimitLayer;
 use crate::listener::{ListenAddr, Listener};
 use crate::shutdown::{Shutdown, ShutdownMonitorLayer};
+#[cfg(feature = "tls")]
 use crate::tls::ServerTls;
 use crate::trace::{ConnectionTraceLayer, RequestTrace};
 
@@ -146,6 +147,7 @@ pub struct Server<L = Identity> {
     accept_limit: Option<u64>,
     legacy: bool,
     secret: Option<Secret>,
+    #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
     layer: L,
 }
@@ -174,6 +176,7 @@ impl Server {
             accept_limit: None,
             legacy: true,
             secret: None,
+            #[cfg(feature = "tls")]
             tls: None,
             layer: Identity::new(),
         }
@@ -321,6 +324,8 @@ impl<L> Server<L> {
         self
     }
 
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     /// Speaks TLS on TCP connections, with this certificate and key (see
     /// [`tls`](crate::tls)). Default: none.
     pub fn tls(mut self, tls: ServerTls) -> Self {
@@ -371,6 +376,7 @@ impl<L> Server<L> {
             accept_limit: self.accept_limit,
             legacy: self.legacy,
             secret: self.secret,
+            #[cfg(feature = "tls")]
             tls: self.tls,
             layer: Stack::new(layer, self.layer),
         }
@@ -512,6 +518,7 @@ where
                 worker: self.worker,
                 legacy: self.legacy,
                 secret: self.secret,
+                #[cfg(feature = "tls")]
                 tls: self.tls,
             }));
 
