@@ -17,11 +17,11 @@
 //! | `server` | the builder ([`Server`]), the accept loop, one connection served in steps |
 //! | [`client`] | the [`Client`] and its builder: connect, reconnect, call |
 //! | `handshake` | the native handshake: server side, client side, the shared-secret exchange |
-//! | [`legacy`] | the Perl POE::Component::IKC protocol: sniffing, negotiation, Storable, translation |
+//! | [`legacy`] | the Perl POE::Component::IKC protocol: sniffing, negotiation, Storable, translation (cargo feature `perl`, on by default) |
 //! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
 //! | [`listener`] | bound sockets ([`Listener`]), and sockets bound before a runtime (pre-fork) |
 //! | `io` | the streams a connection runs over ([`Connected`]), a connection as the layers see it ([`ServedConnection`]) |
-//! | [`tls`], [`auth`] | TLS settings; the shared secret |
+//! | [`tls`], [`auth`] | TLS settings; the shared secret (cargo features `tls` and `auth`, on by default) |
 //! | `framed` | the frame transport a channel runs over |
 //! | `error` | [`Error`], why a server could not start or a client connect |
 //!
@@ -53,6 +53,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
+#[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
 pub mod client;
 mod error;

@@ -1,6 +1,7 @@
 //! Shared-secret authentication: both sides prove the secret, a peer without
 //! it or with the wrong one is refused with a reason and a log line naming
 //! its address, and a recorded handshake cannot be replayed.
+#![cfg(feature = "auth")]
 
 mod support;
 

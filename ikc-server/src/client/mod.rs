@@ -45,9 +45,9 @@ use ikc_proto::codec::DEFAULT_MAX_FRAME_LENGTH;
 use tower::Service;
 
 use self::connect::{Connected, establish};
-use crate::auth::Secret;
 use crate::error::{Error, TransportErrorKind};
 use crate::handshake::DEFAULT_HANDSHAKE_TIMEOUT;
+use crate::handshake::Secret;
 #[cfg(feature = "tls")]
 use crate::tls::ClientTls;
 
@@ -254,6 +254,8 @@ impl ClientBuilder {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Proves to the server that this client knows `secret`, and requires
     /// the server to prove it too (see [`auth`](crate::auth)). Default:
     /// none.

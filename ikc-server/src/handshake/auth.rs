@@ -7,6 +7,7 @@ use ikc_proto::{HandshakeCodec, pb};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
+pub(crate) use crate::auth::NONCE_LEN;
 use crate::auth::{self, Secret};
 
 /// The server's half: challenge the peer, whose `Hello` carried
@@ -41,6 +42,11 @@ where
         })) => Err("wrong shared secret"),
         _ => Err("expected a proof of the shared secret"),
     }
+}
+
+/// The nonce a client holding `secret` sends in its `Hello`.
+pub(crate) fn nonce(_: &Secret) -> [u8; NONCE_LEN] {
+    auth::nonce()
 }
 
 /// Why the client's half failed.

@@ -7,8 +7,8 @@ use ikc_proto::{CodecError, HandshakeCodec, Preface, pb};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
-use super::auth::{self as exchange, ProofError};
-use crate::auth::{self, Secret};
+use super::Secret;
+use super::auth::{self as exchange, NONCE_LEN, ProofError};
 use crate::error::{Error, TransportErrorKind};
 
 /// The client's `Hello` from `kernel`, with its limits, and the nonce its
@@ -17,8 +17,8 @@ pub(crate) fn hello(
     kernel: &Kernel,
     limits: pb::Limits,
     secret: Option<&Secret>,
-) -> (pb::Hello, Option<[u8; auth::NONCE_LEN]>) {
-    let client_nonce = secret.map(|_| auth::nonce());
+) -> (pb::Hello, Option<[u8; NONCE_LEN]>) {
+    let client_nonce = secret.map(exchange::nonce);
     let hello = pb::Hello {
         version: u32::from(Preface::CURRENT_VERSION),
         kernel: kernel.name().to_owned(),
@@ -42,7 +42,7 @@ pub(crate) fn hello(
 pub(crate) async fn exchange<T>(
     framed: &mut Framed<T, HandshakeCodec>,
     addr: &str,
-    (hello, client_nonce): (pb::Hello, Option<[u8; auth::NONCE_LEN]>),
+    (hello, client_nonce): (pb::Hello, Option<[u8; NONCE_LEN]>),
     secret: Option<&Secret>,
 ) -> Result<pb::Welcome, Error>
 where

@@ -10,6 +10,10 @@
 //! The Perl IKC negotiation has its own, text-based handshake in
 //! [`legacy`](crate::legacy); both end in a channel built by the caller.
 
+#[cfg(feature = "auth")]
+pub(crate) mod auth;
+#[cfg(not(feature = "auth"))]
+#[path = "no_auth.rs"]
 pub(crate) mod auth;
 pub(crate) mod client;
 pub(crate) mod server;
@@ -17,6 +21,13 @@ pub(crate) mod server;
 use std::time::Duration;
 
 use ikc_proto::pb;
+
+#[cfg(not(feature = "auth"))]
+pub(crate) use self::auth::Secret;
+/// The shared secret a side may hold ([`crate::auth::Secret`]); without the
+/// `auth` feature, none can be given.
+#[cfg(feature = "auth")]
+pub(crate) use crate::auth::Secret;
 
 /// Default for [`Server::handshake_timeout`](crate::Server::handshake_timeout)
 /// and [`ClientBuilder::handshake_timeout`](crate::ClientBuilder::handshake_timeout):

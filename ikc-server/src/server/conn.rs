@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::BoxError;
-use crate::auth::Secret;
 use crate::framed::{BUFFER_CAPACITY, IdleFramed};
 use crate::handshake;
+use crate::handshake::Secret;
 use crate::handshake::server::{Greeting, refuse, send_refusal};
 use crate::io::{Io, PeerAddr};
 #[cfg(feature = "perl")]

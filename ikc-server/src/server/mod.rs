@@ -24,8 +24,8 @@ use self::accept::AcceptLoop;
 use self::conn::ServeConnection;
 pub use self::conn::{Connection, ConnectionOutcome};
 use crate::BoxError;
-use crate::auth::Secret;
 use crate::error::{Error, TransportErrorKind};
+use crate::handshake::Secret;
 use crate::io::{Connected, Io};
 use crate::limit::ConnectionLimitLayer;
 use crate::listener::{ListenAddr, Listener};
@@ -315,6 +315,8 @@ impl<L> Server<L> {
         self
     }
 
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Requires every peer to prove it knows `secret` in the handshake
     /// (HMAC-SHA256 challenge and response, both ways; see
     /// [`auth`](crate::auth)). Peers without it are refused with a reason,
