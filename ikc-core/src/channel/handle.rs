@@ -14,7 +14,7 @@ use super::PeerLimits;
 use super::calls::Answer;
 use super::outbox::Outgoing;
 use super::shared::Shared;
-use crate::{ErrorKind, IkcError, PeerInfo, RemoteSession, Request, Specifier};
+use crate::{ErrorKind, IkcError, PeerInfo, Request, Specifier};
 
 /// What a call or post is addressed to: a [`Specifier`], or its text, sent
 /// as written (the peer parses it: a malformed target is its `BadRequest`,
@@ -76,6 +76,12 @@ impl From<Specifier> for Target<'_> {
 /// Every call ends with exactly one answer: the peer's reply, the peer's typed
 /// error, `Timeout` when the call's deadline passes, or `Disconnected` as soon
 /// as the connection ends.
+///
+/// Its calling API is the one [`RemoteSession`](super::RemoteSession) and ikc-server's `Client`
+/// have: [`call`](Self::call) (a [`Target`], a value; the channel's call
+/// timeout), [`call_timeout`](Self::call_timeout), [`post`](Self::post).
+/// As a tower `Service<Request>` it takes a request's own deadline, so
+/// tower middleware (retry, balance, concurrency limits) composes on it.
 #[derive(Debug, Clone)]
 pub struct ChannelHandle {
     shared: Arc<Shared>,
@@ -203,22 +209,18 @@ impl ChannelHandle {
         self.send_post(target.into().0, arg.into(), None).await
     }
 
-    /// Asks the peer whether it publishes `session`, and returns a handle to
-    /// call it.
-    ///
-    /// # Errors
-    ///
-    /// `NoSession` when the peer does not publish it; `Timeout` or
-    /// `Disconnected` when the connection fails meanwhile.
-    pub async fn subscribe(&self, session: &str) -> Result<RemoteSession, IkcError> {
+    /// Asks the peer whether it publishes `session` (its `Subscribe`);
+    /// [`subscribe`](Self::subscribe) makes the session's handle of it.
+    pub(super) async fn announce_subscription(&self, session: &str) -> Result<(), IkcError> {
         let id = self.shared.allocate_id();
         let frame = pb::Frame::from(pb::Subscribe {
             id,
             session: session.to_owned(),
         });
         let message: Message<&str> = Message::Frame(frame);
-        exchange(self, message, Some(id), self.shared.call_timeout).await?;
-        Ok(RemoteSession::new(self.clone(), session.to_owned()))
+        exchange(self, message, Some(id), self.shared.call_timeout)
+            .await
+            .map(drop)
     }
 
     /// Forwards a routed request; posts are only sent unless `as_call`.

@@ -75,6 +75,20 @@ pub struct RemoteSession {
     inner: Arc<Subscription>,
 }
 
+impl ChannelHandle {
+    /// Asks the peer whether it publishes `session`, and returns a handle to
+    /// call it.
+    ///
+    /// # Errors
+    ///
+    /// `NoSession` when the peer does not publish it; `Timeout` or
+    /// `Disconnected` when the connection fails meanwhile.
+    pub async fn subscribe(&self, session: &str) -> Result<RemoteSession, IkcError> {
+        self.announce_subscription(session).await?;
+        Ok(RemoteSession::new(self.clone(), session.to_owned()))
+    }
+}
+
 impl RemoteSession {
     pub(crate) fn new(handle: ChannelHandle, session: String) -> Self {
         RemoteSession {

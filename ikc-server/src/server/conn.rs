@@ -243,6 +243,12 @@ async fn accept_tls(settings: &Settings, io: Io, deadline: Instant) -> Result<Io
 /// Whether the peer is a Perl IKC one, from its first bytes (kept in
 /// `read`). Only when the server takes them: legacy peers cannot prove they
 /// know a secret.
+///
+/// This step is where another protocol plugs in: the `perl` feature
+/// compiles it, and the Perl protocol itself lives in [`legacy`]. It is a
+/// step rather than a trait object of sniffers: there is one other
+/// protocol, and a public hook nobody else implements would be a seam
+/// without a user.
 async fn sniff_legacy(
     settings: &Settings,
     io: &mut Io,
