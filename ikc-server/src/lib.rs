@@ -16,6 +16,7 @@
 //! |---|---|
 //! | `server` | the builder ([`Server`]), the accept loop, one connection served in steps |
 //! | [`client`] | the [`Client`] and its builder: connect, reconnect, call |
+//! | [`balance`] | [`Balanced`]: calls spread over many servers ([`Client::balanced`]), found by a [`Discovery`](balance::discover::Discovery) |
 //! | `handshake` | the native handshake: server side, client side, the shared-secret exchange |
 //! | [`legacy`] | the Perl POE::Component::IKC protocol: sniffing, negotiation, Storable, translation (cargo feature `perl`, on by default) |
 //! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
@@ -56,6 +57,7 @@
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
+pub mod balance;
 pub mod client;
 mod error;
 mod framed;
@@ -74,6 +76,7 @@ pub mod shutdown;
 pub mod tls;
 pub mod trace;
 
+pub use balance::Balanced;
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, TransportErrorKind};
 pub use ikc_core::BoxError;

@@ -145,6 +145,15 @@ impl ChannelHandle {
         self.shared.closed.is_cancelled()
     }
 
+    /// Whether either side said it is going away (our
+    /// [`go_away`](Self::go_away), or the peer's `GoAway`): new calls are
+    /// answered `ShuttingDown`, and a balancer takes the connection out of
+    /// its set.
+    #[must_use]
+    pub fn is_going_away(&self) -> bool {
+        self.shared.drain_requested() || self.shared.peer_going_away()
+    }
+
     /// Completes when the connection has ended.
     pub async fn closed(&self) {
         self.shared.closed.cancelled().await;

@@ -84,18 +84,18 @@ impl Default for Reconnect {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ClientBuilder {
-    kernel: Option<Kernel>,
-    name: Option<String>,
+    pub(crate) kernel: Option<Kernel>,
+    pub(crate) name: Option<String>,
     aliases: Vec<String>,
-    call_timeout: Option<Duration>,
-    connect_timeout: Duration,
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
     handshake_timeout: Duration,
     max_frame_length: usize,
     keepalive: Option<Duration>,
     max_in_flight: usize,
     max_queued_calls: usize,
     overloaded_retry_after: Duration,
-    reconnect: Option<Reconnect>,
+    pub(crate) reconnect: Option<Reconnect>,
     #[cfg_attr(not(feature = "perl"), allow(dead_code))]
     legacy: bool,
     secret: Option<Secret>,
@@ -272,6 +272,12 @@ impl ClientBuilder {
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// The pauses between a balanced member's attempts to connect.
+    pub(crate) fn reconnect_pauses(&self) -> (Duration, Duration) {
+        let pauses = self.reconnect.unwrap_or_default();
+        (pauses.min, pauses.max)
     }
 
     /// Connects to `addr`: `host:port`, or `unix:PATH`.

@@ -1,0 +1,320 @@
+//! Calls spread over many servers: [`Client::balanced`] makes a tower
+//! `Service<Request>` over one connection per server of a [`Discovery`]
+//! (a fixed list, or your own source), balanced by tower's power-of-two-
+//! choices over the requests each connection has pending
+//! (`tower::balance::p2c` over `tower::load::PendingRequests`).
+//!
+//! - A call naming no kernel (`session/event`, `poe://*/session/event`)
+//!   goes to any member; a call naming a kernel goes to the member that is
+//!   that kernel when one is (else through any member, which may route it).
+//! - A member connects on its own, and one that fails to connect is tried
+//!   again after a pause that doubles up to the builder's reconnect
+//!   maximum. A member whose server says `GoAway` (it drains) is taken out
+//!   of the set, not failed, and comes back once it accepts again.
+//! - Failover: a call that ended `ShuttingDown`, or `Disconnected` with
+//!   `may_have_run == false` (it provably did not run), is sent once more,
+//!   to another member. A call that may have run is never sent again unless
+//!   the caller said its calls are idempotent ([`Balanced::idempotent`]).
+//! - An empty set answers `NoKernel` at once; a set whose servers are all
+//!   unreachable answers `Timeout` after the connect timeout and the call
+//!   timeout, never hangs.
+//!
+//! Each member connects with a client kernel of its own: the servers of a
+//! fleet usually share a name, and one kernel cannot hold two peers of the
+//! same name.
+
+pub mod discover;
+mod member;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+use ikc_core::{ErrorKind, IkcError, KernelTarget, Request, Value};
+use tower::balance::p2c::Balance;
+use tower::buffer::Buffer;
+use tower::discover::Change;
+use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+use tower::util::BoxService;
+use tower::{Service, ServiceExt};
+
+use self::discover::Discovery;
+use self::member::Member;
+use crate::BoxError;
+use crate::client::{Client, ClientBuilder};
+
+/// Requests waiting for a member while the balancer is busy.
+const BUFFER: usize = 1024;
+
+/// The members: the addresses in the set, and the open connection of each
+/// one connected (for calls that name a kernel).
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    members: Mutex<Members>,
+}
+
+#[derive(Debug, Default)]
+struct Members {
+    /// Addresses in the set.
+    known: usize,
+    connected: HashMap<String, Client>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self, change: &Change<String, String>) {
+        let mut members = self.lock();
+        match change {
+            Change::Insert(..) => members.known += 1,
+            Change::Remove(addr) => {
+                members.known = members.known.saturating_sub(1);
+                members.connected.remove(addr);
+            }
+        }
+    }
+
+    pub(crate) fn insert(&self, addr: &str, client: &Client) {
+        self.lock()
+            .connected
+            .insert(addr.to_owned(), client.clone());
+    }
+
+    pub(crate) fn remove(&self, addr: &str) {
+        self.lock().connected.remove(addr);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().known == 0
+    }
+
+    /// The connected member that is kernel `name`.
+    fn kernel(&self, name: &str) -> Option<Client> {
+        self.lock()
+            .connected
+            .values()
+            .find(|client| {
+                let server = client.server();
+                server.names().any(|n| n == name) && !client.handle().is_going_away()
+            })
+            .cloned()
+    }
+}
+
+/// A client of many servers; see the [module docs](self). Cheap to clone:
+/// clones share the connections.
+#[derive(Clone)]
+pub struct Balanced {
+    buffer: Buffer<Request, BoxFuture<'static, Result<Value, BoxError>>>,
+    registry: Arc<Registry>,
+    /// How long a call may wait for a member and its answer.
+    deadline: Duration,
+    idempotent: bool,
+}
+
+impl std::fmt::Debug for Balanced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balanced")
+            .field("members", &self.registry.lock().known)
+            .field("idempotent", &self.idempotent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client of every server `discovery` names, balanced; see
+    /// [`balance`](crate::balance). Each member connects as `builder`
+    /// says (TLS, secret, timeouts, limits; its `reconnect` pauses bound
+    /// the retries of a member that does not answer), with a kernel of its
+    /// own named after the builder's. Waits for `discovery`'s first
+    /// changes (at most the connect timeout); must run on a tokio runtime.
+    pub async fn balanced(builder: ClientBuilder, discovery: impl Discovery) -> Balanced {
+        let mut discovery = Box::pin(discovery);
+        // The first changes, so a call made at once finds the set.
+        let mut initial = Vec::new();
+        if let Ok(Some(first)) =
+            tokio::time::timeout(builder.connect_timeout, discovery.next()).await
+        {
+            initial.push(first);
+            while let Some(Some(next)) = futures::FutureExt::now_or_never(discovery.next()) {
+                initial.push(next);
+            }
+        }
+        let registry = Arc::new(Registry::default());
+        let backoff = builder.reconnect_pauses();
+        let base = builder
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("client-{}", std::process::id()));
+        let members = {
+            let registry = Arc::clone(&registry);
+            let builder = builder.clone();
+            let next = AtomicU32::new(1);
+            // The first changes count at once, so a call made now finds
+            // the set; later ones as the balancer takes them.
+            for change in initial.iter().flatten() {
+                registry.changed(change);
+            }
+            let initial = stream::iter(initial).map(|change| (change, true));
+            let later = discovery.map(|change| (change, false));
+            initial.chain(later).map(move |(change, counted)| {
+                let change = change?;
+                if !counted {
+                    registry.changed(&change);
+                }
+                Ok::<_, BoxError>(match change {
+                    Change::Insert(key, addr) => {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let mut builder = builder.clone();
+                        builder.kernel = None;
+                        // The member reconnects itself, between calls.
+                        builder.reconnect = None;
+                        builder.name = Some(format!("{base}-m{n}"));
+                        Change::Insert(
+                            key,
+                            Member::new(addr, builder, backoff, Arc::clone(&registry)),
+                        )
+                    }
+                    Change::Remove(key) => Change::Remove(key),
+                })
+            })
+        };
+        let load = PendingRequestsDiscover::new(members, CompleteOnResponse::default());
+        let balance = BoxService::new(Balance::new(load));
+        let deadline =
+            builder.connect_timeout + builder.call_timeout.unwrap_or(Duration::from_secs(30));
+        Balanced {
+            buffer: Buffer::new(balance, BUFFER),
+            registry,
+            deadline,
+            idempotent: false,
+        }
+    }
+}
+
+impl Balanced {
+    /// Whether calls through this handle may run twice: then one that may
+    /// have run on a member that failed (`Disconnected`,
+    /// `may_have_run == true`) is sent once more to another member too.
+    /// Default: false, only calls that provably did not run are.
+    #[must_use]
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = idempotent;
+        self
+    }
+
+    /// Calls `target` on a member and waits for the answer.
+    ///
+    /// # Errors
+    ///
+    /// The typed error the call ended with (after one failover, when it
+    /// qualifies).
+    pub async fn call(&self, target: &str, arg: impl Into<Value>) -> Result<Value, IkcError> {
+        let target = target.parse().map_err(|e: ikc_core::ParseSpecifierError| {
+            IkcError::new(ErrorKind::BadRequest, format!("bad target {target:?}: {e}"))
+        })?;
+        self.clone().send(Request::call(target, arg.into())).await
+    }
+
+    /// Posts to `target` on a member.
+    ///
+    /// # Errors
+    ///
+    /// When no member could take it.
+    pub async fn post(&self, target: &str, arg: impl Into<Value>) -> Result<(), IkcError> {
+        let target = target.parse().map_err(|e: ikc_core::ParseSpecifierError| {
+            IkcError::new(ErrorKind::BadRequest, format!("bad target {target:?}: {e}"))
+        })?;
+        self.clone()
+            .send(Request::post(target, arg.into()))
+            .await
+            .map(drop)
+    }
+
+    /// Members in the set (connected or not).
+    #[must_use]
+    pub fn members(&self) -> usize {
+        self.registry.lock().known
+    }
+
+    async fn send(self, req: Request) -> Result<Value, IkcError> {
+        if let KernelTarget::Named(name) = req.target().kernel()
+            && let Some(client) = self.registry.kernel(name)
+        {
+            return client.oneshot(req).await;
+        }
+        if self.registry.is_empty() {
+            return Err(IkcError::new(
+                ErrorKind::NoKernel,
+                "no server in the balanced set",
+            ));
+        }
+        let again = req.clone();
+        match once(self.buffer.clone(), self.deadline, req).await {
+            Err(error) if self.retryable(&error) => {
+                tracing::debug!(%error, "call failed on one member; sending it to another");
+                once(self.buffer, self.deadline, again).await
+            }
+            answer => answer,
+        }
+    }
+
+    fn retryable(&self, error: &IkcError) -> bool {
+        match error.kind() {
+            ErrorKind::ShuttingDown => true,
+            ErrorKind::Disconnected => !error.may_have_run() || self.idempotent,
+            _ => false,
+        }
+    }
+}
+
+/// One try: the request through the balancer, within `deadline`.
+fn once(
+    buffer: Buffer<Request, BoxFuture<'static, Result<Value, BoxError>>>,
+    deadline: Duration,
+    req: Request,
+) -> BoxFuture<'static, Result<Value, IkcError>> {
+    let call: BoxFuture<'static, Result<Value, BoxError>> = Box::pin(buffer.oneshot(req));
+    Box::pin(async move {
+        match tokio::time::timeout(deadline, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(into_ikc(error)),
+            Err(_) => Err(IkcError::new(
+                ErrorKind::Timeout,
+                format!("no member answered within {deadline:?}"),
+            )),
+        }
+    })
+}
+
+/// The call's own error, out of the balancer's and the buffer's boxes.
+fn into_ikc(error: BoxError) -> IkcError {
+    match error.downcast::<IkcError>() {
+        Ok(error) => *error,
+        Err(other) => IkcError::new(ErrorKind::Disconnected, other.to_string()),
+    }
+}
+
+/// Sends each request to a member: as [`Balanced::call`] and
+/// [`Balanced::post`] do, a post answering `Value::Null`. Always ready:
+/// requests wait for a member in the balancer's queue.
+impl Service<Request> for Balanced {
+    type Response = Value;
+    type Error = IkcError;
+    type Future = BoxFuture<'static, Result<Value, IkcError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), IkcError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let this = self.clone();
+        Box::pin(this.send(req))
+    }
+}
