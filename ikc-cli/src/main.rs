@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 use ikc::core::BoxError;
 use ikc::server::Error as ServerError;
 use ikc::server::auth::Secret;
+use ikc::server::balance::discover;
 use ikc::server::client::ClientBuilder;
 use ikc::server::tls::{ClientTls, ServerTls};
 use ikc::{Client, Kernel, Request, Server, Value, service_fn};
@@ -133,7 +134,10 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Args)]
 struct AddrArgs {
-    /// Server address: HOST:PORT or unix:PATH.
+    /// Server address: HOST:PORT or unix:PATH. Several, comma-separated
+    /// (a,b,c), make a balanced client: `call`, `post` and `ping` go to any
+    /// of them (a call that provably did not run is sent to another once),
+    /// `bench` spreads its connections over them.
     #[arg(long, default_value = "127.0.0.1:6030")]
     addr: String,
     /// Prove to the server that we know the secret in this file (and require
@@ -424,6 +428,64 @@ fn print_json(value: &Value) {
     }
 }
 
+impl AddrArgs {
+    /// The servers of a comma-separated `--addr`, when it names more than
+    /// one; a bad entry is a usage error naming it.
+    fn list(&self) -> Result<Option<ServerList>, ExitCode> {
+        if !self.addr.contains(',') {
+            return Ok(None);
+        }
+        match discover::static_list(self.addr.split(',')) {
+            Ok(list) => Ok(Some(list)),
+            Err(error) => {
+                eprintln!("error: --addr: {error}");
+                Err(ExitCode::from(2))
+            }
+        }
+        .map(|list| list.map(|list| ServerList { list }))
+    }
+}
+
+/// A comma-separated `--addr`, checked.
+struct ServerList {
+    list: futures::stream::BoxStream<
+        'static,
+        Result<discover::Change<String, String>, ikc::server::BoxError>,
+    >,
+}
+
+/// `call`, `post` or `ping` on a balanced client over `list`.
+async fn call_balanced(
+    args: &AddrArgs,
+    ServerList { list }: ServerList,
+    specifier: &str,
+    arg: Value,
+    post: bool,
+) -> Result<Result<Option<Value>, ikc::IkcError>, ExitCode> {
+    let builder = client_builder(args)?;
+    let client = Client::balanced(builder, list).await;
+    Ok(if post {
+        client.post(specifier, arg).await.map(|()| None)
+    } else {
+        client.call(specifier, arg).await.map(Some)
+    })
+}
+
+/// Prints an answer and says how the command ends.
+fn answered(result: Result<Option<Value>, ikc::IkcError>) -> ExitCode {
+    match result {
+        Ok(Some(value)) => {
+            print_json(&value);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn call(args: CallArgs, post: bool) -> ExitCode {
     let arg = match args
         .arg
@@ -438,6 +500,16 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
         }
     };
     let specifier = args.specifier.as_str();
+    match args.addr.list() {
+        Err(code) => return code,
+        Ok(Some(list)) => {
+            return match call_balanced(&args.addr, list, specifier, arg, post).await {
+                Ok(result) => answered(result),
+                Err(code) => code,
+            };
+        }
+        Ok(None) => {}
+    }
     let attempt = |client: Client| {
         let arg = arg.clone();
         async move {
@@ -455,17 +527,7 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
     // Let the post reach the server before the connection closes.
     client.close();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), client.closed()).await;
-    match result {
-        Ok(Some(value)) => {
-            print_json(&value);
-            ExitCode::SUCCESS
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    answered(result)
 }
 
 /// How many times the CLI tries when a server answers that it is going away
@@ -502,6 +564,16 @@ where
 }
 
 async fn ping(args: AddrArgs) -> ExitCode {
+    match args.list() {
+        Err(code) => return code,
+        Ok(Some(list)) => {
+            return match call_balanced(&args, list, "IKC/ping", Value::Null, false).await {
+                Ok(result) => answered(result),
+                Err(code) => code,
+            };
+        }
+        Ok(None) => {}
+    }
     let ping = |client: Client| async move { client.call("IKC/ping", Value::Null).await };
     let result = match with_retries(&args, ping).await {
         Ok((_, result)) => result,
@@ -520,6 +592,10 @@ async fn ping(args: AddrArgs) -> ExitCode {
 }
 
 async fn monitor(args: AddrArgs) -> ExitCode {
+    if args.addr.contains(',') {
+        eprintln!("error: --addr: monitor watches one server; give one address");
+        return ExitCode::from(2);
+    }
     let client = match connect(&args).await {
         Ok(client) => client,
         Err(code) => return code,
@@ -549,6 +625,9 @@ async fn monitor(args: AddrArgs) -> ExitCode {
 /// call failed or nothing was measured, 2 for bad options, 3 when the server
 /// cannot be reached.
 async fn bench(args: BenchArgs) -> ExitCode {
+    if let Err(code) = args.addr.list() {
+        return code;
+    }
     let client = match client_builder(&args.addr) {
         Ok(client) => client,
         Err(code) => return code,

@@ -1,120 +1,16 @@
 //! The `ikc` binary end to end: `serve` in a subprocess, and `call`, `post`,
 //! `ping` and `monitor` against it, as a user would run them.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-fn ikc() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ikc"));
-    command.env_remove("RUST_LOG");
-    command
-}
-
-/// A running `ikc serve`; killed when dropped.
-struct Served {
-    child: Child,
-    addr: String,
-    log: mpsc::Receiver<String>,
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        let mut command = ikc();
-        command.arg("serve").args(args);
-        Served::spawn(command)
-    }
-
-    /// Spawns `command` (an `ikc serve`) and waits until it listens.
-    fn spawn(mut command: Command) -> Served {
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ikc serve starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut served = Served {
-            child,
-            addr: String::new(),
-            log: rx,
-        };
-        let line = served.wait_for_log("listening on ");
-        let addr = line.split("listening on ").nth(1).expect("address follows");
-        served.addr = addr.split_whitespace().next().expect("address").to_owned();
-        served
-    }
-
-    fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(error) => panic!("server never logged {needle:?}: {error}"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"));
-        kill(pid, signal).expect("signal delivered");
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait works") {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "server did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    let mut child = ikc()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ikc runs");
-    let deadline = std::time::Instant::now() + WAIT;
-    while child.try_wait().expect("wait works").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ikc {args:?} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("output")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
+use support::{Served, WAIT, ikc, run, stdout};
 
 #[test]
 fn call_prints_the_answer_as_json() {

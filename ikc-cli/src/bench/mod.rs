@@ -67,7 +67,8 @@ const PROGRESS_TICK: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BenchOptions {
-    /// Server address: `host:port` or `unix:PATH`.
+    /// Server address: `host:port` or `unix:PATH`; several, comma-separated,
+    /// spread the connections over them in turn.
     pub addr: String,
     /// The event to call. Default: [`DEFAULT_TARGET`].
     pub target: String,
@@ -215,19 +216,23 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
 /// As [`run`].
 pub async fn run_in(options: BenchOptions, window: Window) -> Result<BenchReport, BenchError> {
     options.validate()?;
-    let connect = (0..options.conns).map(|_| {
-        options
+    // A list of servers (`a,b,c`): the connections go round them in turn.
+    let addrs: Vec<&str> = options.addr.split(',').map(str::trim).collect();
+    let connect = (0..options.conns).map(|n| {
+        let addr = addrs[n % addrs.len()];
+        let connect = options
             .client
             .clone()
             .call_timeout(Some(CALL_TIMEOUT))
-            .connect(&options.addr)
+            .connect(addr);
+        async move {
+            connect.await.map_err(|source| BenchError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })
+        }
     });
-    let clients = futures::future::try_join_all(connect)
-        .await
-        .map_err(|source| BenchError::Connect {
-            addr: options.addr.clone(),
-            source,
-        })?;
+    let clients = futures::future::try_join_all(connect).await?;
 
     let done =
         (options.progress && std::io::stderr().is_terminal()).then(|| Arc::new(AtomicU64::new(0)));
