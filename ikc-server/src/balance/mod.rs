@@ -4,6 +4,10 @@
 //! choices over the requests each connection has pending
 //! (`tower::balance::p2c` over `tower::load::PendingRequests`).
 //!
+//! Discovery sources: a fixed list ([`discover::static_list`]), DNS
+//! (`dns::Dns`, A/AAAA and SRV, with the `dns` feature), or any stream of
+//! changes of your own ([`discover::Discovery`]).
+//!
 //! - A call naming no kernel (`session/event`, `poe://*/session/event`)
 //!   goes to any member; a call naming a kernel goes to the member that is
 //!   that kernel when one is (else through any member, which may route it).
@@ -24,6 +28,9 @@
 //! same name.
 
 pub mod discover;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub mod dns;
 mod member;
 
 use std::collections::HashMap;
@@ -186,7 +193,11 @@ impl Client {
             })
         };
         let load = PendingRequestsDiscover::new(members, CompleteOnResponse::default());
-        let balance = BoxService::new(Balance::new(load));
+        let balance = BoxService::new(NonEmpty {
+            inner: Balance::new(load),
+            registry: Arc::clone(&registry),
+            inner_ready: false,
+        });
         let deadline =
             builder.connect_timeout + builder.call_timeout.unwrap_or(Duration::from_secs(30));
         Balanced {
@@ -250,10 +261,7 @@ impl Balanced {
             return client.oneshot(req).await;
         }
         if self.registry.is_empty() {
-            return Err(IkcError::new(
-                ErrorKind::NoKernel,
-                "no server in the balanced set",
-            ));
+            return Err(no_server());
         }
         let again = req.clone();
         match once(self.buffer.clone(), self.deadline, req).await {
@@ -291,6 +299,55 @@ fn once(
             )),
         }
     })
+}
+
+/// The balancer, answering `NoKernel` to the calls waiting in it once the
+/// set is empty (the balancer itself would hold them until a member came).
+/// It says it is ready then, and fails the call itself: the buffer in front
+/// takes a readiness error for the end of the service.
+struct NonEmpty<S> {
+    inner: S,
+    registry: Arc<Registry>,
+    /// The inner balancer said it is ready: the next call is its.
+    inner_ready: bool,
+}
+
+impl<S> Service<Request> for NonEmpty<S>
+where
+    S: Service<Request, Response = Value, Error = BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Value;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Value, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(ready) => {
+                self.inner_ready = ready.is_ok();
+                Poll::Ready(ready)
+            }
+            // The balancer took the discovery's changes in this poll: an
+            // empty set now is the set.
+            Poll::Pending if self.registry.is_empty() => {
+                self.inner_ready = false;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if std::mem::take(&mut self.inner_ready) {
+            return Box::pin(self.inner.call(req));
+        }
+        Box::pin(std::future::ready(Err(no_server().into())))
+    }
+}
+
+/// The answer of an empty set.
+fn no_server() -> IkcError {
+    IkcError::new(ErrorKind::NoKernel, "no server in the balanced set")
 }
 
 /// The call's own error, out of the balancer's and the buffer's boxes.
