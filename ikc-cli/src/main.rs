@@ -21,6 +21,7 @@ use ikc::core::BoxError;
 use ikc::server::Error as ServerError;
 use ikc::server::auth::Secret;
 use ikc::server::balance::discover;
+use ikc::server::balance::dns::Dns;
 use ikc::server::client::ClientBuilder;
 use ikc::server::tls::{ClientTls, ServerTls};
 use ikc::{Client, Kernel, Request, Server, Value, service_fn};
@@ -135,9 +136,11 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 struct AddrArgs {
     /// Server address: HOST:PORT or unix:PATH. Several, comma-separated
-    /// (a,b,c), make a balanced client: `call`, `post` and `ping` go to any
+    /// (a,b,c), or servers found by DNS (dns:HOST:PORT for every A/AAAA
+    /// address of HOST, srv:NAME for every SRV target of NAME; the system's
+    /// resolver) make a balanced client: `call`, `post` and `ping` go to any
     /// of them (a call that provably did not run is sent to another once),
-    /// `bench` spreads its connections over them.
+    /// `bench` spreads its connections over a list.
     #[arg(long, default_value = "127.0.0.1:6030")]
     addr: String,
     /// Prove to the server that we know the secret in this file (and require
@@ -432,6 +435,11 @@ impl AddrArgs {
     /// The servers of a comma-separated `--addr`, when it names more than
     /// one; a bad entry is a usage error naming it.
     fn list(&self) -> Result<Option<ServerList>, ExitCode> {
+        if let Some(dns) = self.dns()? {
+            return Ok(Some(ServerList {
+                list: Box::pin(dns),
+            }));
+        }
         if !self.addr.contains(',') {
             return Ok(None);
         }
@@ -443,6 +451,38 @@ impl AddrArgs {
             }
         }
         .map(|list| list.map(|list| ServerList { list }))
+    }
+}
+
+impl AddrArgs {
+    /// The DNS discovery a `dns:HOST:PORT` or `srv:NAME` address asks for.
+    fn dns(&self) -> Result<Option<Dns>, ExitCode> {
+        let usage = |why: &str| {
+            eprintln!("error: --addr {}: {why}", self.addr);
+            ExitCode::from(2)
+        };
+        let (srv, host) = if let Some(name) = self.addr.strip_prefix("srv:") {
+            (Some(name), None)
+        } else if let Some(host) = self.addr.strip_prefix("dns:") {
+            let (host, port) = host
+                .rsplit_once(':')
+                .ok_or_else(|| usage("expected dns:HOST:PORT"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| usage("the port is not a number from 0 to 65535"))?;
+            (None, Some((host, port)))
+        } else {
+            return Ok(None);
+        };
+        let resolver = Dns::system_resolver().map_err(|error| {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        })?;
+        Ok(Some(match (srv, host) {
+            (Some(name), _) => Dns::srv(resolver, name),
+            (None, Some((host, port))) => Dns::host(resolver, host, port),
+            (None, None) => return Ok(None),
+        }))
     }
 }
 
@@ -592,7 +632,7 @@ async fn ping(args: AddrArgs) -> ExitCode {
 }
 
 async fn monitor(args: AddrArgs) -> ExitCode {
-    if args.addr.contains(',') {
+    if args.addr.contains(',') || args.addr.starts_with("dns:") || args.addr.starts_with("srv:") {
         eprintln!("error: --addr: monitor watches one server; give one address");
         return ExitCode::from(2);
     }
@@ -625,6 +665,10 @@ async fn monitor(args: AddrArgs) -> ExitCode {
 /// call failed or nothing was measured, 2 for bad options, 3 when the server
 /// cannot be reached.
 async fn bench(args: BenchArgs) -> ExitCode {
+    if args.addr.addr.starts_with("dns:") || args.addr.addr.starts_with("srv:") {
+        eprintln!("error: --addr: bench takes addresses (a,b,c), not a DNS name");
+        return ExitCode::from(2);
+    }
     if let Err(code) = args.addr.list() {
         return code;
     }

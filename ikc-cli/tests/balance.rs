@@ -38,6 +38,15 @@ fn call_and_ping_take_a_list_of_servers_and_a_bad_entry_is_named() {
     let output = run(&["ping", "--addr", &list]);
     assert!(output.status.success(), "{output:?}");
 
+    // A DNS address without its port is a usage error too (nothing is
+    // resolved: the test sends no query off this machine).
+    let output = run(&["call", "--addr", "dns:fleet.example", "echo/say"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("dns:HOST:PORT"),
+        "{output:?}"
+    );
+
     let bad = format!("{},nowhere", a.addr);
     let output = run(&["call", "--addr", &bad, "echo/say"]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
