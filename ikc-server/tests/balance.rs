@@ -188,3 +188,56 @@ async fn an_empty_set_answers_no_kernel_at_once() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NoKernel, "{error}");
 }
+
+#[tokio::test]
+async fn a_server_that_is_not_up_yet_is_retried_and_joins_when_it_is() {
+    let up = counted("Fleet").await;
+    // A port nothing listens on yet.
+    let late_addr = std::net::TcpListener::bind(LOOPBACK)
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let list = static_list([addr(&up), late_addr.to_string()]).unwrap();
+    let pauses = ikc_server::client::Reconnect {
+        min: std::time::Duration::from_millis(10),
+        max: std::time::Duration::from_millis(100),
+    };
+    let client = Client::balanced(Client::builder().reconnect(pauses), list).await;
+    for n in 0..20 {
+        within(
+            "a call while one member is down",
+            client.call("count/hit", n),
+        )
+        .await
+        .expect("the member that is up answers");
+    }
+
+    let kernel = Kernel::new("Fleet");
+    let late_hits = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&late_hits);
+    kernel
+        .publish(
+            "count",
+            ["hit"],
+            service_fn(move |req: Request| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                async move { Ok::<_, BoxError>(req.into_arg()) }
+            }),
+        )
+        .unwrap();
+    let _late = Server::builder()
+        .kernel(kernel)
+        .bind(late_addr)
+        .serve()
+        .await
+        .unwrap();
+    within("the late server to get calls", async {
+        let mut n = 0;
+        while late_hits.load(Ordering::Relaxed) == 0 {
+            n += 1;
+            client.call("count/hit", n).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
