@@ -1,7 +1,9 @@
 //! Round trips of the demo echo call (64 B): over an in-memory channel pair,
 //! and over loopback TCP through `Server` and `Client` with 1 and 32 calls in
-//! flight. Both ends share one thread, so a result is the CPU cost of the
-//! whole round trip, client and server together.
+//! flight, directly and through a balanced client of that one server
+//! (`roundtrip/balanced`: the balancer's own cost per call is the
+//! difference). Both ends share one thread, so a result is the CPU cost of
+//! the whole round trip, client and server together.
 
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -60,6 +62,40 @@ fn loopback(c: &mut Criterion) {
     group.finish();
 }
 
+fn balanced(c: &mut Criterion) {
+    let runtime = support::runtime();
+    let (server, _client) = runtime.block_on(support::loopback());
+    let client = runtime.block_on(async {
+        let list = ikc::server::balance::discover::static_list([server.local_addr().to_string()])
+            .expect("one address");
+        let client = ikc::Client::balanced(ikc::Client::builder(), list).await;
+        // The member connects on the first call.
+        client
+            .call(support::TARGET, "warm")
+            .await
+            .expect("the server answers");
+        client
+    });
+    let payload = support::payload(PAYLOAD);
+    let mut group = c.benchmark_group("roundtrip/balanced");
+    group.throughput(Throughput::Elements(1));
+    for inflight in [1, 32] {
+        group.bench_function(format!("inflight_{inflight}"), |b| {
+            b.iter_custom(|calls| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    support::closed_loop(calls, inflight, &payload, |arg| {
+                        client.call(support::TARGET, arg)
+                    })
+                    .await;
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Two cores: short runs with few samples keep `cargo bench` quick.
@@ -67,6 +103,6 @@ criterion_group! {
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = memory, loopback
+    targets = memory, loopback, balanced
 }
 criterion_main!(benches);
