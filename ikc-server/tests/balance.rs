@@ -1,6 +1,7 @@
 //! A balanced client over three servers on 127.0.0.1: calls spread over
 //! all of them; one stopped gracefully under load costs no call; a server
-//! added later gets traffic; a call naming a kernel goes to that kernel;
+//! added later gets traffic; a call naming a kernel goes to that kernel,
+//! also when made at once;
 //! an empty set answers `NoKernel` at once.
 
 mod support;
@@ -178,6 +179,25 @@ async fn a_call_naming_a_kernel_goes_to_that_kernel() {
         assert_eq!(answer, Value::from(n));
     }
     assert_eq!(hits(&servers[1]), before + 20);
+}
+
+#[tokio::test]
+async fn a_call_naming_a_kernel_made_at_once_waits_for_the_first_connections() {
+    let servers = join_all(["Alpha", "Beta", "Gamma"].map(counted)).await;
+    // A fresh client each time, as each `ikc call` is: the first member to
+    // connect must not take a call naming another.
+    for round in 0..3 {
+        for (n, name) in ["Alpha", "Beta", "Gamma"].into_iter().enumerate() {
+            let list = static_list(servers.iter().map(addr)).unwrap();
+            let client = Client::balanced(Client::builder(), list).await;
+            let target = format!("poe://{name}/count/hit");
+            let before = hits(&servers[n]);
+            within("a first call naming a kernel", client.call(&target, round))
+                .await
+                .unwrap_or_else(|e| panic!("{target} in round {round}: {e}"));
+            assert_eq!(hits(&servers[n]), before + 1, "{target}");
+        }
+    }
 }
 
 #[tokio::test]

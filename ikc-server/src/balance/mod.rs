@@ -11,7 +11,12 @@
 //! - A call naming no kernel (`session/event`, `poe://*/session/event`)
 //!   goes to any member; a call naming a kernel goes to the member that is
 //!   that kernel when one is (else through any member, which may route it).
-//! - A member connects on its own, and one that fails to connect is tried
+//!   A call naming a kernel waits, at most the connect timeout, for the
+//!   members still making their first connection attempt, so a call made
+//!   just after [`Client::balanced`] finds its kernel.
+//! - A member connects on its own (in a task, from the moment the set names
+//!   it, or for members found later, when the balancer next takes the
+//!   discovery's changes), and one that fails to connect is tried
 //!   again after a pause that doubles up to the builder's reconnect
 //!   maximum. A member whose server says `GoAway` (it drains) is taken out
 //!   of the set, not failed, and comes back once it accepts again.
@@ -33,7 +38,7 @@ pub mod discover;
 pub mod dns;
 mod member;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -42,6 +47,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use ikc_core::{ErrorKind, IkcError, KernelTarget, Request, Value};
+use tokio::sync::Notify;
 use tower::balance::p2c::Balance;
 use tower::buffer::Buffer;
 use tower::discover::Change;
@@ -57,17 +63,22 @@ use crate::client::{Client, ClientBuilder};
 /// Requests waiting for a member while the balancer is busy.
 const BUFFER: usize = 1024;
 
-/// The members: the addresses in the set, and the open connection of each
-/// one connected (for calls that name a kernel).
+/// The members: the keys in the set, those still making their first
+/// connection attempt, and the open connection of each one connected (for
+/// calls that name a kernel).
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     members: Mutex<Members>,
+    /// Woken when a member's first attempt ends or the set changes.
+    settled: Notify,
 }
 
 #[derive(Debug, Default)]
 struct Members {
-    /// Addresses in the set.
+    /// Keys in the set.
     known: usize,
+    /// Keys whose first connection attempt has not ended yet.
+    first_attempt: HashSet<String>,
     connected: HashMap<String, Client>,
 }
 
@@ -79,22 +90,34 @@ impl Registry {
     fn changed(&self, change: &Change<String, String>) {
         let mut members = self.lock();
         match change {
-            Change::Insert(..) => members.known += 1,
-            Change::Remove(addr) => {
+            Change::Insert(key, _) => {
+                members.known += 1;
+                members.first_attempt.insert(key.clone());
+            }
+            Change::Remove(key) => {
                 members.known = members.known.saturating_sub(1);
-                members.connected.remove(addr);
+                members.first_attempt.remove(key);
+                members.connected.remove(key);
             }
         }
+        drop(members);
+        self.settled.notify_waiters();
     }
 
-    pub(crate) fn insert(&self, addr: &str, client: &Client) {
-        self.lock()
-            .connected
-            .insert(addr.to_owned(), client.clone());
+    /// A connection attempt of member `key` ended, with `client` when it
+    /// connected.
+    pub(crate) fn attempted(&self, key: &str, client: Option<&Client>) {
+        let mut members = self.lock();
+        members.first_attempt.remove(key);
+        if let Some(client) = client {
+            members.connected.insert(key.to_owned(), client.clone());
+        }
+        drop(members);
+        self.settled.notify_waiters();
     }
 
-    pub(crate) fn remove(&self, addr: &str) {
-        self.lock().connected.remove(addr);
+    pub(crate) fn remove(&self, key: &str) {
+        self.lock().connected.remove(key);
     }
 
     fn is_empty(&self) -> bool {
@@ -112,6 +135,25 @@ impl Registry {
             })
             .cloned()
     }
+
+    /// The connected member that is kernel `name`, waiting (at most
+    /// `wait`) for members still making their first attempt, so a call
+    /// made just after [`Client::balanced`] finds the kernel it names.
+    async fn kernel_settled(&self, name: &str, wait: Duration) -> Option<Client> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.settled.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(client) = self.kernel(name) {
+                return Some(client);
+            }
+            if self.lock().first_attempt.is_empty() {
+                return None;
+            }
+            tokio::time::timeout_at(until, notified).await.ok()?;
+        }
+    }
 }
 
 /// A client of many servers; see the [module docs](self). Cheap to clone:
@@ -122,6 +164,9 @@ pub struct Balanced {
     registry: Arc<Registry>,
     /// How long a call may wait for a member and its answer.
     deadline: Duration,
+    /// How long a call naming a kernel waits for the members' first
+    /// connection attempts.
+    connect_timeout: Duration,
     idempotent: bool,
 }
 
@@ -159,39 +204,44 @@ impl Client {
             .name
             .clone()
             .unwrap_or_else(|| format!("client-{}", std::process::id()));
-        let members = {
+        let make_member = {
             let registry = Arc::clone(&registry);
             let builder = builder.clone();
             let next = AtomicU32::new(1);
-            // The first changes count at once, so a call made now finds
-            // the set; later ones as the balancer takes them.
-            for change in initial.iter().flatten() {
-                registry.changed(change);
-            }
-            let initial = stream::iter(initial).map(|change| (change, true));
-            let later = discovery.map(|change| (change, false));
-            initial.chain(later).map(move |(change, counted)| {
-                let change = change?;
-                if !counted {
-                    registry.changed(&change);
+            Arc::new(move |change: Change<String, String>| match change {
+                Change::Insert(key, addr) => {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let mut builder = builder.clone();
+                    builder.kernel = None;
+                    // The member reconnects itself, between calls.
+                    builder.reconnect = None;
+                    builder.name = Some(format!("{base}-m{n}"));
+                    let member = Member::new(&key, addr, builder, backoff, Arc::clone(&registry));
+                    Change::Insert(key, member)
                 }
-                Ok::<_, BoxError>(match change {
-                    Change::Insert(key, addr) => {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let mut builder = builder.clone();
-                        builder.kernel = None;
-                        // The member reconnects itself, between calls.
-                        builder.reconnect = None;
-                        builder.name = Some(format!("{base}-m{n}"));
-                        Change::Insert(
-                            key,
-                            Member::new(addr, builder, backoff, Arc::clone(&registry)),
-                        )
-                    }
-                    Change::Remove(key) => Change::Remove(key),
-                })
+                Change::Remove(key) => Change::Remove(key),
             })
         };
+        // The first members start connecting now, so a call made at once
+        // finds the set, and one naming a kernel finds that kernel; later
+        // ones as the balancer takes them.
+        let mut first = Vec::with_capacity(initial.len());
+        for change in initial {
+            first.push(change.map(|change| {
+                registry.changed(&change);
+                make_member(change)
+            }));
+        }
+        let later = {
+            let registry = Arc::clone(&registry);
+            let make_member = Arc::clone(&make_member);
+            discovery.map(move |change| {
+                let change = change?;
+                registry.changed(&change);
+                Ok::<_, BoxError>(make_member(change))
+            })
+        };
+        let members = stream::iter(first).chain(later);
         let load = PendingRequestsDiscover::new(members, CompleteOnResponse::default());
         let balance = BoxService::new(NonEmpty {
             inner: Balance::new(load),
@@ -204,6 +254,7 @@ impl Client {
             buffer: Buffer::new(balance, BUFFER),
             registry,
             deadline,
+            connect_timeout: builder.connect_timeout,
             idempotent: false,
         }
     }
@@ -256,7 +307,10 @@ impl Balanced {
 
     async fn send(self, req: Request) -> Result<Value, IkcError> {
         if let KernelTarget::Named(name) = req.target().kernel()
-            && let Some(client) = self.registry.kernel(name)
+            && let Some(client) = self
+                .registry
+                .kernel_settled(name, self.connect_timeout)
+                .await
         {
             return client.oneshot(req).await;
         }
