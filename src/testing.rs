@@ -101,11 +101,7 @@ pub fn connect(a: &Kernel, b: &Kernel) -> KernelPair {
 }
 
 fn peer_info(kernel: &Kernel) -> PeerInfo {
-    PeerInfo {
-        kernel: kernel.name().to_owned(),
-        aliases: kernel.aliases(),
-        pid: kernel.pid(),
-    }
+    PeerInfo::new(kernel.name().to_owned(), kernel.aliases(), kernel.pid())
 }
 
 impl KernelPair {

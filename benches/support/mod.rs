@@ -43,11 +43,7 @@ pub(crate) fn echo_kernel(name: &str) -> Kernel {
 }
 
 fn peer(kernel: &Kernel) -> PeerInfo {
-    PeerInfo {
-        kernel: kernel.name().to_owned(),
-        aliases: Vec::new(),
-        pid: kernel.pid(),
-    }
+    PeerInfo::new(kernel.name().to_owned(), Vec::new(), kernel.pid())
 }
 
 /// Two kernels connected in memory: a handle to call the echo server's

@@ -34,6 +34,9 @@ pub enum ErrorKind {
     Protocol,
     /// An error kind this build does not know (from a newer peer).
     Unknown,
+    /// The server's access policy does not let this caller call or post
+    /// to the target (wire kind 11, appended after `Protocol`).
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -52,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Disconnected => "Disconnected",
             ErrorKind::Protocol => "Protocol",
             ErrorKind::Unknown => "Unknown",
+            ErrorKind::Forbidden => "Forbidden",
         }
     }
 }
@@ -75,6 +79,7 @@ impl From<pb::ErrorKind> for ErrorKind {
             pb::ErrorKind::BadRequest => ErrorKind::BadRequest,
             pb::ErrorKind::Disconnected => ErrorKind::Disconnected,
             pb::ErrorKind::Protocol => ErrorKind::Protocol,
+            pb::ErrorKind::Forbidden => ErrorKind::Forbidden,
             pb::ErrorKind::Unspecified => ErrorKind::Unknown,
         }
     }
@@ -93,6 +98,7 @@ impl From<ErrorKind> for pb::ErrorKind {
             ErrorKind::BadRequest => pb::ErrorKind::BadRequest,
             ErrorKind::Disconnected => pb::ErrorKind::Disconnected,
             ErrorKind::Protocol => pb::ErrorKind::Protocol,
+            ErrorKind::Forbidden => pb::ErrorKind::Forbidden,
             ErrorKind::Unknown => pb::ErrorKind::Unspecified,
         }
     }

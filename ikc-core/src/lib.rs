@@ -26,7 +26,8 @@
 //! | `specifier` | [`Specifier`]: `poe://kernel/session/event` | |
 //! | [`error`] | [`IkcError`] and its [`ErrorKind`] | |
 //! | `monitor` | [`Monitor`]: what happens to a kernel, in order | |
-//! | `names` | a kernel's names, a peer's ([`PeerInfo`]) | specifier |
+//! | `identity` | who a peer proved it is ([`Identity`]): address, key id, certificate, Unix credentials | - |
+//! | `names` | a kernel's names, a peer's ([`PeerInfo`]) | specifier, identity |
 //! | `request` | [`Request`]: what a session is called with | names, specifier |
 //! | `sessions` | the published sessions, each a boxed tower service | request |
 //! | [`transport`] | [`Transport`](transport::Transport): what a channel runs over; [`transport::memory`] | error |
@@ -64,6 +65,7 @@
 pub mod builtin;
 pub mod channel;
 pub mod error;
+mod identity;
 mod kernel;
 mod monitor;
 mod names;
@@ -83,6 +85,7 @@ pub use channel::{
     Call, Channel, ChannelBuilder, ChannelError, ChannelHandle, PeerLimits, RemoteSession,
 };
 pub use error::{BoxError, ErrorKind, IkcError};
+pub use identity::{Certificate, Identity, UnixCredentials};
 pub use ikc_proto::Value;
 pub use kernel::Kernel;
 pub use monitor::{MONITOR_CAPACITY, Monitor, MonitorEvent};

@@ -4,10 +4,13 @@
 use std::sync::{PoisonError, RwLock};
 
 use crate::ParseSpecifierError;
+use crate::identity::Identity;
 use crate::specifier::{self, Part};
 
-/// What a kernel knows about a connected peer kernel.
+/// What a kernel knows about a connected peer kernel: the names and pid
+/// its handshake claimed, and the [`Identity`] the connection proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// The peer kernel's name.
     pub kernel: String,
@@ -15,9 +18,30 @@ pub struct PeerInfo {
     pub aliases: Vec<String>,
     /// Its process id.
     pub pid: u32,
+    /// Who the peer proved it is (empty when it proved nothing).
+    pub identity: Identity,
 }
 
 impl PeerInfo {
+    /// A peer kernel named `kernel`, also answering to `aliases`, in
+    /// process `pid`, that proved nothing yet.
+    #[must_use]
+    pub fn new(kernel: impl Into<String>, aliases: Vec<String>, pid: u32) -> Self {
+        PeerInfo {
+            kernel: kernel.into(),
+            aliases,
+            pid,
+            identity: Identity::default(),
+        }
+    }
+
+    /// The peer, with the identity its connection proved.
+    #[must_use]
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = identity;
+        self
+    }
+
     /// The peer's name and aliases.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.kernel.as_str()).chain(self.aliases.iter().map(String::as_str))

@@ -585,11 +585,7 @@ async fn a_transport_error_ends_the_channel_without_panicking_and_is_reported() 
     let mut monitor = kernel.monitor();
     let (kernel_end, mut raw_end) = memory::pair(16);
     let (transport, faults) = faulty(kernel_end);
-    let info = PeerInfo {
-        kernel: "Raw".to_owned(),
-        aliases: vec![],
-        pid: 1,
-    };
+    let info = PeerInfo::new("Raw".to_owned(), vec![], 1);
     let (handle, driver) = Channel::builder(kernel.clone())
         .connect(info, ikc_core::transport::Frames::new(transport))
         .unwrap();

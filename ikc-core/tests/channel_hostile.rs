@@ -21,11 +21,7 @@ async fn peer_that_sends_calls_but_never_reads_is_dropped_by_the_keepalive() {
     let kernel = Kernel::new("Local");
     kernel.publish("echo", ["say"], echo()).unwrap();
     let (kernel_end, mut hog) = memory::pair(TRANSPORT_BUFFER);
-    let peer = PeerInfo {
-        kernel: "Hog".to_owned(),
-        aliases: Vec::new(),
-        pid: 4242,
-    };
+    let peer = PeerInfo::new("Hog".to_owned(), Vec::new(), 4242);
     let (_handle, driver) = Channel::builder(kernel.clone())
         .keepalive(Some(Duration::from_secs(1)))
         .connect(peer, kernel_end)

@@ -231,11 +231,7 @@ async fn calls_a_peer_never_reads_still_time_out() {
     let client = Kernel::new("Client");
     let (near, _far) = tokio::io::duplex(1024);
     let (handle, driver) = Channel::builder(client.clone())
-        .register(ikc_core::PeerInfo {
-            kernel: "Deaf".to_owned(),
-            aliases: Vec::new(),
-            pid: 1,
-        })
+        .register(ikc_core::PeerInfo::new("Deaf".to_owned(), Vec::new(), 1))
         .expect("the peer registers")
         .connect(Framed::new(near, FrameCodec::new()));
     let driver = tokio::spawn(driver);

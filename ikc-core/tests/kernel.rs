@@ -19,11 +19,11 @@ use support::{answers, connect, counting, driver_end, echo, failing, next_event,
 use tower::Service;
 
 fn claiming(kernel: &str, aliases: &[&str]) -> PeerInfo {
-    PeerInfo {
-        kernel: kernel.to_owned(),
-        aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
-        pid: 7,
-    }
+    PeerInfo::new(
+        kernel.to_owned(),
+        aliases.iter().map(|a| (*a).to_owned()).collect(),
+        7,
+    )
 }
 
 /// Tries to register a peer with `info` on `kernel` over a fresh transport.
@@ -237,11 +237,11 @@ async fn a_connected_peer_is_listed_and_reachable_by_name_and_by_alias() {
 
     assert_eq!(
         server.kernels(),
-        [PeerInfo {
-            kernel: "Client".to_owned(),
-            aliases: vec!["10.0.0.2:5000".to_owned()],
-            pid: client.pid(),
-        }]
+        [PeerInfo::new(
+            "Client".to_owned(),
+            vec!["10.0.0.2:5000".to_owned()],
+            client.pid()
+        )]
     );
     let by_alias = server.peer("10.0.0.2:5000").expect("alias is registered");
     assert!(by_alias.same_channel(&server.peer("Client").unwrap()));

@@ -24,6 +24,7 @@ fn hello() -> pb::Handshake {
             max_in_flight: 64,
             keepalive_ms: 30_000,
         }),
+        key_id: String::new(),
     }
     .into()
 }

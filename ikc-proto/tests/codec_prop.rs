@@ -93,8 +93,9 @@ fn arb_hello() -> impl Strategy<Value = pb::Handshake> {
         vec("[a-z]{1,8}", 0..4),
         vec(any::<u8>(), 0..16),
         proptest::option::of((any::<u32>(), any::<u32>(), any::<u32>())),
+        "[A-Za-z0-9_.-]{0,12}",
     )
-        .prop_map(|(kernel, aliases, pid, features, auth, limits)| {
+        .prop_map(|(kernel, aliases, pid, features, auth, limits, key_id)| {
             pb::Hello {
                 version: 1,
                 kernel,
@@ -107,6 +108,7 @@ fn arb_hello() -> impl Strategy<Value = pb::Handshake> {
                     max_in_flight,
                     keepalive_ms,
                 }),
+                key_id,
             }
             .into()
         })

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use ikc_core::{Identity, UnixCredentials};
 use pin_project::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -22,6 +23,14 @@ use tokio::net::{TcpStream, UnixStream};
 pub trait Connected: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     /// Who is at the other end, for logs.
     fn peer_addr(&self) -> PeerAddr;
+
+    /// What the stream proves of its peer (the credentials of a Unix
+    /// socket, say), which becomes part of the peer's [`Identity`]. By
+    /// default nothing: the server adds the address, the shared-secret key
+    /// and the TLS certificate itself.
+    fn peer_identity(&self) -> Identity {
+        Identity::default()
+    }
 }
 
 impl Connected for TcpStream {
@@ -33,6 +42,21 @@ impl Connected for TcpStream {
 impl Connected for UnixStream {
     fn peer_addr(&self) -> PeerAddr {
         PeerAddr::Unix
+    }
+
+    /// The peer process's uid, gid and pid, from the operating system.
+    fn peer_identity(&self) -> Identity {
+        match self.peer_cred() {
+            Ok(cred) => Identity::default().with_unix(UnixCredentials::new(
+                cred.uid(),
+                cred.gid(),
+                cred.pid(),
+            )),
+            Err(error) => {
+                tracing::debug!(%error, "no credentials for a Unix socket peer");
+                Identity::default()
+            }
+        }
     }
 }
 
@@ -99,6 +123,24 @@ impl fmt::Debug for Io {
 }
 
 impl Io {
+    /// What the connection proves of its peer at `addr`: its address, its
+    /// Unix credentials, its verified TLS client certificate.
+    pub(crate) fn identity(&self, addr: &PeerAddr) -> Identity {
+        let identity = match self {
+            Io::Tcp(_) => Identity::default(),
+            Io::Unix(unix) => unix.peer_identity(),
+            #[cfg(feature = "tls")]
+            Io::TlsServer(tls) => match crate::tls::client_certificate(tls) {
+                Some(certificate) => Identity::default().with_certificate(certificate),
+                None => Identity::default(),
+            },
+            #[cfg(feature = "tls")]
+            Io::TlsClient(_) => Identity::default(),
+            Io::Other(other) => other.peer_identity(),
+        };
+        identity.with_addr(addr.to_string())
+    }
+
     /// `io` as the variant of its kind: a TCP or Unix socket of the
     /// caller's goes the sockets' way (TLS included), anything else boxed.
     pub(crate) fn from_connected<C: Connected>(io: C) -> Io {

@@ -58,7 +58,7 @@
 //! let client = Kernel::new("Client");
 //!
 //! let (a, b) = memory::pair(16);
-//! let peer = |k: &Kernel| PeerInfo { kernel: k.name().to_owned(), aliases: vec![], pid: k.pid() };
+//! let peer = |k: &Kernel| PeerInfo::new(k.name(), vec![], k.pid());
 //! let (_, server_driver) = Channel::builder(server.clone()).connect(peer(&client), a)?;
 //! let (to_server, client_driver) = Channel::builder(client.clone()).connect(peer(&server), b)?;
 //! tokio::spawn(server_driver);

@@ -575,11 +575,7 @@ mod tests {
     use crate::transport::Outbound;
 
     fn encoding_shared() -> Shared {
-        let peer = PeerInfo {
-            kernel: "Peer".to_owned(),
-            aliases: Vec::new(),
-            pid: 1,
-        };
+        let peer = PeerInfo::new("Peer".to_owned(), Vec::new(), 1);
         let limits = CallLimits {
             peer: PeerLimits::default(),
             max_queued: 0,

@@ -47,11 +47,7 @@ pub(crate) fn spec(text: &str) -> Specifier {
 
 /// What a peer announces about `kernel` in its handshake.
 pub(crate) fn peer_info(kernel: &Kernel) -> PeerInfo {
-    PeerInfo {
-        kernel: kernel.name().to_owned(),
-        aliases: kernel.aliases(),
-        pid: kernel.pid(),
-    }
+    PeerInfo::new(kernel.name().to_owned(), kernel.aliases(), kernel.pid())
 }
 
 /// Two kernels connected in memory, both drivers spawned.
@@ -265,11 +261,7 @@ pub(crate) fn raw_peer(
     options: impl FnOnce(ChannelBuilder) -> ChannelBuilder,
 ) -> (RawPeer, ChannelHandle, JoinHandle<Result<(), ChannelError>>) {
     let (kernel_end, raw_end) = memory::pair(TRANSPORT_BUFFER);
-    let info = PeerInfo {
-        kernel: name.to_owned(),
-        aliases: Vec::new(),
-        pid: 4242,
-    };
+    let info = PeerInfo::new(name.to_owned(), Vec::new(), 4242);
     let (handle, driver) = options(Channel::builder(kernel.clone()))
         .connect(info, kernel_end)
         .expect("the raw peer registers");

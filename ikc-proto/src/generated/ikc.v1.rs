@@ -80,6 +80,10 @@ pub struct Hello {
     /// Limits the client applies to what it receives.
     #[prost(message, optional, tag = "7")]
     pub limits: ::core::option::Option<Limits>,
+    /// With a shared secret: the id of the server's key the client proves;
+    /// empty names the key "default" (a secret file of one key).
+    #[prost(string, tag = "8")]
+    pub key_id: ::prost::alloc::string::String,
 }
 /// The server's acceptance of a Hello.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -347,6 +351,9 @@ pub enum ErrorKind {
     Disconnected = 9,
     /// The peer broke the protocol (oversized or undecodable frame).
     Protocol = 10,
+    /// The server's access policy does not let this caller call or post to
+    /// the target.
+    Forbidden = 11,
 }
 impl ErrorKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -366,6 +373,7 @@ impl ErrorKind {
             Self::BadRequest => "ERROR_KIND_BAD_REQUEST",
             Self::Disconnected => "ERROR_KIND_DISCONNECTED",
             Self::Protocol => "ERROR_KIND_PROTOCOL",
+            Self::Forbidden => "ERROR_KIND_FORBIDDEN",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -382,6 +390,7 @@ impl ErrorKind {
             "ERROR_KIND_BAD_REQUEST" => Some(Self::BadRequest),
             "ERROR_KIND_DISCONNECTED" => Some(Self::Disconnected),
             "ERROR_KIND_PROTOCOL" => Some(Self::Protocol),
+            "ERROR_KIND_FORBIDDEN" => Some(Self::Forbidden),
             _ => None,
         }
     }

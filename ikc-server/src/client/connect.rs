@@ -163,11 +163,7 @@ pub(super) async fn establish(
             })?
     };
     let welcome = deadline.bound(addr, "the handshake", handshake).await?;
-    let peer = PeerInfo {
-        kernel: welcome.kernel,
-        aliases: welcome.aliases,
-        pid: welcome.pid,
-    };
+    let peer = PeerInfo::new(welcome.kernel, welcome.aliases, welcome.pid);
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let peer_limits = PeerLimits::from_proto(welcome.limits.as_ref());
     let send_limit = peer_limits.frame_limit(settings.max_frame_length);

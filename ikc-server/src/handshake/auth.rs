@@ -8,22 +8,32 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
 pub(crate) use crate::auth::NONCE_LEN;
-use crate::auth::{self, Secret};
+use crate::auth::{self, DEFAULT_KEY_ID, Keyring, Secret};
 
 /// The server's half: challenge the peer, whose `Hello` carried
-/// `client_nonce`, then check its proof. `Err` says why it failed, for the
-/// refusal and the log.
+/// `client_nonce` and named key `key_id` (empty: the default key), then
+/// check its proof. `Ok` is the id of the key the peer proved; `Err` says
+/// why it failed, for the refusal and the log.
 pub(crate) async fn challenge<T>(
     framed: &mut Framed<T, HandshakeCodec>,
-    secret: &Secret,
+    keys: &Keyring,
     client_nonce: &[u8],
-) -> Result<(), &'static str>
+    key_id: &str,
+) -> Result<String, &'static str>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     if client_nonce.len() != auth::NONCE_LEN {
         return Err("this server requires a shared secret");
     }
+    let key_id = if key_id.is_empty() {
+        DEFAULT_KEY_ID
+    } else {
+        key_id
+    };
+    let Some(secret) = keys.get(key_id) else {
+        return Err("this server has no key of that id");
+    };
     let server_nonce = auth::nonce();
     let challenge = pb::Challenge {
         nonce: server_nonce.to_vec().into(),
@@ -36,7 +46,9 @@ where
     match framed.next().await {
         Some(Ok(pb::Handshake {
             kind: Some(pb::handshake::Kind::Proof(proof)),
-        })) if secret.verify_client(&server_nonce, client_nonce, &proof.proof) => Ok(()),
+        })) if secret.verify_client(&server_nonce, client_nonce, &proof.proof) => {
+            Ok(secret.id().to_owned())
+        }
         Some(Ok(pb::Handshake {
             kind: Some(pb::handshake::Kind::Proof(_)),
         })) => Err("wrong shared secret"),
@@ -47,6 +59,15 @@ where
 /// The nonce a client holding `secret` sends in its `Hello`.
 pub(crate) fn nonce(_: &Secret) -> [u8; NONCE_LEN] {
     auth::nonce()
+}
+
+/// The key id a client holding `secret` names in its `Hello`: empty for
+/// the default key, as a server of one key expects.
+pub(crate) fn key_id(secret: &Secret) -> String {
+    match secret.id() {
+        DEFAULT_KEY_ID => String::new(),
+        id => id.to_owned(),
+    }
 }
 
 /// Why the client's half failed.

@@ -27,6 +27,7 @@ pub(crate) fn hello(
         features: Vec::new(),
         auth: client_nonce.map(|n| n.to_vec().into()).unwrap_or_default(),
         limits: Some(limits),
+        key_id: secret.map(exchange::key_id).unwrap_or_default(),
     };
     (hello, client_nonce)
 }

@@ -23,11 +23,12 @@ use std::time::Duration;
 use ikc_proto::pb;
 
 #[cfg(not(feature = "auth"))]
-pub(crate) use self::auth::Secret;
-/// The shared secret a side may hold ([`crate::auth::Secret`]); without the
-/// `auth` feature, none can be given.
+pub(crate) use self::auth::{Keyring, Secret};
+/// The shared secret a side may hold ([`crate::auth::Secret`]) and the
+/// keys a server accepts ([`crate::auth::Keyring`]); without the `auth`
+/// feature, none can be given.
 #[cfg(feature = "auth")]
-pub(crate) use crate::auth::Secret;
+pub(crate) use crate::auth::{Keyring, Secret};
 
 /// Default for [`Server::handshake_timeout`](crate::Server::handshake_timeout)
 /// and [`ClientBuilder::handshake_timeout`](crate::ClientBuilder::handshake_timeout):

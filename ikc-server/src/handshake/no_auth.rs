@@ -12,17 +12,27 @@ pub(crate) enum Secret {}
 /// Length of a handshake nonce, in bytes.
 pub(crate) const NONCE_LEN: usize = 16;
 
-/// No secret, so never called.
+/// A keyring, of which there are none without the `auth` feature.
+#[derive(Debug, Clone)]
+pub(crate) enum Keyring {}
+
+/// No keyring, so never called.
 pub(crate) async fn challenge<T>(
     _: &mut Framed<T, HandshakeCodec>,
-    secret: &Secret,
+    keys: &Keyring,
     _: &[u8],
-) -> Result<(), &'static str> {
-    match *secret {}
+    _: &str,
+) -> Result<String, &'static str> {
+    match *keys {}
 }
 
 /// No secret, so never called.
 pub(crate) fn nonce(secret: &Secret) -> [u8; NONCE_LEN] {
+    match *secret {}
+}
+
+/// No secret, so never called.
+pub(crate) fn key_id(secret: &Secret) -> String {
     match *secret {}
 }
 

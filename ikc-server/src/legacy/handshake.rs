@@ -93,11 +93,7 @@ fn peer(names: &[String], pid: u32) -> Option<PeerInfo> {
             kept.push(alias.clone());
         }
     }
-    Some(PeerInfo {
-        kernel: kernel.clone(),
-        aliases: kept,
-        pid,
-    })
+    Some(PeerInfo::new(kernel.clone(), kept, pid))
 }
 
 /// What a `SETUP` line says.

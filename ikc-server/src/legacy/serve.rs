@@ -71,6 +71,9 @@ pub(crate) struct Accept<'a> {
     pub(crate) max_frame_length: usize,
     /// When the whole handshake, sniffing included, must be done.
     pub(crate) deadline: tokio::time::Instant,
+    /// What the connection proved of the peer (its address; a Perl peer
+    /// proves nothing more).
+    pub(crate) identity: ikc_core::Identity,
 }
 
 /// Serves one legacy connection whose first bytes (`read`) were sniffed:
@@ -96,6 +99,7 @@ where
         kernel,
         max_frame_length,
         deadline,
+        identity: proved,
     } = accept;
     let mut parts = FramedParts::new::<&str>(io, LineCodec::new());
     parts.read_buf = read;
@@ -116,10 +120,9 @@ where
             .filter(|a| !kernel.is_named(a) && kernel.peer(a).is_none())
             .cloned()
             .collect();
-        let peer = PeerInfo {
-            aliases,
-            ..peer.clone()
-        };
+        let mut peer = peer.clone();
+        peer.aliases = aliases;
+        peer.identity = proved.clone();
         builder.clone().register(peer).map_err(|error| Refusal {
             reason: error.to_string(),
             close: !matches!(error, RegisterError::NameTaken { .. }),

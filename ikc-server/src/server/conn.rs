@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use ikc_core::channel::SessionService;
-use ikc_core::{Channel, ChannelHandle, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError};
+use ikc_core::{
+    Channel, ChannelHandle, Identity, IkcError, Kernel, PeerInfo, PeerLimits, RegisterError,
+};
 use ikc_proto::codec::Builder;
 use ikc_proto::{HandshakeCodec, pb};
 use tokio::time::Instant;
@@ -20,7 +22,7 @@ use tower::Service;
 use crate::BoxError;
 use crate::framed::{BUFFER_CAPACITY, IdleFramed};
 use crate::handshake;
-use crate::handshake::Secret;
+use crate::handshake::Keyring;
 use crate::handshake::server::{Greeting, refuse, send_refusal};
 use crate::io::{Io, PeerAddr};
 #[cfg(feature = "perl")]
@@ -101,8 +103,8 @@ pub(crate) struct Settings {
     /// Accept Perl IKC peers (text negotiation) too.
     #[cfg_attr(not(feature = "perl"), allow(dead_code))]
     pub(crate) legacy: bool,
-    /// Peers must prove they know this secret (see [`crate::auth`]).
-    pub(crate) secret: Option<Secret>,
+    /// Peers must prove they know one of these keys (see [`crate::auth`]).
+    pub(crate) secret: Option<Keyring>,
     /// TCP connections speak TLS (see [`crate::tls`]).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<ServerTls>,
@@ -150,6 +152,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     let steps = async {
         #[cfg_attr(not(feature = "perl"), allow(unused_mut))]
         let mut io = accept_tls(&settings, io, deadline).await?;
+        let identity = io.identity(&peer_addr);
         // A Perl IKC peer opens with a text line instead of the preface. The
         // sniffed bytes stay in this buffer, which becomes the connection's
         // read buffer: it needs `Framed`'s usual capacity, or every later
@@ -158,7 +161,7 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
         let mut read = bytes::BytesMut::with_capacity(BUFFER_CAPACITY);
         #[cfg(feature = "perl")]
         if sniff_legacy(&settings, &mut io, &mut read, deadline).await? {
-            let accept = legacy_accept(&settings, deadline);
+            let accept = legacy_accept(&settings, deadline, identity.with_legacy(true));
             let perl = legacy::serve(io, read, accept, drain.clone(), abort.clone());
             return Ok(Step::Perl(Box::pin(perl)));
         }
@@ -166,7 +169,8 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
             FramedParts::new::<pb::Handshake>(io, settings.codec.new_server_handshake());
         parts.read_buf = read;
         let framed = Framed::from_parts(parts);
-        let native = native_handshake(&settings, framed, &peer_addr, &drain, deadline).await?;
+        let native =
+            native_handshake(&settings, framed, identity, &peer_addr, &drain, deadline).await?;
         Ok(Step::Native(native))
     };
     // Every step gives way to an abort (the grace period is over).
@@ -271,6 +275,7 @@ async fn sniff_legacy(
 async fn native_handshake(
     settings: &Settings,
     mut framed: Framed<Io, HandshakeCodec>,
+    mut identity: Identity,
     peer_addr: &PeerAddr,
     drain: &CancellationToken,
     deadline: Instant,
@@ -286,17 +291,20 @@ async fn native_handshake(
         Greeting::Refused => return Err(refused()),
         Greeting::Failed(error) => return Err(error.into()),
     };
-    if let Some(secret) = &settings.secret {
+    if let Some(keys) = &settings.secret {
         let proven = tokio::time::timeout_at(
             deadline,
-            handshake::auth::challenge(&mut framed, secret, &hello.auth),
+            handshake::auth::challenge(&mut framed, keys, &hello.auth, &hello.key_id),
         )
         .await
         .unwrap_or(Err("the handshake timed out during authentication"));
-        if let Err(reason) = proven {
-            tracing::info!(peer.addr = %peer_addr, kernel = %hello.kernel, reason, "refused a peer that did not prove the shared secret");
-            send_refusal(&mut framed, refuse(pb::RefuseCode::Auth, reason)).await;
-            return Err(refused());
+        match proven {
+            Ok(key_id) => identity = identity.with_key_id(key_id),
+            Err(reason) => {
+                tracing::info!(peer.addr = %peer_addr, kernel = %hello.kernel, key_id = %hello.key_id, reason, "refused a peer that did not prove the shared secret");
+                send_refusal(&mut framed, refuse(pb::RefuseCode::Auth, reason)).await;
+                return Err(refused());
+            }
         }
     }
     if drain.is_cancelled() {
@@ -306,11 +314,7 @@ async fn native_handshake(
     }
     let peer_limits = PeerLimits::from_proto(hello.limits.as_ref());
     let send_limit = peer_limits.frame_limit(settings.codec.get_max_frame_length());
-    let peer = PeerInfo {
-        kernel: hello.kernel,
-        aliases: hello.aliases,
-        pid: hello.pid,
-    };
+    let peer = PeerInfo::new(hello.kernel, hello.aliases, hello.pid).with_identity(identity);
     // What is left of the Hello (its `auth` bytes) shares the read buffer it
     // was decoded from. Kept alive for the whole connection, it would make
     // the next read allocate a second buffer: 8 KiB more per connection.
@@ -359,8 +363,13 @@ fn channel_builder(settings: &Settings, send_limit: usize) -> ikc_core::ChannelB
 }
 
 #[cfg(feature = "perl")]
-fn legacy_accept(settings: &Settings, deadline: tokio::time::Instant) -> legacy::Accept<'_> {
+fn legacy_accept(
+    settings: &Settings,
+    deadline: tokio::time::Instant,
+    identity: Identity,
+) -> legacy::Accept<'_> {
     legacy::Accept {
+        identity,
         builder: channel_builder(settings, settings.codec.get_max_frame_length()),
         kernel: &settings.kernel,
         max_frame_length: settings.codec.get_max_frame_length(),

@@ -25,7 +25,7 @@ use self::conn::ServeConnection;
 pub use self::conn::{Connection, ConnectionOutcome};
 use crate::BoxError;
 use crate::error::{Error, TransportErrorKind};
-use crate::handshake::Secret;
+use crate::handshake::Keyring;
 use crate::io::{Connected, Io};
 use crate::limit::ConnectionLimitLayer;
 use crate::listener::{ListenAddr, Listener};
@@ -146,7 +146,7 @@ pub struct Server<L = Identity> {
     worker: u32,
     accept_limit: Option<u64>,
     legacy: bool,
-    secret: Option<Secret>,
+    secret: Option<Keyring>,
     #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
     layer: L,
@@ -319,10 +319,12 @@ impl<L> Server<L> {
     #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Requires every peer to prove it knows `secret` in the handshake
     /// (HMAC-SHA256 challenge and response, both ways; see
-    /// [`auth`](crate::auth)). Peers without it are refused with a reason,
-    /// and legacy Perl peers are not accepted. Default: none.
-    pub fn secret(mut self, secret: Secret) -> Self {
-        self.secret = Some(secret);
+    /// [`auth`](crate::auth)): one [`Secret`](crate::auth::Secret), or a
+    /// [`Keyring`](crate::auth::Keyring) of several named keys, for
+    /// rotation. Peers without it are refused with a reason, and legacy
+    /// Perl peers are not accepted. Default: none.
+    pub fn secret(mut self, secret: impl Into<Keyring>) -> Self {
+        self.secret = Some(secret.into());
         self
     }
 
