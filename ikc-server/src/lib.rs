@@ -20,9 +20,10 @@
 //! | `handshake` | the native handshake: server side, client side, the shared-secret exchange |
 //! | [`legacy`] | the Perl POE::Component::IKC protocol: sniffing, negotiation, Storable, translation (cargo feature `perl`, on by default) |
 //! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
+//! | [`access`] | who may call or post what: a [`Policy`](access::Policy) and its request layer |
 //! | [`listener`] | bound sockets ([`Listener`]), and sockets bound before a runtime (pre-fork) |
 //! | `io` | the streams a connection runs over ([`Connected`]), a connection as the layers see it ([`ServedConnection`]) |
-//! | [`tls`], [`auth`] | TLS settings; the shared secret (cargo features `tls` and `auth`, on by default) |
+//! | [`tls`], [`auth`] | TLS settings and mutual TLS; the shared secret and keyrings (cargo features `tls` and `auth`, on by default) |
 //! | `framed` | the frame transport a channel runs over |
 //! | `error` | [`Error`], why a server could not start or a client connect |
 //!
@@ -56,6 +57,7 @@
 
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+pub mod access;
 pub mod auth;
 pub mod balance;
 pub mod client;
