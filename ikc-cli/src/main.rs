@@ -19,7 +19,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ikc::core::BoxError;
 use ikc::server::Error as ServerError;
-use ikc::server::auth::Secret;
+use ikc::server::access::Policy;
+use ikc::server::auth::{Keyring, Secret};
 use ikc::server::balance::discover;
 use ikc::server::balance::dns::Dns;
 use ikc::server::client::ClientBuilder;
@@ -72,7 +73,9 @@ struct ServeArgs {
     #[arg(long)]
     allow_remote_shutdown: bool,
     /// Require peers to prove they know the secret in this file (HMAC-SHA256
-    /// challenge and response; the secret never goes on the wire).
+    /// challenge and response; the secret never goes on the wire). The file
+    /// is one secret, or a TOML `[keys]` table of id = "secret" for
+    /// rotation (peers name the key they prove with --key-id).
     #[arg(long)]
     secret_file: Option<PathBuf>,
     /// Speak TLS on TCP with this PEM certificate chain (needs --tls-key).
@@ -81,6 +84,15 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Mutual TLS: require every TCP client to present a certificate that
+    /// leads to the PEM CA certificates in this file (needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Let peers call and post only what the access policy in this TOML
+    /// file allows (see the `ikc_server::access` docs); the rest is
+    /// answered Forbidden.
+    #[arg(long)]
+    access: Option<PathBuf>,
     /// Pre-forked worker processes; 0 serves in this process.
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -144,12 +156,23 @@ struct AddrArgs {
     #[arg(long, default_value = "127.0.0.1:6030")]
     addr: String,
     /// Prove to the server that we know the secret in this file (and require
-    /// the server to prove it too).
+    /// the server to prove it too): one secret, or a TOML `[keys]` table
+    /// (then --key-id names the key, unless it holds one).
     #[arg(long)]
     secret_file: Option<PathBuf>,
+    /// The id of the key of --secret-file to prove (default: its only key).
+    #[arg(long, requires = "secret_file")]
+    key_id: Option<String>,
     /// Speak TLS, trusting the PEM certificates in this file.
     #[arg(long)]
     tls_ca: Option<PathBuf>,
+    /// Present this PEM client certificate chain to a server that requires
+    /// one (mutual TLS; needs --tls-ca and --tls-key).
+    #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds to wait for the connection, the TLS handshake and the ikc
     /// handshake together before giving up (exit status 3).
     #[arg(long, default_value = CONNECT_TIMEOUT, value_parser = parse_secs)]
@@ -161,13 +184,44 @@ struct AddrArgs {
 const CONNECT_TIMEOUT: &str = "10";
 
 /// Reads `--secret-file`, with the error a user can act on.
-fn read_secret(path: Option<&PathBuf>) -> Result<Option<Secret>, ExitCode> {
+fn read_keys(path: Option<&PathBuf>) -> Result<Option<Keyring>, ExitCode> {
     path.map(|path| {
-        Secret::from_file(path).map_err(|error| {
-            eprintln!(
-                "error: cannot read the secret file {}: {error}",
-                path.display()
-            );
+        Keyring::from_file(path).map_err(|error| {
+            eprintln!("error: cannot use the secret file: {error}");
+            ExitCode::from(2)
+        })
+    })
+    .transpose()
+}
+
+/// The key of `--secret-file` a client proves: `--key-id`'s, or its only
+/// one.
+fn read_secret(path: Option<&PathBuf>, id: Option<&str>) -> Result<Option<Secret>, ExitCode> {
+    let Some(keys) = read_keys(path)? else {
+        return Ok(None);
+    };
+    match keys.pick(id) {
+        Some(secret) => Ok(Some(secret.clone())),
+        None => {
+            let ids = keys.ids().collect::<Vec<_>>().join(", ");
+            match id {
+                Some(id) => {
+                    eprintln!("error: the secret file holds no key {id:?} (it holds {ids})")
+                }
+                None => eprintln!(
+                    "error: the secret file holds several keys ({ids}): name one with --key-id"
+                ),
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Reads `--access`, with the error a user can act on.
+fn read_policy(path: Option<&PathBuf>) -> Result<Option<Policy>, ExitCode> {
+    path.map(|path| {
+        Policy::from_file(path).map_err(|error| {
+            eprintln!("error: cannot use --access {}: {error}", path.display());
             ExitCode::from(2)
         })
     })
@@ -304,20 +358,28 @@ fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
         .grace_period(args.grace)
         .legacy(args.legacy)
         .allow_remote_shutdown(args.allow_remote_shutdown);
-    let server = match read_secret(args.secret_file.as_ref())? {
-        Some(secret) => server.secret(secret),
+    let server = match read_keys(args.secret_file.as_ref())? {
+        Some(keys) => server.secret(keys),
         None => server,
     };
-    Ok(match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => match ServerTls::from_pem_files(cert, key) {
-            Ok(tls) => server.tls(tls),
-            Err(error) => {
-                eprintln!("error: cannot use --tls-cert/--tls-key: {error}");
-                return Err(ExitCode::from(2));
-            }
-        },
-        _ => server,
-    })
+    let server = match read_policy(args.access.as_ref())? {
+        Some(policy) => server.access_policy(policy),
+        None => server,
+    };
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(server);
+    };
+    let tls = ServerTls::from_pem_files(cert, key).and_then(|tls| match &args.tls_client_ca {
+        Some(ca) => tls.client_ca_pem_file(ca),
+        None => Ok(tls),
+    });
+    match tls {
+        Ok(tls) => Ok(server.tls(tls)),
+        Err(error) => {
+            eprintln!("error: cannot use --tls-cert/--tls-key/--tls-client-ca: {error}");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn serve_prefork(args: &ServeArgs) -> ExitCode {
@@ -390,14 +452,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
 /// `monitor`, `bench`) takes from its options.
 fn client_builder(args: &AddrArgs) -> Result<ClientBuilder, ExitCode> {
     let mut builder = Client::builder().connect_timeout(args.connect_timeout);
-    if let Some(secret) = read_secret(args.secret_file.as_ref())? {
+    if let Some(secret) = read_secret(args.secret_file.as_ref(), args.key_id.as_deref())? {
         builder = builder.secret(secret);
     }
     if let Some(ca) = &args.tls_ca {
-        match ClientTls::from_pem_file(ca) {
+        let tls =
+            ClientTls::from_pem_file(ca).and_then(|tls| match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => tls.identity_pem_files(cert, key),
+                _ => Ok(tls),
+            });
+        match tls {
             Ok(tls) => builder = builder.tls(tls),
             Err(error) => {
-                eprintln!("error: cannot use --tls-ca {}: {error}", ca.display());
+                eprintln!("error: cannot use --tls-ca/--tls-cert/--tls-key: {error}");
                 return Err(ExitCode::from(2));
             }
         }

@@ -98,8 +98,14 @@ impl Drop for Served {
 }
 
 pub(crate) fn run(args: &[&str]) -> Output {
-    let mut child = ikc()
-        .args(args)
+    let mut command = ikc();
+    command.args(args);
+    output(command)
+}
+
+/// Runs `command` to its end (bounded) and takes its output.
+pub(crate) fn output(mut command: Command) -> Output {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -108,7 +114,7 @@ pub(crate) fn run(args: &[&str]) -> Output {
     while child.try_wait().expect("wait works").is_none() {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("ikc {args:?} did not finish");
+            panic!("{command:?} did not finish");
         }
         std::thread::sleep(Duration::from_millis(10));
     }

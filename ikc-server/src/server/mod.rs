@@ -24,6 +24,7 @@ use self::accept::AcceptLoop;
 use self::conn::ServeConnection;
 pub use self::conn::{Connection, ConnectionOutcome};
 use crate::BoxError;
+use crate::access::{AccessLayer, Policy};
 use crate::error::{Error, TransportErrorKind};
 use crate::handshake::Keyring;
 use crate::io::{Connected, Io};
@@ -147,6 +148,7 @@ pub struct Server<L = Identity> {
     accept_limit: Option<u64>,
     legacy: bool,
     secret: Option<Keyring>,
+    access: Option<AccessLayer>,
     #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
     layer: L,
@@ -176,6 +178,7 @@ impl Server {
             accept_limit: None,
             legacy: true,
             secret: None,
+            access: None,
             #[cfg(feature = "tls")]
             tls: None,
             layer: Identity::new(),
@@ -315,6 +318,16 @@ impl<L> Server<L> {
         self
     }
 
+    /// Lets peers call and post only what `policy` allows them (see
+    /// [`access`](crate::access)), `IKC/*` built-ins included; the rest is
+    /// answered `Forbidden`. The check runs before the layers added with
+    /// [`layer`](Self::layer), as an [`AccessLayer`] would outermost.
+    /// Default: none, every peer may call every published session.
+    pub fn access_policy(mut self, policy: Policy) -> Self {
+        self.access = Some(AccessLayer::new(policy));
+        self
+    }
+
     #[cfg(feature = "auth")]
     #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Requires every peer to prove it knows `secret` in the handshake
@@ -380,6 +393,7 @@ impl<L> Server<L> {
             accept_limit: self.accept_limit,
             legacy: self.legacy,
             secret: self.secret,
+            access: self.access,
             #[cfg(feature = "tls")]
             tls: self.tls,
             layer: Stack::new(layer, self.layer),
@@ -501,7 +515,8 @@ where
         // request.
         let requests = self.layer.layer(router);
         let requests =
-            SessionService::new(RequestTrace::new(requests.map_err(Into::<BoxError>::into)));
+            tower::util::option_layer(self.access).layer(requests.map_err(Into::<BoxError>::into));
+        let requests = SessionService::new(RequestTrace::new(requests));
 
         let mut codec = CodecBuilder::new();
         codec.max_frame_length(self.max_frame_length);
