@@ -458,3 +458,68 @@ async fn a_graceful_shutdown_closes_legacy_connections() {
     perl.finish().await;
     assert_eq!(perl.pieces.len(), 2, "nothing after the answer");
 }
+
+#[tokio::test]
+async fn a_legacy_peer_gets_what_an_unauthenticated_peer_may_call_and_no_more() {
+    let kernel = Kernel::new("Server");
+    kernel
+        .publish(
+            "whoami",
+            ["get"],
+            service_fn(|req: Request| async move {
+                let caller = req.caller().ok_or("no caller")?;
+                Ok::<_, BoxError>(Value::from(caller.identity.to_string()))
+            }),
+        )
+        .expect("valid names");
+    kernel
+        .publish(
+            "native",
+            ["only"],
+            service_fn(|_: Request| async { Ok::<_, BoxError>(Value::from("native")) }),
+        )
+        .expect("valid names");
+    let policy = r#"
+        [[rule]]
+        target = "native/*"
+        allow = [{ legacy = false }]
+
+        [[rule]]
+        target = "*"
+        allow = [{ authenticated = false }]
+    "#;
+    let server = Server::builder()
+        .kernel(kernel)
+        .access_policy(policy.parse().expect("a policy"))
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .serve()
+        .await
+        .expect("server starts");
+    let addr = server.local_addr().to_string();
+    let perl = Client::connect_legacy(&addr).await.expect("connects");
+    let me = tokio::time::timeout(WAIT, perl.call("whoami/get", Value::Null))
+        .await
+        .expect("answered in time")
+        .expect("an unauthenticated peer may call whoami");
+    let me = me.as_str().unwrap_or_default().to_owned();
+    assert!(me.starts_with("legacy from 127.0.0.1:"), "{me}");
+    let refused = tokio::time::timeout(WAIT, perl.call("native/only", Value::Null))
+        .await
+        .expect("answered in time")
+        .expect_err("a Perl peer may not call native/*");
+    // The Perl protocol has no error kinds: the refusal arrives as text.
+    assert!(
+        refused.message().contains("may not call native/only"),
+        "{refused:?}"
+    );
+
+    let native = Client::connect(&addr).await.expect("connects");
+    assert_eq!(
+        native
+            .call("native/only", Value::Null)
+            .await
+            .expect("allowed"),
+        Value::from("native")
+    );
+    server.shutdown();
+}

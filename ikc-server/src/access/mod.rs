@@ -52,7 +52,9 @@
 //! certificate or credentials (a server with a shared secret refuses them
 //! outright). They get what an unauthenticated peer gets: rules with
 //! `authenticated = true`, a `key_id`, a `subject`, a `san` or a `uid` never
-//! match them; `{}` and `{ legacy = true }` do.
+//! match them; `{}`, `{ authenticated = false }` and `{ legacy = true }`
+//! do, with `kernel` as the only other field worth matching. Their protocol
+//! has no error kinds: a refusal reaches them as the error text.
 //!
 //! A refused request is answered `ErrorKind::Forbidden`, naming the
 //! caller and the target; the first refusal of each peer is logged at
