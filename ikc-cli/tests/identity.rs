@@ -1,6 +1,7 @@
 //! `ikc serve --access` with the identities the CLI gives: keys named with
-//! `--key-id` from a keyring file, and the uid of a Unix socket client, a
-//! client of another uid run as that user where the test runs as root.
+//! `--key-id` from a keyring file, the uid of a Unix socket client (a
+//! client of another uid run as that user where the test runs as root),
+//! and a client certificate (`--tls-client-ca`, mutual TLS).
 
 mod support;
 
@@ -151,4 +152,84 @@ fn a_unix_client_of_another_uid_is_refused_what_uid_0_may_call() {
     // What the policy leaves open, uid 65534 may call.
     assert_eq!(stdout(&nobody("echo/say")), r#""hi""#);
     drop(server);
+}
+
+/// A self-signed certificate for `names`, written into `dir` as
+/// `NAME.pem` and `NAME.key`; their paths.
+fn self_signed(dir: &Path, name: &str, names: &[&str]) -> (String, String) {
+    let certified = rcgen::generate_simple_self_signed(
+        names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let cert = write(dir, &format!("{name}.pem"), &certified.cert.pem());
+    let key = write(
+        dir,
+        &format!("{name}.key"),
+        &certified.key_pair.serialize_pem(),
+    );
+    (cert, key)
+}
+
+#[test]
+fn mutual_tls_on_the_command_line_names_the_client_by_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server_cert, server_key) = self_signed(dir.path(), "server", &["127.0.0.1"]);
+    let (client_cert, client_key) = self_signed(dir.path(), "client", &["ops.fleet.test"]);
+    let policy = write(
+        dir.path(),
+        "access.toml",
+        "[[rule]]\ntarget = \"echo/upper\"\nallow = [{ san = \"*.fleet.test\" }]\n",
+    );
+    let server = Served::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &server_cert,
+        "--tls-key",
+        &server_key,
+        "--tls-client-ca",
+        &client_cert,
+        "--access",
+        &policy,
+    ]);
+    let with_cert = run(&[
+        "call",
+        "--addr",
+        &server.addr,
+        "--tls-ca",
+        &server_cert,
+        "--tls-cert",
+        &client_cert,
+        "--tls-key",
+        &client_key,
+        "echo/upper",
+        r#""mtls""#,
+    ]);
+    assert_eq!(stdout(&with_cert), r#""MTLS""#, "{with_cert:?}");
+    // Not covered by a rule: denied by default.
+    let output = run(&[
+        "call",
+        "--addr",
+        &server.addr,
+        "--tls-ca",
+        &server_cert,
+        "--tls-cert",
+        &client_cert,
+        "--tls-key",
+        &client_key,
+        "echo/say",
+        r#""x""#,
+    ]);
+    assert!(stderr(&output).contains("Forbidden"), "{output:?}");
+    // No client certificate: the connection is refused (status 3).
+    let without = run(&[
+        "call",
+        "--addr",
+        &server.addr,
+        "--tls-ca",
+        &server_cert,
+        "echo/upper",
+        "1",
+    ]);
+    assert_eq!(without.status.code(), Some(3), "{without:?}");
 }
