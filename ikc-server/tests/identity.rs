@@ -118,6 +118,11 @@ async fn a_key_that_may_not_call_a_session_is_forbidden_and_one_that_may_is_not(
     )
     .await;
     assert!(whoami(&a).await.starts_with("key=A from 127.0.0.1:"));
+    // The client knows the server the same way: the address it dialled and
+    // the key both proved.
+    let seen = a.server().identity;
+    assert_eq!(seen.key_id.as_deref(), Some("A"));
+    assert_eq!(seen.addr, Some(server.local_addr().to_string()));
     let refused = within("a call with key A", a.call("admin/reset", Value::Null))
         .await
         .unwrap_err();

@@ -163,7 +163,14 @@ pub(super) async fn establish(
             })?
     };
     let welcome = deadline.bound(addr, "the handshake", handshake).await?;
-    let peer = PeerInfo::new(welcome.kernel, welcome.aliases, welcome.pid);
+    // The server, as this side knows it: the address dialled and the key it
+    // proved, when there was one (the server's own TLS certificate is
+    // checked against the address, not kept).
+    let mut identity = ikc_core::Identity::default().with_addr(addr);
+    if let Some(secret) = &settings.secret {
+        identity = identity.with_key_id(handshake::auth::id(secret));
+    }
+    let peer = PeerInfo::new(welcome.kernel, welcome.aliases, welcome.pid).with_identity(identity);
     let framed = IdleFramed::new(framed.map_codec(HandshakeCodec::into_frame_codec));
     let peer_limits = PeerLimits::from_proto(welcome.limits.as_ref());
     let send_limit = peer_limits.frame_limit(settings.max_frame_length);

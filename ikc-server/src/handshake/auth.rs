@@ -61,6 +61,11 @@ pub(crate) fn nonce(_: &Secret) -> [u8; NONCE_LEN] {
     auth::nonce()
 }
 
+/// The id of `secret`'s key.
+pub(crate) fn id(secret: &Secret) -> &str {
+    secret.id()
+}
+
 /// The key id a client holding `secret` names in its `Hello`: empty for
 /// the default key, as a server of one key expects.
 pub(crate) fn key_id(secret: &Secret) -> String {
