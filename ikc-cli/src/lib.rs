@@ -13,6 +13,7 @@
 //! |--------|-----------------------|
 //! | [`bench`](mod@bench) | the closed-loop load generator behind `ikc bench`, and its report |
 //! | [`demo`] | the `echo` session that `ikc serve` publishes |
+//! | [`metrics`] | the Prometheus endpoint of `ikc serve --metrics` |
 //!
 //! The binary (`src/main.rs`) parses the command line with clap, sets up
 //! logging with tracing-subscriber and allocates with mimalloc (the
@@ -22,3 +23,4 @@
 
 pub mod bench;
 pub mod demo;
+pub mod metrics;

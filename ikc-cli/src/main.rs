@@ -88,6 +88,11 @@ struct ServeArgs {
     /// leads to the PEM CA certificates in this file (needs --tls-cert).
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (default address
+    /// 127.0.0.1:9464 when given without one); off by default. Not yet with
+    /// --workers.
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9464", value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Let peers call and post only what the access policy in this TOML
     /// file allows (see the `ikc_server::access` docs); the rest is
     /// answered Forbidden.
@@ -287,6 +292,10 @@ fn main() -> ExitCode {
     // The pre-fork supervisor must fork before any runtime or thread exists.
     if let Command::Serve(args) = &cli.command {
         if args.workers > 0 {
+            if args.metrics.is_some() {
+                eprintln!("error: --metrics does not work with --workers yet");
+                return ExitCode::from(2);
+            }
             return serve_prefork(args);
         }
     }
@@ -435,10 +444,24 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(path) = args.unix {
         server = server.unix(path);
     }
+    let mut metrics = None;
+    if let Some(addr) = args.metrics {
+        match ikc_cli::metrics::serve(addr).await {
+            Ok(local) => metrics = Some(local),
+            Err(error) => {
+                eprintln!("error: --metrics: {error}");
+                return ExitCode::from(3);
+            }
+        }
+        server = server.metrics(true);
+    }
     let handle = match server.serve_with_shutdown(termination()).await {
         Ok(handle) => handle,
         Err(error) => return report(&error),
     };
+    if let Some(local) = metrics {
+        tracing::info!("metrics on http://{local}/metrics");
+    }
     let report = handle.stopped().await;
     tracing::info!(
         connections = report.connections,

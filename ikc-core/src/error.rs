@@ -60,6 +60,26 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// The kind `error` answers the caller with, as
+    /// [`IkcError::from_box`] would make it, without taking it (for
+    /// middleware that counts errors and passes them on).
+    #[must_use]
+    pub fn of(error: &BoxError) -> ErrorKind {
+        if let Some(error) = error.downcast_ref::<IkcError>() {
+            error.kind()
+        } else if error.is::<ValueError>() {
+            ErrorKind::BadRequest
+        } else if error.is::<tower::timeout::error::Elapsed>() {
+            ErrorKind::Timeout
+        } else if error.is::<tower::load_shed::error::Overloaded>() {
+            ErrorKind::Overloaded
+        } else {
+            ErrorKind::Handler
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

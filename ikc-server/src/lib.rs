@@ -21,6 +21,7 @@
 //! | [`legacy`] | the Perl POE::Component::IKC protocol: sniffing, negotiation, Storable, translation (cargo feature `perl`, on by default) |
 //! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
 //! | [`access`] | who may call or post what: a [`Policy`](access::Policy) and its request layer |
+//! | [`metrics`] | request and connection metrics through the `metrics` facade |
 //! | [`listener`] | bound sockets ([`Listener`]), and sockets bound before a runtime (pre-fork) |
 //! | `io` | the streams a connection runs over ([`Connected`]), a connection as the layers see it ([`ServedConnection`]) |
 //! | [`tls`], [`auth`] | TLS settings and mutual TLS; the shared secret and keyrings (cargo features `tls` and `auth`, on by default) |
@@ -70,6 +71,7 @@ mod io;
 pub mod legacy;
 pub mod limit;
 pub mod listener;
+pub mod metrics;
 mod run;
 mod server;
 pub mod shutdown;

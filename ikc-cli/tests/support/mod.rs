@@ -25,6 +25,9 @@ pub(crate) struct Served {
     pub(crate) child: Child,
     pub(crate) addr: String,
     log: mpsc::Receiver<String>,
+    /// Lines read so far, for a later [`Served::wait_for_log`] looking for
+    /// one that came before the line an earlier wait was after.
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Served {
@@ -54,6 +57,7 @@ impl Served {
             child,
             addr: String::new(),
             log: rx,
+            seen: std::cell::RefCell::default(),
         };
         let line = served.wait_for_log("listening on ");
         let addr = line.split("listening on ").nth(1).expect("address follows");
@@ -61,13 +65,22 @@ impl Served {
         served
     }
 
+    /// The first line the server logged (so far or within [`WAIT`]) that
+    /// contains `needle`.
     pub(crate) fn wait_for_log(&self, needle: &str) -> String {
+        if let Some(line) = self.seen.borrow().iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => {
+                    self.seen.borrow_mut().push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
                 Err(error) => panic!("server never logged {needle:?}: {error}"),
             }
         }

@@ -134,7 +134,13 @@ impl Service<Connection> for ServeConnection {
     }
 
     fn call(&mut self, conn: Connection) -> Self::Future {
-        Box::pin(serve(Arc::clone(&self.settings), conn))
+        let served = serve(Arc::clone(&self.settings), conn);
+        Box::pin(async move {
+            crate::metrics::accepted();
+            let outcome = served.await;
+            crate::metrics::ended(outcome.as_ref().ok().copied());
+            outcome
+        })
     }
 }
 

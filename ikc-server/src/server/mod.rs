@@ -30,6 +30,7 @@ use crate::handshake::Keyring;
 use crate::io::{Connected, Io};
 use crate::limit::ConnectionLimitLayer;
 use crate::listener::{ListenAddr, Listener};
+use crate::metrics::MetricsLayer;
 use crate::shutdown::{Shutdown, ShutdownMonitorLayer};
 #[cfg(feature = "tls")]
 use crate::tls::ServerTls;
@@ -149,6 +150,7 @@ pub struct Server<L = Identity> {
     legacy: bool,
     secret: Option<Keyring>,
     access: Option<AccessLayer>,
+    metrics: bool,
     #[cfg(feature = "tls")]
     tls: Option<ServerTls>,
     layer: L,
@@ -179,6 +181,7 @@ impl Server {
             legacy: true,
             secret: None,
             access: None,
+            metrics: false,
             #[cfg(feature = "tls")]
             tls: None,
             layer: Identity::new(),
@@ -328,6 +331,15 @@ impl<L> Server<L> {
         self
     }
 
+    /// Records request metrics (per session and event: requests, errors by
+    /// kind, latency; requests in flight) into the global `metrics`
+    /// recorder; see [`metrics`](crate::metrics). Connection metrics are
+    /// recorded either way. Default: off.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
     #[cfg(feature = "auth")]
     #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     /// Requires every peer to prove it knows `secret` in the handshake
@@ -394,6 +406,7 @@ impl<L> Server<L> {
             legacy: self.legacy,
             secret: self.secret,
             access: self.access,
+            metrics: self.metrics,
             #[cfg(feature = "tls")]
             tls: self.tls,
             layer: Stack::new(layer, self.layer),
@@ -515,11 +528,19 @@ where
         // request.
         let requests = self.layer.layer(router);
         let requests = requests.map_err(Into::<BoxError>::into);
-        // Two stacks rather than an `Either`: without a policy, a request
-        // takes no extra step.
-        let requests = match self.access {
-            Some(access) => SessionService::new(RequestTrace::new(access.layer(requests))),
-            None => SessionService::new(RequestTrace::new(requests)),
+        // A stack for each choice rather than `Either`s: without a policy or
+        // metrics, a request takes no extra step. Metrics outside the
+        // policy: refusals are counted.
+        let metered = self.metrics.then(MetricsLayer::new);
+        let requests = match (metered, self.access) {
+            (Some(metrics), Some(access)) => {
+                SessionService::new(RequestTrace::new(metrics.layer(access.layer(requests))))
+            }
+            (Some(metrics), None) => {
+                SessionService::new(RequestTrace::new(metrics.layer(requests)))
+            }
+            (None, Some(access)) => SessionService::new(RequestTrace::new(access.layer(requests))),
+            (None, None) => SessionService::new(RequestTrace::new(requests)),
         };
 
         let mut codec = CodecBuilder::new();
