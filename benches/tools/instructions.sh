@@ -7,6 +7,9 @@
 #
 #   benches/tools/instructions.sh DIR server|client [PORT]
 #
+# SERVER_FLAGS (environment) adds flags to the server, e.g.
+# SERVER_FLAGS=--metrics to count the cost of recording metrics.
+#
 # DIR holds a `bench_peer_server` and a `bench_peer_client` built with
 # `cargo build --release --examples` (any peer with the same flags works,
 # e.g. links to shared/peers' codec-server and codec-client). The side
@@ -33,14 +36,14 @@ measure() {
   local secs=$1
   case $side in
   server)
-    "${cg[@]}" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 5)) >"$out/err" 2>&1 &
+    "${cg[@]}" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 5)) ${SERVER_FLAGS:-} >"$out/err" 2>&1 &
     pid=$!
     sleep 2
     "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out"
     wait "$pid"
     ;;
   client)
-    "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 6)) 2>/dev/null &
+    "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 6)) ${SERVER_FLAGS:-} 2>/dev/null &
     pid=$!
     sleep 0.5
     "${cg[@]}" "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out" 2>"$out/err"

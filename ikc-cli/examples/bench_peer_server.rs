@@ -32,6 +32,10 @@ struct Args {
     /// Exit after this many seconds.
     #[arg(long, default_value = "900", value_parser = ikc_cli::bench::parse_secs)]
     max_secs: Duration,
+    /// Record request metrics into a Prometheus recorder (rendered by
+    /// nobody: the cost of recording, as `ikc serve --metrics` pays it).
+    #[arg(long)]
+    metrics: bool,
 }
 
 fn main() -> ExitCode {
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         // `block_on` runs on this thread, not a worker: serve from a task so
         // the accept loop and connections all run on the workers.
-        let serving = tokio::spawn(serve(args.addr, args.max_secs));
+        let serving = tokio::spawn(serve(args.addr, args.max_secs, args.metrics));
         serving.await.unwrap_or_else(|error| {
             eprintln!("bench_peer_server: server task failed: {error}");
             ExitCode::FAILURE
@@ -64,10 +68,17 @@ fn main() -> ExitCode {
     code
 }
 
-async fn serve(addr: SocketAddr, max_secs: Duration) -> ExitCode {
+async fn serve(addr: SocketAddr, max_secs: Duration, metrics: bool) -> ExitCode {
     let kernel = Kernel::new("ikc-bench");
     ikc_cli::demo::publish_echo(&kernel).expect("demo names are valid");
-    let server = match Server::builder().kernel(kernel).bind(addr).serve().await {
+    if metrics
+        && let Err(error) = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()
+    {
+        eprintln!("bench_peer_server: {error}");
+        return ExitCode::FAILURE;
+    }
+    let server = Server::builder().kernel(kernel).bind(addr).metrics(metrics);
+    let server = match server.serve().await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("bench_peer_server: {error}");
