@@ -6,11 +6,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use ::metrics::{Counter, Gauge, Histogram};
 use ikc_core::{ErrorKind, Request};
 use pin_project::pin_project;
+use quanta::Instant;
 use tower::{Layer, Service};
 
 use crate::BoxError;
@@ -32,11 +32,12 @@ impl MetricsLayer {
     /// A layer recording into the global `metrics` recorder.
     #[must_use]
     pub fn new() -> Self {
+        let in_flight = ::metrics::gauge!("ikc_requests_in_flight");
         MetricsLayer {
             shared: Arc::new(Shared {
                 targets: RwLock::default(),
-                unrouted: Arc::new(Target::new("-", "-")),
-                in_flight: ::metrics::gauge!("ikc_requests_in_flight"),
+                unrouted: Arc::new(Target::new("-", "-", in_flight.clone(), None)),
+                in_flight,
             }),
         }
     }
@@ -49,6 +50,7 @@ impl<S> Layer<S> for MetricsLayer {
         Metered {
             inner,
             shared: Arc::clone(&self.shared),
+            recent: Recent::default(),
         }
     }
 }
@@ -63,7 +65,8 @@ struct Shared {
     in_flight: Gauge,
 }
 
-/// The handles of one session and event.
+/// The handles of one session and event, and those a request's end needs
+/// besides (so that it holds one reference, not two).
 #[derive(Debug)]
 struct Target {
     session: Box<str>,
@@ -71,10 +74,14 @@ struct Target {
     calls: Counter,
     posts: Counter,
     duration: Histogram,
+    in_flight: Gauge,
+    /// Where a request answered "no such target" is counted instead; none
+    /// for that target itself.
+    unrouted: Option<Arc<Target>>,
 }
 
 impl Target {
-    fn new(session: &str, event: &str) -> Self {
+    fn new(session: &str, event: &str, in_flight: Gauge, unrouted: Option<Arc<Target>>) -> Self {
         let labels = [("session", session.to_owned()), ("event", event.to_owned())];
         let with_kind = |kind: &'static str| {
             let mut labels = labels.to_vec();
@@ -87,6 +94,8 @@ impl Target {
             calls: with_kind("call"),
             posts: with_kind("post"),
             duration: ::metrics::histogram!("ikc_request_duration_seconds", &labels),
+            in_flight,
+            unrouted,
         }
     }
 
@@ -114,11 +123,15 @@ impl Shared {
     fn learn(&self, session: &str, event: &str) -> Arc<Target> {
         let mut targets = self.targets.write().unwrap_or_else(PoisonError::into_inner);
         let events = targets.entry(session.into()).or_default();
-        Arc::clone(
-            events
-                .entry(event.into())
-                .or_insert_with(|| Arc::new(Target::new(session, event))),
-        )
+        Arc::clone(events.entry(event.into()).or_insert_with(|| {
+            let unrouted = Arc::clone(&self.unrouted);
+            Arc::new(Target::new(
+                session,
+                event,
+                self.in_flight.clone(),
+                Some(unrouted),
+            ))
+        }))
     }
 }
 
@@ -127,6 +140,53 @@ impl Shared {
 pub struct Metered<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// This clone's last targets: each connection calls a clone of its own,
+    /// and a connection calls few targets, so most requests find theirs
+    /// here by comparing names, without hashing or locking.
+    recent: Recent,
+}
+
+/// The handles of the last few targets a [`Metered`] clone answered.
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    targets: [Option<Arc<Target>>; RECENT],
+    /// The slot the next target learnt replaces.
+    next: usize,
+}
+
+/// How many targets a connection keeps at hand.
+const RECENT: usize = 4;
+
+impl Recent {
+    fn find(&self, session: &str, event: &str) -> Option<&Arc<Target>> {
+        self.targets
+            .iter()
+            .flatten()
+            .find(|target| *target.event == *event && *target.session == *session)
+    }
+
+    fn keep(&mut self, target: &Arc<Target>) {
+        self.targets[self.next] = Some(Arc::clone(target));
+        self.next = (self.next + 1) % RECENT;
+    }
+}
+
+impl<S> Metered<S> {
+    fn seen(&mut self, session: &str, event: &str) -> Seen {
+        if let Some(target) = self.recent.find(session, event) {
+            return Seen::Known(Arc::clone(target));
+        }
+        if let Some(target) = self.shared.known(session, event) {
+            self.recent.keep(&target);
+            return Seen::Known(target);
+        }
+        if event.is_empty() {
+            // A target naming no event is refused by the router.
+            return Seen::Known(Arc::clone(&self.shared.unrouted));
+        }
+        // Names are kept only for a target not seen answered yet.
+        Seen::New(Arc::clone(&self.shared), session.into(), event.into())
+    }
 }
 
 impl<S> Service<Request> for Metered<S>
@@ -145,18 +205,11 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let started = Instant::now();
         let post = req.is_post();
-        let target = match self.shared.known(req.session(), req.event()) {
-            Some(target) => Seen::Known(target),
-            // A target naming no event is refused by the router.
-            None if req.event().is_empty() => Seen::Known(Arc::clone(&self.shared.unrouted)),
-            // Names are kept only for a target not seen answered yet.
-            None => Seen::New(req.session().into(), req.event().into()),
-        };
+        let target = self.seen(req.session(), req.event());
         self.shared.in_flight.increment(1.0);
         MeteredFuture {
             inner: self.inner.call(req),
             record: Some(Record {
-                shared: Arc::clone(&self.shared),
                 target,
                 post,
                 started,
@@ -167,12 +220,13 @@ where
 
 enum Seen {
     Known(Arc<Target>),
-    New(Box<str>, Box<str>),
+    /// A target not answered yet: its handles are made at the end, if it
+    /// exists.
+    New(Arc<Shared>, Box<str>, Box<str>),
 }
 
 /// What a request's end records.
 struct Record {
-    shared: Arc<Shared>,
     target: Seen,
     post: bool,
     started: Instant,
@@ -180,15 +234,19 @@ struct Record {
 
 impl Record {
     fn finish(self, error: Option<ErrorKind>) {
-        self.shared.in_flight.decrement(1.0);
         let unrouted = matches!(
             error,
             Some(ErrorKind::NoSession | ErrorKind::NoEvent | ErrorKind::NoKernel)
         );
         let target = match self.target {
-            _ if unrouted => Arc::clone(&self.shared.unrouted),
             Seen::Known(target) => target,
-            Seen::New(session, event) => self.shared.learn(&session, &event),
+            Seen::New(shared, _, _) if unrouted => Arc::clone(&shared.unrouted),
+            Seen::New(shared, session, event) => shared.learn(&session, &event),
+        };
+        target.in_flight.decrement(1.0);
+        let target = match &target.unrouted {
+            Some(instead) if unrouted => instead,
+            _ => &target,
         };
         target.record(self.post, self.started, error);
     }
