@@ -16,7 +16,9 @@
 # Knobs: ROUNDS (5), SECS (5), WARMUP (1), WORKLOADS ("latency throughput
 # large"), PEERS (0; 1 also runs the benchmark peers `bench_peer_server` +
 # `bench_peer_client` of ikc-cli, the library's path without the CLI, so the
-# two can be compared), SERVER_CPU (0), CLIENT_CPU (1), PEERS_DIR (../shared/peers, the
+# two can be compared), METRICS (0; 1 also runs `ikc serve --metrics`, the
+# same server recording metrics, and prints its throughput over plain
+# `ikc serve`'s, round by round), SERVER_CPU (0), CLIENT_CPU (1), PEERS_DIR (../shared/peers, the
 # codec echo's workspace), IKC (a prebuilt `ikc` binary; default: build
 # target/release/ikc). Servers are pinned to SERVER_CPU, clients to
 # CLIENT_CPU; only one client runs at a time.
@@ -32,6 +34,7 @@ peers=${PEERS_DIR:-../shared/peers}
 codec_port=50311
 ikc_port=50312
 peer_port=50313
+metrics_port=50314
 
 if [ -z "${IKC:-}" ]; then
     cargo build --release --quiet --bin ikc
@@ -42,6 +45,9 @@ if [ "${PEERS:-0}" = 1 ]; then
     cargo build --release --quiet -p ikc-cli --example bench_peer_server --example bench_peer_client
     peer_dir=$(dirname "$IKC")/examples
     systems="codec ikc peer"
+fi
+if [ "${METRICS:-0}" = 1 ]; then
+    systems+=" metrics"
 fi
 cargo build --release --quiet --manifest-path "$peers/Cargo.toml" -p codec-echo
 codec_dir=$(cd "$peers" && pwd)/target/release
@@ -63,6 +69,11 @@ pids+=($!)
 if [ "${PEERS:-0}" = 1 ]; then
     taskset -c "$server_cpu" "$peer_dir/bench_peer_server" --addr "127.0.0.1:$peer_port" \
         --workers 1 --max-secs "$max_secs" 2>"$out/peer-server.err" &
+    pids+=($!)
+fi
+if [ "${METRICS:-0}" = 1 ]; then
+    taskset -c "$server_cpu" "$IKC" serve --bind "127.0.0.1:$metrics_port" \
+        --metrics 127.0.0.1:0 2>"$out/metrics-server.err" &
     pids+=($!)
 fi
 # Both listen within a few seconds; `ikc ping` and a short codec run tell.
@@ -87,8 +98,10 @@ measure() {
     codec)
         line=$(taskset -c "$client_cpu" "$codec_dir/codec-client" --addr "127.0.0.1:$codec_port" \
             $(flags "$workload") --secs "$secs" --warmup "$warmup" --workers 1 | grep 'rps=' | tail -n 1) ;;
-    ikc)
-        line=$(taskset -c "$client_cpu" "$IKC" bench --addr "127.0.0.1:$ikc_port" \
+    ikc | metrics)
+        local port=$ikc_port
+        [ "$system" = metrics ] && port=$metrics_port
+        line=$(taskset -c "$client_cpu" "$IKC" bench --addr "127.0.0.1:$port" \
             $(flags "$workload") --secs "$secs" --warmup "$warmup" | grep 'rps=' | tail -n 1) ;;
     peer)
         line=$(taskset -c "$client_cpu" "$peer_dir/bench_peer_client" --addr "127.0.0.1:$peer_port" \
@@ -129,6 +142,11 @@ for round in $(seq "$rounds"); do
             echo "$ratio" >>"$out/$system.$workload.ratios"
             line+=$(printf ' %9s' "$ratio")
         done
+        if [ "${METRICS:-0}" = 1 ] && [ "$workload" != latency ]; then
+            ratio=$(awk -v a="${rps[metrics]}" -v b="${rps[ikc]}" 'BEGIN {printf "%.3f", a / b}')
+            echo "$ratio" >>"$out/metrics-ikc.$workload.ratios"
+            line+=$(printf '  metrics/ikc %s' "$ratio")
+        fi
         echo "$line"
     done
 done
@@ -141,3 +159,10 @@ for system in $systems; do
         printf '%-6s %-11s %s\n' "$system" "$workload" "$(median <"$out/$system.$workload.ratios")"
     done
 done
+if [ "${METRICS:-0}" = 1 ]; then
+    for workload in $workloads; do
+        [ "$workload" = latency ] && continue
+        printf '%-6s %-11s %s   (rps with metrics / without)\n' metrics/ikc "$workload" \
+            "$(median <"$out/metrics-ikc.$workload.ratios")"
+    done
+fi
