@@ -126,6 +126,8 @@ fn the_endpoint_counts_calls_by_session_and_event() {
     assert_eq!(value(&samples, inf), 3.0);
     assert!(value(&samples, "ikc_connections_accepted_total") >= 6.0);
     assert_eq!(value(&samples, "ikc_requests_in_flight"), 0.0);
+    assert!(value(&samples, "ikc_bytes_received_total") > 0.0);
+    assert!(value(&samples, "ikc_bytes_sent_total") > 0.0);
 
     // More calls, higher counts.
     assert!(

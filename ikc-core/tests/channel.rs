@@ -963,7 +963,11 @@ async fn a_silent_peer_is_probed_with_ping_and_dropped_when_it_stays_silent() {
         .unwrap()
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Disconnected);
-    assert!(within("the driver", driver).await.unwrap().is_err());
+    let ended = within("the driver", driver).await.unwrap();
+    assert!(
+        matches!(ended, Err(ChannelError::Silent { silent }) if silent == interval * 2),
+        "{ended:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -90,12 +90,7 @@ impl Control {
                         .map_or(Duration::ZERO, |k| k.interval * 2);
                     tracing::debug!(peer = %shared.peer.kernel, ?silent, "peer silent past the keepalive, closing");
                     shared.close();
-                    return Err(ChannelError::Read(
-                        format!(
-                            "no frame from the peer for {silent:?}, not even an answer to Ping"
-                        )
-                        .into(),
-                    ));
+                    return Err(ChannelError::Silent { silent });
                 }
             }
         }

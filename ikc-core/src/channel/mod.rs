@@ -126,6 +126,13 @@ pub enum ChannelError {
     /// Writing to the peer failed.
     #[error("writing to the peer failed")]
     Write(#[source] BoxError),
+    /// The peer sent nothing for `silent`, not even an answer to the
+    /// keepalive's `Ping`: the channel dropped it.
+    #[error("no frame from the peer for {silent:?}, not even an answer to Ping")]
+    Silent {
+        /// How long the peer was silent.
+        silent: Duration,
+    },
 }
 
 /// Builds channels; see the [module docs](self).

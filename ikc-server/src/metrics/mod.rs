@@ -18,15 +18,23 @@
 //! | `ikc_connections_refused_total` | counter | | connections refused or failed in the handshake |
 //! | `ikc_connections_aborted_total` | counter | | connections aborted at the end of the grace period |
 //! | `ikc_connections_open` | gauge | | connections served now |
+//! | `ikc_keepalive_drops_total` | counter | | connections dropped because the peer stayed silent past the keepalive (no answer to `Ping`) |
+//! | `ikc_bytes_received_total` | counter | | bytes read from peers (after TLS, handshake included) |
+//! | `ikc_bytes_sent_total` | counter | | bytes written to peers (after TLS) |
 //!
 //! Labels are bounded: a request whose target does not exist (`NoSession`,
 //! `NoEvent`, `NoKernel`) counts under `session="-"` and
 //! `event="-"`, so a peer cannot grow the label set by sending names.
 
+mod bytes;
 mod layer;
 
+pub(crate) use self::bytes::Counted;
 pub use self::layer::MetricsLayer;
 
+use ikc_core::channel::ChannelError;
+
+use crate::BoxError;
 use crate::run::ConnectionOutcome;
 
 /// A connection the server took: counted, and open until [`ended`].
@@ -35,16 +43,20 @@ pub(crate) fn accepted() {
     ::metrics::gauge!("ikc_connections_open").increment(1.0);
 }
 
-/// A connection [`accepted`] ended with `outcome` (`None`: it failed).
-pub(crate) fn ended(outcome: Option<ConnectionOutcome>) {
+/// A connection [`accepted`] ended with `outcome`.
+pub(crate) fn ended(outcome: &Result<ConnectionOutcome, BoxError>) {
     ::metrics::gauge!("ikc_connections_open").decrement(1.0);
-    match outcome {
-        Some(ConnectionOutcome::Refused) | None => {
-            ::metrics::counter!("ikc_connections_refused_total").increment(1);
-        }
-        Some(ConnectionOutcome::Aborted) => {
-            ::metrics::counter!("ikc_connections_aborted_total").increment(1);
-        }
-        Some(ConnectionOutcome::Closed) => {}
-    }
+    let name = match outcome {
+        Ok(ConnectionOutcome::Closed) => return,
+        Ok(ConnectionOutcome::Aborted) => "ikc_connections_aborted_total",
+        Ok(ConnectionOutcome::Refused) => "ikc_connections_refused_total",
+        Err(error) => match error.downcast_ref::<ChannelError>() {
+            Some(ChannelError::Silent { .. }) => "ikc_keepalive_drops_total",
+            // A channel that ran and failed (the peer vanished, broke
+            // the protocol): counted with the connections that closed.
+            Some(_) => return,
+            None => "ikc_connections_refused_total",
+        },
+    };
+    ::metrics::counter!(name).increment(1);
 }

@@ -27,6 +27,7 @@ use crate::handshake::server::{Greeting, refuse, send_refusal};
 use crate::io::{Io, PeerAddr};
 #[cfg(feature = "perl")]
 use crate::legacy;
+use crate::metrics::Counted;
 pub use crate::run::ConnectionOutcome;
 use crate::run::run_channel;
 #[cfg(feature = "tls")]
@@ -138,7 +139,7 @@ impl Service<Connection> for ServeConnection {
         Box::pin(async move {
             crate::metrics::accepted();
             let outcome = served.await;
-            crate::metrics::ended(outcome.as_ref().ok().copied());
+            crate::metrics::ended(&outcome);
             outcome
         })
     }
@@ -156,9 +157,10 @@ async fn serve(settings: Arc<Settings>, conn: Connection) -> Result<ConnectionOu
     // must not stretch it to several.
     let deadline = Instant::now() + settings.handshake_timeout;
     let steps = async {
-        #[cfg_attr(not(feature = "perl"), allow(unused_mut))]
-        let mut io = accept_tls(&settings, io, deadline).await?;
+        let io = accept_tls(&settings, io, deadline).await?;
         let identity = io.identity(&peer_addr);
+        #[cfg_attr(not(feature = "perl"), allow(unused_mut))]
+        let mut io = Counted::new(io);
         // A Perl IKC peer opens with a text line instead of the preface. The
         // sniffed bytes stay in this buffer, which becomes the connection's
         // read buffer: it needs `Framed`'s usual capacity, or every later
@@ -208,7 +210,8 @@ enum Step<'a> {
 }
 
 /// The driver of a native peer's channel.
-type NativeDriver = ikc_core::channel::ChannelDriver<IdleFramed<Io, ikc_proto::FrameCodec>>;
+type NativeDriver =
+    ikc_core::channel::ChannelDriver<IdleFramed<Counted<Io>, ikc_proto::FrameCodec>>;
 
 /// How a connection ended before its channel ran.
 enum Ended {
@@ -261,7 +264,7 @@ async fn accept_tls(settings: &Settings, io: Io, deadline: Instant) -> Result<Io
 /// without a user.
 async fn sniff_legacy(
     settings: &Settings,
-    io: &mut Io,
+    io: &mut Counted<Io>,
     read: &mut bytes::BytesMut,
     deadline: Instant,
 ) -> Result<bool, Ended> {
@@ -280,7 +283,7 @@ async fn sniff_legacy(
 /// ready to run.
 async fn native_handshake(
     settings: &Settings,
-    mut framed: Framed<Io, HandshakeCodec>,
+    mut framed: Framed<Counted<Io>, HandshakeCodec>,
     mut identity: Identity,
     peer_addr: &PeerAddr,
     drain: &CancellationToken,
