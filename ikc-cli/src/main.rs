@@ -89,8 +89,9 @@ struct ServeArgs {
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics (default address
-    /// 127.0.0.1:9464 when given without one); off by default. Not yet with
-    /// --workers.
+    /// 127.0.0.1:9464 when given without one); off by default. With
+    /// --workers: one endpoint for the supervisor and every worker, each
+    /// worker's samples labelled worker="N".
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9464", value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Let peers call and post only what the access policy in this TOML
@@ -292,10 +293,6 @@ fn main() -> ExitCode {
     // The pre-fork supervisor must fork before any runtime or thread exists.
     if let Command::Serve(args) = &cli.command {
         if args.workers > 0 {
-            if args.metrics.is_some() {
-                eprintln!("error: --metrics does not work with --workers yet");
-                return ExitCode::from(2);
-            }
             return serve_prefork(args);
         }
     }
@@ -408,7 +405,18 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let supervisor = Supervisor::builder()
+    let metrics = match args.metrics.map(ikc_cli::metrics::Prefork::bind) {
+        None => None,
+        Some(Ok(metrics)) => Some(std::sync::Arc::new(metrics)),
+        Some(Err(error)) => {
+            eprintln!("error: --metrics: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    if let Some(Ok(local)) = metrics.as_ref().map(|m| m.local_addr()) {
+        tracing::info!("metrics on http://{local}/metrics");
+    }
+    let mut supervisor = Supervisor::builder()
         .workers(args.workers)
         .connections(args.connections)
         .recycle_deadline(args.recycle_deadline)
@@ -420,9 +428,22 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
         // Workers get the grace period; the supervisor kills stragglers a
         // little later.
         .grace_period(args.grace + Duration::from_secs(1));
-    let result = supervisor.run(bound, |worker| match demo_server(args) {
-        Ok(server) => worker.serve(server),
-        Err(code) => code,
+    if let Some(metrics) = &metrics {
+        let metrics = std::sync::Arc::clone(metrics);
+        supervisor = supervisor.after_babysit(move || metrics.write_supervisor());
+    }
+    let result = supervisor.run(bound, |worker| {
+        let server = match demo_server(args) {
+            Ok(server) => server,
+            Err(code) => return code,
+        };
+        let Some(recorder) = metrics.as_ref().and_then(|m| m.worker(worker.id())) else {
+            return worker.serve(server);
+        };
+        // The worker's runtime runs on this thread: its server records
+        // into the worker's own recorder.
+        let _local = metrics::set_default_local_recorder(&recorder);
+        worker.serve(server.metrics(true))
     });
     match result {
         Ok(()) => {

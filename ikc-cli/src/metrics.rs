@@ -3,18 +3,36 @@
 //! `GET /metrics`. Any other method is answered 405, any other path 404;
 //! a request that is not HTTP ends its own connection only, and one that
 //! does not finish its head within a few seconds is dropped.
+//!
+//! With `--workers N` ([`Prefork`]) the supervisor binds the endpoint and
+//! its workers serve it, as they serve ikc: the supervisor is
+//! single-threaded and must not run a runtime. Every process keeps its own
+//! recorder and writes its rendering to a private directory (each worker
+//! every second, the supervisor after each babysit round); the worker that
+//! takes a scrape answers with all of them, each worker's samples labelled
+//! `worker="N"`. Labelled, not summed: a replaced worker starts its
+//! counters at zero, which Prometheus reads as a counter reset of that
+//! worker's series (`rate()` handles it), while a sum would go backwards;
+//! and a histogram cannot be summed from its rendering without
+//! re-bucketing. `sum without (worker) (...)` gives the whole server. A
+//! worker whose file is older than [`STALE`] (it died) is left out.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tokio::net::TcpListener;
+
+/// What a scrape is answered with.
+type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Latency buckets of `ikc_request_duration_seconds`, 50 µs to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -24,6 +42,21 @@ const BUCKETS: [f64; 14] = [
 
 /// How long a scraper may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a worker writes its rendering for the others.
+const WORKER_WRITE: Duration = Duration::from_secs(1);
+
+/// A worker's rendering older than this is left out of a scrape: the
+/// worker is gone (a live one rewrites it every [`WORKER_WRITE`]).
+pub const STALE: Duration = Duration::from_secs(3);
+
+/// A recorder with ikc's latency buckets.
+fn recorder() -> Result<PrometheusRecorder, String> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .map_err(|e| e.to_string())?
+        .build_recorder())
+}
 
 /// Installs the Prometheus recorder as the process's `metrics` recorder
 /// and serves it on `addr`; returns the address bound (the port chosen
@@ -37,11 +70,9 @@ pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&BUCKETS)
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+    let recorder = recorder()?;
+    let handle = recorder.handle();
+    ::metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
     let upkeep = handle.clone();
     tokio::spawn(async move {
         // The recorder's histograms are drained on each render; its upkeep
@@ -52,11 +83,11 @@ pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, String> {
             upkeep.run_upkeep();
         }
     });
-    tokio::spawn(accept(listener, handle));
+    tokio::spawn(accept(listener, Arc::new(move || handle.render())));
     Ok(local)
 }
 
-async fn accept(listener: TcpListener, handle: PrometheusHandle) {
+async fn accept(listener: TcpListener, render: Render) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -65,9 +96,9 @@ async fn accept(listener: TcpListener, handle: PrometheusHandle) {
                 continue;
             }
         };
-        let handle = handle.clone();
+        let render = Arc::clone(&render);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| answer(handle.clone(), req));
+            let service = hyper::service::service_fn(move |req| answer(Arc::clone(&render), req));
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -81,14 +112,14 @@ async fn accept(listener: TcpListener, handle: PrometheusHandle) {
 }
 
 async fn answer(
-    handle: PrometheusHandle,
+    render: Render,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = Response::builder();
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => response
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(Full::from(handle.render())),
+            .body(Full::from(render())),
         (&Method::GET, _) => response
             .status(StatusCode::NOT_FOUND)
             .body(Full::from("not found: the metrics are at /metrics\n")),
@@ -98,4 +129,269 @@ async fn answer(
             .body(Full::from("only GET\n")),
     };
     Ok(response.expect("a static response is valid"))
+}
+
+/// The endpoint of a pre-forked server: bound by the supervisor, served by
+/// its workers (see the module docs).
+#[derive(Debug)]
+pub struct Prefork {
+    listener: std::net::TcpListener,
+    supervisor: PrometheusHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Prefork {
+    /// Binds `addr` and installs the supervisor's recorder as the process's
+    /// global one. Call it in the supervisor before it forks: it starts no
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// When `addr` cannot be bound, the directory cannot be made, or a
+    /// recorder is installed already.
+    pub fn bind(addr: SocketAddr) -> Result<Prefork, String> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new()
+            .prefix("ikc-metrics-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a directory for the workers' metrics: {e}"))?;
+        let recorder = recorder()?;
+        let supervisor = recorder.handle();
+        ::metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+        Ok(Prefork {
+            listener,
+            supervisor,
+            dir,
+        })
+    }
+
+    /// The address bound (the port chosen when `addr`'s was 0).
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot say.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Writes the supervisor's rendering for the workers to serve: the
+    /// supervisor's [`after_babysit`](ikc::prefork::Supervisor::after_babysit).
+    pub fn write_supervisor(&self) {
+        write(
+            &self.dir.path().join("supervisor.prom"),
+            &self.supervisor.render(),
+        );
+    }
+
+    /// In worker `id`, after the fork: a recorder of the worker's own, to
+    /// install on the worker's thread (`metrics::set_default_local_recorder`;
+    /// the global one is the supervisor's copy), and a thread that writes
+    /// its rendering every second and serves the endpoint.
+    #[must_use]
+    pub fn worker(&self, id: u32) -> Option<PrometheusRecorder> {
+        let recorder = match recorder() {
+            Ok(recorder) => recorder,
+            Err(error) => {
+                tracing::warn!(%error, "worker metrics are off");
+                return None;
+            }
+        };
+        let listener = match self.listener.try_clone() {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "worker metrics are off: cannot use the endpoint");
+                return None;
+            }
+        };
+        let handle = recorder.handle();
+        let dir = self.dir.path().to_owned();
+        let endpoint = std::thread::Builder::new()
+            .name("ikc-metrics".into())
+            .spawn(move || worker_endpoint(listener, dir, id, handle));
+        if let Err(error) = endpoint {
+            tracing::warn!(%error, "worker metrics are off: cannot start the endpoint");
+        }
+        Some(recorder)
+    }
+}
+
+/// A worker's endpoint thread: its own small runtime, writing the worker's
+/// rendering every second and answering scrapes with every process's.
+fn worker_endpoint(
+    listener: std::net::TcpListener,
+    dir: PathBuf,
+    id: u32,
+    handle: PrometheusHandle,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!(%error, "worker metrics are off: no runtime");
+            return;
+        }
+    };
+    let own = dir.join(format!("worker-{id}.prom"));
+    let refresh = {
+        let handle = handle.clone();
+        move || write(&own, &handle.render())
+    };
+    let render: Render = Arc::new({
+        let refresh = refresh.clone();
+        move || {
+            refresh();
+            gather(&dir)
+        }
+    });
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "worker metrics are off: cannot use the endpoint");
+                return;
+            }
+        };
+        tokio::spawn(accept(listener, render));
+        let mut tick = tokio::time::interval(WORKER_WRITE);
+        loop {
+            tick.tick().await;
+            refresh();
+        }
+    });
+}
+
+/// Writes `text` to `path` whole: a reader sees the old file or the new.
+fn write(path: &Path, text: &str) {
+    let partial = path.with_extension("partial");
+    let written = std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, path));
+    if let Err(error) = written {
+        tracing::debug!(%error, path = %path.display(), "cannot write metrics");
+    }
+}
+
+/// Every process's rendering in `dir`: the supervisor's, and each live
+/// worker's labelled with its number.
+fn gather(dir: &Path) -> String {
+    let mut parts = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return String::new();
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let worker = match name.strip_suffix(".prom") {
+            Some("supervisor") => None,
+            Some(stem) => match stem.strip_prefix("worker-").and_then(|n| n.parse().ok()) {
+                Some(id) => Some(id),
+                None => continue,
+            },
+            None => continue,
+        };
+        let fresh = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| SystemTime::now().duration_since(at).unwrap_or_default() < STALE);
+        if worker.is_some() && !fresh {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(entry.path()) {
+            parts.push((worker, text));
+        }
+    }
+    parts.sort_by_key(|(worker, _)| *worker);
+    merge(&parts)
+}
+
+/// Merges Prometheus text renderings into one, each metric family once
+/// (its `# HELP`/`# TYPE` lines from the first rendering that has it, then
+/// the samples of all), a worker's samples labelled `worker="N"`.
+fn merge(parts: &[(Option<u32>, String)]) -> String {
+    // Family name -> its comment lines and samples, in first-seen order.
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for (worker, text) in parts {
+        let mut current: Option<usize> = None;
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(comment) = line.strip_prefix("# ") {
+                let mut words = comment.split_whitespace();
+                let (Some(kind), Some(name)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                if kind != "HELP" && kind != "TYPE" {
+                    continue;
+                }
+                let at = match families.iter().position(|(n, _, _)| n == name) {
+                    Some(at) => at,
+                    None => {
+                        families.push((name.to_owned(), Vec::new(), Vec::new()));
+                        families.len() - 1
+                    }
+                };
+                let comments = &mut families[at].1;
+                if !comments.iter().any(|c| c == line) && comments.len() < 2 {
+                    comments.push(line.to_owned());
+                }
+                current = Some(at);
+                continue;
+            }
+            let Some(at) = current else { continue };
+            let sample = match worker {
+                None => line.to_owned(),
+                Some(id) => labelled(line, *id),
+            };
+            families[at].2.push(sample);
+        }
+    }
+    let mut out = String::new();
+    for (_, comments, samples) in families {
+        for line in comments.iter().chain(&samples) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `sample` with `worker="id"` as its first label.
+fn labelled(sample: &str, id: u32) -> String {
+    let name_end = sample.find(['{', ' ']).unwrap_or(sample.len());
+    let (name, rest) = sample.split_at(name_end);
+    match rest.strip_prefix('{') {
+        Some(labels) => format!("{name}{{worker=\"{id}\",{labels}"),
+        None => format!("{name}{{worker=\"{id}\"}}{rest}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_groups_each_family_once_and_labels_the_workers() {
+        let supervisor = "# TYPE ikc_workers gauge\nikc_workers{state=\"running\"} 2\n\n";
+        let worker = "# HELP ikc_requests_total Requests.\n# TYPE ikc_requests_total counter\n\
+                      ikc_requests_total{session=\"echo\"} 3\n\n\
+                      # TYPE ikc_connections_open gauge\nikc_connections_open 1\n\n";
+        let merged = merge(&[
+            (None, supervisor.to_owned()),
+            (Some(1), worker.to_owned()),
+            (Some(2), worker.replace(" 3", " 4")),
+        ]);
+        assert_eq!(
+            merged,
+            "# TYPE ikc_workers gauge\nikc_workers{state=\"running\"} 2\n\n\
+             # HELP ikc_requests_total Requests.\n# TYPE ikc_requests_total counter\n\
+             ikc_requests_total{worker=\"1\",session=\"echo\"} 3\n\
+             ikc_requests_total{worker=\"2\",session=\"echo\"} 4\n\n\
+             # TYPE ikc_connections_open gauge\n\
+             ikc_connections_open{worker=\"1\"} 1\nikc_connections_open{worker=\"2\"} 1\n\n"
+        );
+    }
 }

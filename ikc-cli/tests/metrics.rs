@@ -5,9 +5,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use support::{Served, WAIT, run};
 
@@ -57,16 +61,59 @@ fn value(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {key} in {samples:#?}"))
 }
 
-#[test]
-fn the_endpoint_counts_calls_by_session_and_event() {
-    let server = Served::start(&["--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+/// The `host:port` of the server's metrics endpoint, from its log.
+fn endpoint(server: &Served) -> String {
     let line = server.wait_for_log("metrics on http://");
-    let endpoint = line
-        .split("http://")
+    line.split("http://")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .expect("host:port")
-        .to_owned();
+        .to_owned()
+}
+
+/// Scrapes `endpoint` until `done` holds for the samples, within [`WAIT`]:
+/// what a worker records reaches the endpoint within a second or so.
+fn scrape_until(
+    endpoint: &str,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let samples = samples(&get(endpoint, "/metrics"));
+        if done(&samples) {
+            return samples;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {samples:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The sum of the samples of `name` whose labels include `labels`, and
+/// the workers they came from.
+fn by_worker(samples: &BTreeMap<String, f64>, name: &str, labels: &str) -> (f64, BTreeSet<String>) {
+    let mut sum = 0.0;
+    let mut workers = BTreeSet::new();
+    for (key, value) in samples {
+        let Some(rest) = key.strip_prefix(name).and_then(|r| r.strip_prefix('{')) else {
+            continue;
+        };
+        if !rest.contains(labels) {
+            continue;
+        }
+        sum += value;
+        let worker = rest
+            .split(['{', ',', '}'])
+            .find(|l| l.starts_with("worker="));
+        workers.insert(worker.unwrap_or("none").to_owned());
+    }
+    (sum, workers)
+}
+
+#[test]
+fn the_endpoint_counts_calls_by_session_and_event() {
+    let server = Served::start(&["--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
+    let endpoint = endpoint(&server);
 
     for _ in 0..3 {
         assert!(
@@ -145,13 +192,7 @@ fn the_endpoint_counts_calls_by_session_and_event() {
 #[test]
 fn the_endpoint_refuses_other_methods_and_survives_garbage() {
     let server = Served::start(&["--bind", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
-    let line = server.wait_for_log("metrics on http://");
-    let endpoint = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port")
-        .to_owned();
+    let endpoint = endpoint(&server);
 
     let post = http(
         &endpoint,
@@ -166,4 +207,63 @@ fn the_endpoint_refuses_other_methods_and_survives_garbage() {
     // Neither the endpoint nor the server minded.
     assert!(get(&endpoint, "/metrics").starts_with("HTTP/1.1 200"));
     assert!(run(&["ping", "--addr", &server.addr]).status.success());
+}
+
+#[test]
+fn a_preforked_server_has_one_endpoint_for_the_supervisor_and_every_worker() {
+    let mut server = Served::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--babysit",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let endpoint = endpoint(&server);
+    // The supervisor's facts, written after each babysit round.
+    scrape_until(&endpoint, "two running workers", |s| {
+        s.get(r#"ikc_workers{state="running"}"#) == Some(&2.0)
+    });
+
+    for _ in 0..4 {
+        assert!(
+            run(&["call", "--addr", &server.addr, "echo/say", "1"])
+                .status
+                .success()
+        );
+    }
+    let say = r#"event="say",kind="call",session="echo""#;
+    let samples = scrape_until(&endpoint, "the four calls counted", |s| {
+        by_worker(s, "ikc_requests_total", say).0 == 4.0
+    });
+    // Every worker's samples carry its number; none is unlabelled.
+    let (_, workers) = by_worker(&samples, "ikc_requests_total", say);
+    assert!(
+        workers
+            .iter()
+            .all(|w| w == r#"worker="1""# || w == r#"worker="2""#),
+        "{workers:?}"
+    );
+    assert!(value(&samples, "ikc_worker_starts_total") >= 2.0);
+    let cpu = by_worker(&samples, "ikc_worker_cpu_seconds", "").1;
+    assert_eq!(
+        cpu,
+        BTreeSet::from([r#"worker="1""#.to_owned(), r#"worker="2""#.to_owned()])
+    );
+
+    // A worker killed: counted as died, and replaced.
+    let ping = run(&["ping", "--addr", &server.addr]);
+    let answer: serde_json::Value = serde_json::from_slice(&ping.stdout).expect("JSON");
+    let pid = i32::try_from(answer["pid"].as_i64().expect("a pid")).unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("the worker is there");
+    let samples = scrape_until(&endpoint, "the death counted", |s| {
+        s.get(r#"ikc_worker_exits_total{reason="died"}"#) == Some(&1.0)
+            && s.get(r#"ikc_workers{state="running"}"#) == Some(&2.0)
+    });
+    assert!(value(&samples, "ikc_worker_starts_total") >= 3.0);
+
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit().success());
 }

@@ -49,6 +49,7 @@
 //! | [`babysit`] | the rogue rules: a worker's state and the facts it is judged on |
 //! | `retirement` | why a worker ended: the exit cause of its wait status, read as died, crashed at start-up, drained, recycled, killed or rogue |
 //! | `crash_loop` | deaths counted over a window |
+//! | [`metrics`] | the supervisor's facts (workers by state, starts, exits by reason, CPU) through the `metrics` facade |
 //! | `heartbeat` | the pipe on which a worker reports ready, alive, recycling, stop |
 //! | `signals` | the signals the supervisor handles: flags, and a wake pipe its `poll` watches |
 //! | `worker` | [`WorkerContext`]: a worker's side after the fork |
@@ -60,6 +61,7 @@
 pub mod babysit;
 mod crash_loop;
 mod heartbeat;
+pub mod metrics;
 mod retirement;
 mod signals;
 mod supervisor;

@@ -3,9 +3,11 @@
 //! it never touches tokio.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ikc_server::listener::{ListenAddr, SocketFile, bind_tcp_std, bind_unix_std};
@@ -146,6 +148,17 @@ pub struct Supervisor {
     recycle_deadline: Duration,
     crash_loop_deaths: u32,
     crash_loop_window: Duration,
+    after_babysit: Option<Hook>,
+}
+
+/// What [`Supervisor::after_babysit`] runs.
+#[derive(Clone)]
+struct Hook(Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hook(..)")
+    }
 }
 
 impl Supervisor {
@@ -163,6 +176,7 @@ impl Supervisor {
             recycle_deadline: DEFAULT_RECYCLE_DEADLINE,
             crash_loop_deaths: DEFAULT_CRASH_LOOP_DEATHS,
             crash_loop_window: DEFAULT_CRASH_LOOP_WINDOW,
+            after_babysit: None,
         }
     }
 
@@ -250,6 +264,18 @@ impl Supervisor {
     pub fn crash_loop(mut self, deaths: u32, window: Duration) -> Self {
         self.crash_loop_deaths = deaths.max(1);
         self.crash_loop_window = window;
+        self
+    }
+
+    /// Runs `hook` in the supervisor after each babysit round (every
+    /// [`babysit`](Self::babysit)), when the [`metrics`](crate::metrics)
+    /// of the workers were just recorded: the place to hand them to an
+    /// exporter outside this process (`ikc serve --workers N --metrics`
+    /// writes them where its workers' endpoint reads them). The hook runs
+    /// in the single-threaded supervisor between forks: it must not start
+    /// a thread or a runtime. Default: none.
+    pub fn after_babysit(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.after_babysit = Some(Hook(Arc::new(hook)));
         self
     }
 
@@ -358,6 +384,9 @@ impl State {
             let now = Instant::now();
             if now >= next_babysit {
                 self.babysit(now);
+                if let Some(Hook(hook)) = &self.config.after_babysit {
+                    hook();
+                }
                 next_babysit = now + self.config.babysit;
             }
             if let Some(since) = self.stopping {
@@ -546,6 +575,7 @@ impl State {
             lived,
             budgeted: self.config.connections.is_some(),
         });
+        crate::metrics::exited(why);
         if why.is_death() {
             tracing::warn!(pid = pid.as_raw(), worker = worker.id, %cause, reason = %why, ?lived, "worker died");
             let now = Instant::now();
@@ -627,6 +657,11 @@ impl State {
                 self.retired(pid, &worker, ExitCause::Vanished);
             }
         }
+        crate::metrics::babysat(
+            self.workers
+                .iter()
+                .map(|(pid, worker)| (worker.id, &worker.state, cpu_time(*pid))),
+        );
     }
 
     /// During a reload: once the new workers are ready, retire one old one.
@@ -707,6 +742,7 @@ impl State {
             Ok(Forked::Parent(pid)) => {
                 let now = Instant::now();
                 tracing::info!(pid = pid.as_raw(), worker = id, "worker started");
+                crate::metrics::started();
                 self.workers.insert(
                     pid,
                     Worker {

@@ -49,6 +49,46 @@ async fn call_in_flight_at_shutdown_is_answered_with_its_value() {
     assert_eq!(report.aborted, 0);
 }
 
+/// Readiness for an orchestrator: a server that is draining takes no new
+/// connection, so `ikc ping` (a new connection each time) fails while the
+/// calls it accepted are still being answered.
+#[tokio::test]
+async fn a_draining_server_takes_no_new_connection() {
+    let (kernel, mut gate) = server_kernel("Server");
+    let mut monitor = kernel.monitor();
+    let server = Server::builder()
+        .kernel(kernel)
+        .bind(LOOPBACK)
+        .serve()
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let client = within("connect", Client::connect(&addr)).await.unwrap();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { client.call("slow/wait", 7).await }
+    });
+    assert_eq!(gate.started().await, Value::from(7));
+
+    server.shutdown();
+    wait_for_event(&mut monitor, |event| *event == MonitorEvent::Shutdown).await;
+    let error = within("a new connection while draining", Client::connect(&addr))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.kind(),
+            ikc_server::TransportErrorKind::Connect | ikc_server::TransportErrorKind::Handshake
+        ),
+        "{error}"
+    );
+
+    gate.release(1);
+    let answer = within("the in-flight answer", in_flight).await.unwrap();
+    assert_eq!(answer.unwrap(), Value::from(7));
+    within("the server to stop", server.stopped()).await;
+}
+
 #[tokio::test]
 async fn calls_made_after_go_away_are_refused_with_shutting_down() {
     let (kernel, mut gate) = server_kernel("Server");
