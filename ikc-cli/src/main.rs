@@ -57,6 +57,10 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
+    /// The socket systemd passed (socket activation), taken in `main`
+    /// before any thread starts; served in place of --bind/--unix.
+    #[arg(skip)]
+    activated: Option<ikc::server::activation::Activated>,
     /// The server kernel's name.
     #[arg(long, default_value = ikc::server::DEFAULT_NAME)]
     name: String,
@@ -288,10 +292,20 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Command::Serve(args) = &mut cli.command {
+        // It changes the environment: before any thread exists.
+        match ikc::server::activation::from_systemd() {
+            Ok(activated) => args.activated = activated,
+            Err(error) => {
+                eprintln!("error: the socket systemd passed (LISTEN_FDS): {error}");
+                return ExitCode::from(3);
+            }
+        }
+    }
     // The pre-fork supervisor must fork before any runtime or thread exists.
-    if let Command::Serve(args) = &cli.command {
+    if let Command::Serve(args) = &mut cli.command {
         if args.workers > 0 {
             return serve_prefork(args);
         }
@@ -388,15 +402,17 @@ fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
     }
 }
 
-fn serve_prefork(args: &ServeArgs) -> ExitCode {
+fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
     use ikc::prefork::{Bound, Supervisor};
     if let Err(code) = demo_server(args) {
         return code;
     }
-    let bound = match &args.unix {
-        Some(path) => Bound::unix(path),
-        None => Bound::tcp(args.bind),
+    let bound = match (args.activated.take(), &args.unix) {
+        (Some(activated), _) => Bound::activated(activated),
+        (None, Some(path)) => Bound::unix(path),
+        (None, None) => Bound::tcp(args.bind),
     };
+    let args = &*args;
     let bound = match bound {
         Ok(bound) => bound,
         Err(ikc::prefork::PreforkError::Bind(error)) => return report(&error),
@@ -457,12 +473,20 @@ fn serve_prefork(args: &ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
+async fn serve(mut args: ServeArgs) -> ExitCode {
     let mut server = match demo_server(&args) {
         Ok(server) => server,
         Err(code) => return code,
     };
-    if let Some(path) = args.unix {
+    let activated = match args.activated.take().map(ikc::server::Listener::activated) {
+        None => None,
+        Some(Ok(listener)) => Some(listener),
+        Some(Err(error)) => {
+            eprintln!("error: cannot serve the socket systemd passed: {error}");
+            return ExitCode::from(3);
+        }
+    };
+    if let Some(path) = args.unix.take() {
         server = server.unix(path);
     }
     let mut metrics = None;
@@ -476,7 +500,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
         server = server.metrics(true);
     }
-    let handle = match server.serve_with_shutdown(termination()).await {
+    let served = match activated {
+        Some(listener) => server.serve_with_listener_shutdown(listener, termination()),
+        None => server.serve_with_shutdown(termination()).await,
+    };
+    let handle = match served {
         Ok(handle) => handle,
         Err(error) => return report(&error),
     };

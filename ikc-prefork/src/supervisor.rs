@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ikc_server::activation::Activated;
 use ikc_server::listener::{ListenAddr, SocketFile, bind_tcp_std, bind_unix_std};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -67,7 +68,7 @@ enum BoundInner {
     // get only the descriptor, so they never remove it.
     Unix {
         listener: std::os::unix::net::UnixListener,
-        _file: SocketFile,
+        _file: Option<SocketFile>,
     },
 }
 
@@ -98,9 +99,39 @@ impl Bound {
         Ok(Bound {
             inner: BoundInner::Unix {
                 listener,
-                _file: file,
+                _file: Some(file),
             },
             addr: ListenAddr::Unix(path),
+        })
+    }
+
+    /// The socket a service manager passed (socket activation; see
+    /// [`ikc_server::activation`]). A Unix socket's file is the manager's:
+    /// the supervisor leaves it in place.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot say its address.
+    pub fn activated(socket: Activated) -> Result<Bound, PreforkError> {
+        Ok(match socket {
+            Activated::Tcp(listener) => {
+                let addr = ListenAddr::Tcp(listener.local_addr().map_err(PreforkError::Io)?);
+                Bound {
+                    inner: BoundInner::Tcp(listener),
+                    addr,
+                }
+            }
+            Activated::Unix(listener) => {
+                let local = listener.local_addr().map_err(PreforkError::Io)?;
+                let path = local.as_pathname().map(Path::to_owned).unwrap_or_default();
+                Bound {
+                    inner: BoundInner::Unix {
+                        listener,
+                        _file: None,
+                    },
+                    addr: ListenAddr::Unix(path),
+                }
+            }
         })
     }
 

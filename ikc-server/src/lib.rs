@@ -22,6 +22,7 @@
 //! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
 //! | [`access`] | who may call or post what: a [`Policy`](access::Policy) and its request layer |
 //! | [`metrics`] | request and connection metrics through the `metrics` facade |
+//! | [`activation`] | the listening socket systemd passes (socket activation) |
 //! | [`listener`] | bound sockets ([`Listener`]), and sockets bound before a runtime (pre-fork) |
 //! | `io` | the streams a connection runs over ([`Connected`]), a connection as the layers see it ([`ServedConnection`]) |
 //! | [`tls`], [`auth`] | TLS settings and mutual TLS; the shared secret and keyrings (cargo features `tls` and `auth`, on by default) |
@@ -57,6 +58,7 @@
 #![doc(test(no_crate_inject, attr(deny(warnings, rust_2018_idioms))))]
 
 pub mod access;
+pub mod activation;
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;

@@ -154,6 +154,12 @@ impl Listener {
         })
     }
 
+    /// The same listener, accepted on by this process alone.
+    pub(crate) fn unshared(mut self) -> Self {
+        self.shared = false;
+        self
+    }
+
     /// Where this listener listens (with the real port when bound to 0).
     #[must_use]
     pub fn local_addr(&self) -> &ListenAddr {

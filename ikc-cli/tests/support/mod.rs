@@ -118,16 +118,22 @@ pub(crate) fn run(args: &[&str]) -> Output {
 
 /// Runs `command` to its end (bounded) and takes its output.
 pub(crate) fn output(mut command: Command) -> Output {
-    let mut child = command
+    let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ikc runs");
+    finish(child, &format!("{command:?}"))
+}
+
+/// Waits (bounded) for `child`, started with its output piped, and takes
+/// its output.
+pub(crate) fn finish(mut child: Child, what: &str) -> Output {
     let deadline = std::time::Instant::now() + WAIT;
     while child.try_wait().expect("wait works").is_none() {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{command:?} did not finish");
+            panic!("{what} did not finish");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
