@@ -56,16 +56,28 @@ pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
 /// (wrong version, lengths, hex, or an all-zero id).
 #[must_use]
 pub fn parent_context(traceparent: &str) -> Option<Context> {
-    let cx = TraceContextPropagator::new().extract(&Incoming(traceparent));
+    // Read into an empty context: `extract` falls back on the current one
+    // (the connection's span, in a server) when the text does not parse.
+    let cx =
+        TraceContextPropagator::new().extract_with_context(&Context::new(), &Incoming(traceparent));
     cx.span().span_context().is_valid().then_some(cx)
 }
 
 /// Makes `span` the child of the caller's span `traceparent` names, before
-/// `span` is first entered. Returns whether it did: a `traceparent` that
-/// does not parse, a disabled span, or a subscriber without a
-/// `tracing-opentelemetry` layer leave `span` as it was (a root).
-pub fn set_parent(span: &tracing::Span, traceparent: &str) -> bool {
-    parent_context(traceparent).is_some_and(|cx| span.set_parent(cx).is_ok())
+/// `span` is first entered; returns whether it did. Without a
+/// `traceparent`, or with one that does not parse, `span` starts a trace of
+/// its own: a request's span is not the child of its connection's span
+/// (`tracing`'s parent, kept for logs), which would gather every request of
+/// a connection into one trace. A disabled span, or a subscriber without a
+/// `tracing-opentelemetry` layer, is left as it was.
+pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) -> bool {
+    match traceparent.and_then(parent_context) {
+        Some(cx) => span.set_parent(cx).is_ok(),
+        None => {
+            let _ = span.set_parent(Context::new());
+            false
+        }
+    }
 }
 
 /// Takes the `traceparent` the propagator writes (and nothing else: a
@@ -127,6 +139,14 @@ mod tests {
     }
 
     #[test]
+    fn a_traceparent_that_does_not_parse_names_no_parent_inside_a_traced_span_either() {
+        traced(|| {
+            let connection = tracing::info_span!("connection");
+            connection.in_scope(|| assert!(parent_context("00-garbage").is_none()));
+        });
+    }
+
+    #[test]
     fn a_traceparent_names_its_trace_and_span() {
         let cx = parent_context(SAMPLE).expect("a valid traceparent");
         let span = cx.span();
@@ -143,14 +163,14 @@ mod tests {
     fn without_an_opentelemetry_layer_there_is_no_traceparent() {
         assert_eq!(current_traceparent(), None);
         let span = tracing::info_span!("untraced");
-        assert!(!set_parent(&span, SAMPLE));
+        assert!(!set_parent(&span, Some(SAMPLE)));
     }
 
     #[test]
     fn a_span_made_the_child_of_a_traceparent_sends_its_trace_on() {
         traced(|| {
             let span = tracing::info_span!("callee");
-            assert!(set_parent(&span, SAMPLE));
+            assert!(set_parent(&span, Some(SAMPLE)));
             let sent = span.in_scope(current_traceparent).expect("a traced span");
             let parts: Vec<&str> = sent.split('-').collect();
             assert_eq!(parts.len(), 4, "{sent}");
@@ -165,10 +185,13 @@ mod tests {
     #[test]
     fn a_traceparent_that_does_not_parse_leaves_the_span_a_root() {
         traced(|| {
-            let span = tracing::info_span!("callee");
-            assert!(!set_parent(&span, "00-garbage"));
+            let connection = tracing::info_span!("connection");
+            let connection_trace = connection.in_scope(current_traceparent).expect("traced");
+            let span = connection.in_scope(|| tracing::info_span!("callee"));
+            assert!(!set_parent(&span, Some("00-garbage")));
             let sent = span.in_scope(current_traceparent).expect("a traced span");
-            assert!(!sent.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+            // Neither the garbage's trace nor the connection's.
+            assert_ne!(sent.split('-').nth(1), connection_trace.split('-').nth(1));
         });
     }
 }
