@@ -53,6 +53,7 @@ fn main() {
         arg: Some(Value::Bytes(payload.clone()).into_proto()),
         from: String::new(),
         deadline_ms: 10_000,
+        traceparent: String::new(),
     }
     .into();
     let mut codec = FrameCodec::new();

@@ -21,6 +21,7 @@ fn request(payload: usize) -> pb::Frame {
         arg: Some(Value::Bytes(support::payload(payload)).into_proto()),
         from: String::new(),
         deadline_ms: 10_000,
+        traceparent: String::new(),
     }
     .into()
 }

@@ -57,6 +57,7 @@ fn request(id: u64, target: &str, arg: Value) -> pb::Frame {
         arg: Some(arg.into()),
         from: "peer/fuzz".to_owned(),
         deadline_ms: 0,
+        traceparent: String::new(),
     }
     .into()
 }
@@ -142,6 +143,7 @@ fn main() {
                 arg: Some(Value::Bytes(vec![1, 2, 3].into()).into()),
                 from: String::new(),
                 deadline_ms: 10_000,
+                traceparent: String::new(),
             }
             .into(),
         ),

@@ -14,6 +14,7 @@
 //! | [`bench`](mod@bench) | the closed-loop load generator behind `ikc bench`, and its report |
 //! | [`demo`] | the `echo` session that `ikc serve` publishes |
 //! | [`metrics`] | the Prometheus endpoint of `ikc serve --metrics` |
+//! | `otlp` | the OTLP span export of `--otlp ENDPOINT` (the `otel` feature) |
 //!
 //! The binary (`src/main.rs`) parses the command line with clap, sets up
 //! logging with tracing-subscriber and allocates with mimalloc (the
@@ -24,3 +25,5 @@
 pub mod bench;
 pub mod demo;
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otlp;

@@ -26,6 +26,7 @@ use ikc::server::balance::dns::Dns;
 use ikc::server::client::ClientBuilder;
 use ikc::server::tls::{ClientTls, ServerTls};
 use ikc::{Client, Kernel, Request, Server, Value, service_fn};
+use tracing::Instrument;
 
 /// Inter-kernel communication: serve sessions and call them from other processes.
 #[derive(Debug, Parser)]
@@ -138,6 +139,13 @@ struct ServeArgs {
     /// Accept Perl POE::Component::IKC clients too (told apart by their first line): on or off.
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     legacy: bool,
+    /// Export spans over OTLP/HTTP to the collector at this URL
+    /// (http://127.0.0.1:4318, say), the service named after --name; peers'
+    /// calls that carry a trace context are its children. Needs an ikc
+    /// built with the `otel` feature (exit status 2 without); not yet with
+    /// --workers.
+    #[arg(long, value_name = "ENDPOINT")]
+    otlp: Option<String>,
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -274,26 +282,106 @@ struct CallArgs {
     specifier: String,
     /// The argument, as JSON (default: null).
     arg: Option<String>,
+    /// Export the call's span over OTLP/HTTP to the collector at this URL,
+    /// and send its trace context with the call (service name `ikc`).
+    /// Needs an ikc built with the `otel` feature (exit status 2 without).
+    #[arg(long, value_name = "ENDPOINT")]
+    otlp: Option<String>,
 }
 
-fn init_logging(verbose: u8) {
+fn log_filter(verbose: u8) -> tracing_subscriber::EnvFilter {
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
+fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(verbose))
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
 
+/// Logging as [`init_logging`] does, and every span of ikc's own (at any
+/// level: `ikc.request` is a trace span) exported by `exporter`. The log
+/// filter is the log's alone, so `-v` and `RUST_LOG` change the log, not
+/// what is exported.
+#[cfg(feature = "otel")]
+fn init_logging_and_export(verbose: u8, exporter: &ikc_cli::otlp::Exporter) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    // Spans only, and only ikc's: no span of the HTTP client that sends
+    // them, nor events as span events.
+    let ours = tracing_subscriber::filter::filter_fn(|meta| {
+        meta.is_span() && meta.target().starts_with("ikc")
+    });
+    let log = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_filter(log_filter(verbose));
+    tracing_subscriber::registry()
+        .with(log)
+        .with(exporter.layer().with_filter(ours))
+        .init();
+}
+
+/// `--otlp` and the kernel it names the service after, if given.
+fn otlp_endpoint(command: &Command) -> Option<(&str, &str)> {
+    match command {
+        Command::Serve(args) => args.otlp.as_deref().map(|url| (url, args.name.as_str())),
+        Command::Call(args) | Command::Post(args) => args.otlp.as_deref().map(|url| (url, "ikc")),
+        Command::Ping(_) | Command::Monitor(_) | Command::Bench(_) => None,
+    }
+}
+
+/// What `--otlp` set up, to shut down once the runtime has stopped.
+#[cfg(feature = "otel")]
+type Export = Option<ikc_cli::otlp::Exporter>;
+#[cfg(not(feature = "otel"))]
+type Export = Option<std::convert::Infallible>;
+
+/// Sets up logging, and span export with `--otlp`.
+fn init_telemetry(cli: &Cli) -> Result<Export, ExitCode> {
+    let Some((_endpoint, _service)) = otlp_endpoint(&cli.command) else {
+        init_logging(cli.verbose);
+        return Ok(None);
+    };
+    #[cfg(feature = "otel")]
+    {
+        // The exporter's batch thread would be forked into no worker.
+        if matches!(&cli.command, Command::Serve(args) if args.workers > 0) {
+            eprintln!("error: --otlp does not work with --workers yet");
+            return Err(ExitCode::from(2));
+        }
+        match ikc_cli::otlp::Exporter::new(_endpoint, _service) {
+            Ok(exporter) => {
+                init_logging_and_export(cli.verbose, &exporter);
+                Ok(Some(exporter))
+            }
+            Err(error) => {
+                eprintln!("error: --otlp: {}", ikc::core::error::error_chain(&error));
+                Err(ExitCode::from(2))
+            }
+        }
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        eprintln!(
+            "error: --otlp: this ikc was built without the otel feature (cargo build --features otel)"
+        );
+        Err(ExitCode::from(2))
+    }
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    init_logging(cli.verbose);
     if let Command::Serve(args) = &mut cli.command {
         // It changes the environment: before any thread exists.
         match ikc::server::activation::from_systemd() {
@@ -304,6 +392,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    let export = match init_telemetry(&cli) {
+        Ok(export) => export,
+        Err(code) => return code,
+    };
     // The pre-fork supervisor must fork before any runtime or thread exists.
     if let Command::Serve(args) = &mut cli.command {
         if args.workers > 0 {
@@ -320,7 +412,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command))
+    let code = runtime.block_on(run(cli.command));
+    drop(runtime);
+    #[cfg(feature = "otel")]
+    if let Some(exporter) = export {
+        exporter.shutdown();
+    }
+    #[cfg(not(feature = "otel"))]
+    let _: Export = export;
+    code
 }
 
 async fn run(command: Command) -> ExitCode {
@@ -689,6 +789,13 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
         }
         Ok(None) => {}
     }
+    // With --otlp, the call's own span: the root of the trace the server's
+    // spans join.
+    let span = if args.otlp.is_some() {
+        tracing::info_span!("ikc.call", target = specifier, post)
+    } else {
+        tracing::Span::none()
+    };
     let attempt = |client: Client| {
         let arg = arg.clone();
         async move {
@@ -698,6 +805,7 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
                 client.call(specifier, arg).await.map(Some)
             }
         }
+        .instrument(span.clone())
     };
     let (client, result) = match with_retries(&args.addr, attempt).await {
         Ok(done) => done,

@@ -29,6 +29,7 @@
 //! | `identity` | who a peer proved it is ([`Identity`]): address, key id, certificate, Unix credentials | - |
 //! | `names` | a kernel's names, a peer's ([`PeerInfo`]) | specifier, identity |
 //! | `request` | [`Request`]: what a session is called with | names, specifier |
+//! | `propagation` | the `otel` feature: a request's W3C `traceparent` from and into OpenTelemetry contexts | - |
 //! | `sessions` | the published sessions, each a boxed tower service | request |
 //! | [`transport`] | [`Transport`](transport::Transport): what a channel runs over; [`transport::memory`] | error |
 //! | [`channel`] | one connected peer: [`ChannelHandle`] to call it, the driver that runs the connection, [`RemoteSession`]; given a small [`ChannelContext`](channel::ChannelContext) (monitor, sessions, default service, peer registry), not the kernel | transport, sessions, monitor |
@@ -70,6 +71,9 @@ mod kernel;
 mod monitor;
 mod names;
 mod peers;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod propagation;
 mod request;
 pub mod router;
 mod sessions;

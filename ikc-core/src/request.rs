@@ -27,14 +27,22 @@ use crate::{PeerInfo, Specifier};
 pub struct Request {
     target: Specifier,
     arg: Value,
-    // A thin box (one pointer, not a `String`'s three words): with the
-    // specifier's small fields it keeps a request within 128 bytes (see
-    // `Specifier`). Native peers seldom send `from`; Perl peers do.
-    #[allow(clippy::box_collection)]
-    from: Option<Box<String>>,
+    // The fields most requests lack, behind one thin box (one pointer, not
+    // two `String`s' six words): with the specifier's small fields it
+    // keeps a request within 128 bytes (see `Specifier`). Native peers
+    // seldom send `from` (Perl peers do); a trace context comes only from
+    // a traced caller.
+    extras: Option<Box<Extras>>,
     caller: Option<Arc<PeerInfo>>,
     deadline: Option<Instant>,
     post: bool,
+}
+
+/// What a request seldom carries.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    from: Option<String>,
+    traceparent: Option<String>,
 }
 
 // Kept within 128 bytes: the compiler moves it with plain stores rather
@@ -48,7 +56,7 @@ impl Request {
         Request {
             target,
             arg,
-            from: None,
+            extras: None,
             caller: None,
             deadline: None,
             post: false,
@@ -67,8 +75,25 @@ impl Request {
     /// Sets who sent the request (`kernel/session`, informational).
     #[must_use]
     pub fn with_from(mut self, from: impl Into<String>) -> Self {
-        self.from = Some(Box::new(from.into()));
+        self.extras_mut().from = Some(from.into());
         self
+    }
+
+    /// Sets the caller's trace context, in W3C Trace Context `traceparent`
+    /// form (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`). The
+    /// channel sets it on a request whose peer sent one, and sends it with
+    /// a request it forwards; with ikc-core's `otel` feature, the channel
+    /// sends the current span's context in its place when there is one
+    /// (ikc-core's `propagation` module). Nothing checks it here: a
+    /// receiver that cannot parse it ignores it.
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.extras_mut().traceparent = Some(traceparent.into());
+        self
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     /// Sets the connected kernel the request came from. The channel sets it
@@ -142,7 +167,14 @@ impl Request {
     /// sender claims it; see [`caller`](Self::caller) for who it is).
     #[must_use]
     pub fn from(&self) -> Option<&str> {
-        self.from.as_deref().map(String::as_str)
+        self.extras.as_deref()?.from.as_deref()
+    }
+
+    /// The caller's trace context (W3C `traceparent`), if it sent one; see
+    /// [`with_traceparent`](Self::with_traceparent).
+    #[must_use]
+    pub fn traceparent(&self) -> Option<&str> {
+        self.extras.as_deref()?.traceparent.as_deref()
     }
 
     /// The connected kernel the request came from, as its handshake named
@@ -186,5 +218,25 @@ impl Request {
 
     pub(crate) fn retarget(&mut self, target: Specifier) {
         self.target = target;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_request_carries_its_sender_and_trace_context_side_by_side() {
+        let req = Request::call("calc/add".parse().expect("a specifier"), Value::Null);
+        assert_eq!((req.from(), req.traceparent()), (None, None));
+        let req = req.with_traceparent(TRACEPARENT);
+        assert_eq!((req.from(), req.traceparent()), (None, Some(TRACEPARENT)));
+        let req = req.with_from("Client/caller");
+        assert_eq!(
+            (req.from(), req.traceparent()),
+            (Some("Client/caller"), Some(TRACEPARENT))
+        );
     }
 }

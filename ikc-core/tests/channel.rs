@@ -1166,3 +1166,45 @@ async fn posts_queued_when_the_peer_stops_sending_are_still_delivered() {
     }
     assert!(within("the driver to end", driver).await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn a_trace_context_travels_with_a_relayed_request_and_a_peers_is_kept_as_sent() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (server, client) = (Kernel::new("Server"), Kernel::new("Client"));
+    let (service, mut seen) = recording();
+    server.publish("log", ["line"], service).unwrap();
+    let _link = connect(&client, &server);
+    let call =
+        Request::call(spec("poe://Server/log/line"), Value::Null).with_traceparent(TRACEPARENT);
+    within(
+        "the answer",
+        tower::ServiceExt::oneshot(client.router(), call),
+    )
+    .await
+    .unwrap();
+    let req = within("the call", seen.recv()).await.unwrap();
+    assert_eq!(req.traceparent(), Some(TRACEPARENT));
+    // A call of the kernel's own carries no context but the current span's.
+    within(
+        "the answer",
+        client.call(&spec("poe://Server/log/line"), Value::Null),
+    )
+    .await
+    .unwrap();
+    let req = within("the call", seen.recv()).await.unwrap();
+    assert_eq!(req.traceparent(), None);
+
+    // Whatever a peer sends there is handed on untouched: parsing it is the
+    // tracing layer's, which ignores what does not parse.
+    let (mut raw, _handle, _driver) = raw_peer(&server, "Raw", |b| b);
+    for sent in ["not a trace context", ""] {
+        raw.send(pb::Request {
+            traceparent: sent.to_owned(),
+            ..raw_request(3, "log/line", Value::Null)
+        })
+        .await;
+        assert_eq!(raw.recv_reply().await.id, 3);
+        let req = within("the call", seen.recv()).await.unwrap();
+        assert_eq!(req.traceparent(), (!sent.is_empty()).then_some(sent));
+    }
+}

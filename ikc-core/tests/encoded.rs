@@ -306,3 +306,33 @@ async fn a_reply_over_the_peers_limit_is_answered_with_the_reason() {
     let answer = within("the small call", handle.call(&target, Value::from("small"))).await;
     assert_eq!(answer, Ok(Value::from("small")));
 }
+
+#[tokio::test]
+async fn a_relayed_request_keeps_the_trace_context_it_came_with() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (server, client) = (Kernel::new("Server"), Kernel::new("Client"));
+    let (recorder, mut seen) = recording();
+    server.publish("log", ["note"], recorder).unwrap();
+    let _link = connect(&client, &server, |b| b, |_| {});
+    let target = spec("poe://Server/log/note");
+    // A scalar argument is written from the parts, a list by prost.
+    for arg in [Value::from(1_i64), Value::from(vec![Value::Null])] {
+        let call = Request::call(target.clone(), arg.clone()).with_traceparent(TRACEPARENT);
+        let routed = tower::ServiceExt::oneshot(client.router(), call);
+        within("the answer", routed).await.unwrap();
+        let request: Request = within("the request", seen.recv()).await.unwrap();
+        assert_eq!(
+            (request.arg(), request.traceparent()),
+            (&arg, Some(TRACEPARENT))
+        );
+    }
+    let post = Request::post(target, Value::Null).with_traceparent(TRACEPARENT);
+    within(
+        "the post",
+        tower::ServiceExt::oneshot(client.router(), post),
+    )
+    .await
+    .unwrap();
+    let request: Request = within("the request", seen.recv()).await.unwrap();
+    assert_eq!(request.traceparent(), Some(TRACEPARENT));
+}

@@ -21,6 +21,7 @@ fn request(id: u64) -> pb::Frame {
         arg: Some(Value::from(vec!["hello", "world"]).into()),
         from: "Client/caller".to_owned(),
         deadline_ms: 2_500,
+        traceparent: String::new(),
     }
     .into()
 }

@@ -34,23 +34,40 @@ fn arb_id() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// A trace context as a caller sends it, or none, or anything a peer might
+/// put there.
+fn arb_traceparent() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        "00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]",
+        ".{0,60}",
+    ]
+}
+
 /// A request frame with targets matching `target` and arguments from `arg`.
 fn arb_request(
     target: &'static str,
     arg: impl Strategy<Value = Option<pb::Value>>,
 ) -> impl Strategy<Value = pb::Frame> {
-    (arb_id(), target, arg, ".{0,8}", any::<u32>()).prop_map(
-        |(id, target, arg, from, deadline_ms)| {
+    (
+        arb_id(),
+        target,
+        arg,
+        ".{0,8}",
+        any::<u32>(),
+        arb_traceparent(),
+    )
+        .prop_map(|(id, target, arg, from, deadline_ms, traceparent)| {
             pb::Request {
                 id,
                 target,
                 arg,
                 from,
                 deadline_ms,
+                traceparent,
             }
             .into()
-        },
-    )
+        })
 }
 
 fn arb_frame() -> impl Strategy<Value = pb::Frame> {
@@ -393,6 +410,7 @@ fn bytes_in_a_request_followed_by_more_fields_are_the_bytes_sent() {
         }),
         from: "me".to_owned(),
         deadline_ms: 5,
+        traceparent: String::new(),
     }
     .into();
     let mut wire = BytesMut::new();
@@ -509,6 +527,7 @@ proptest! {
         target in ".{0,24}",
         from in prop_oneof![Just(String::new()), ".{1,8}"],
         deadline_ms in prop_oneof![Just(0u32), any::<u32>()],
+        traceparent in arb_traceparent(),
         arg in arb_request_arg(),
         max in prop_oneof![0..120usize, Just(usize::MAX)],
         before in vec(any::<u8>(), 0..3),
@@ -519,6 +538,7 @@ proptest! {
             arg: Some(arg.clone().into_proto()),
             from: from.clone(),
             deadline_ms,
+            traceparent: traceparent.clone(),
         });
         let mut expected = BytesMut::from(&before[..]);
         let expected_result = ikc_proto::codec::Builder::new()
@@ -528,7 +548,13 @@ proptest! {
 
         // Appended after what the buffer held, as a channel's queue does.
         let mut wire = BytesMut::from(&before[..]);
-        let parts = ikc_proto::codec::encoded::RequestParts { id, target: &target, from: &from, deadline_ms };
+        let parts = ikc_proto::codec::encoded::RequestParts {
+            id,
+            target: &target,
+            from: &from,
+            deadline_ms,
+            traceparent: &traceparent,
+        };
         let result = ikc_proto::codec::encoded::encode_request(&parts, arg, max, &mut wire);
         same_outcome(result, &wire, expected_result, &expected, &before)?;
     }

@@ -250,6 +250,7 @@ fn call_frame(id: u64, target: &str, arg: Value, from: &str) -> pb::Frame {
         arg: Some(arg.into()),
         from: from.to_owned(),
         deadline_ms: 0,
+        traceparent: String::new(),
     }
     .into()
 }

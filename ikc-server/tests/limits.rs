@@ -82,6 +82,7 @@ fn call_frame(id: u64, target: &str, arg: Value) -> pb::Frame {
         arg: Some(arg.into()),
         from: String::new(),
         deadline_ms: 0,
+        traceparent: String::new(),
     }
     .into()
 }

@@ -248,6 +248,11 @@ impl Callee {
         if !request.from.is_empty() {
             req = req.with_from(request.from);
         }
+        // Kept as the peer sent it; the request's tracing layer parses it
+        // (and ignores what does not parse).
+        if !request.traceparent.is_empty() {
+            req = req.with_traceparent(request.traceparent);
+        }
         // The deadline is passed on for the handler to use. It is not
         // enforced here: the caller's own timeout ends the call and its
         // Cancel drops the handler, without a timer per request.

@@ -183,7 +183,7 @@ impl ChannelHandle {
         target: impl Into<Target<'a>>,
         arg: impl Into<Value>,
     ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'a {
-        let message = Message::request(target.into().0, arg.into(), None);
+        let message = Message::call(target.into().0, arg.into());
         exchange(self, message, None, self.shared.call_timeout)
     }
 
@@ -198,7 +198,7 @@ impl ChannelHandle {
         arg: impl Into<Value>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'a {
-        let message = Message::request(target.into().0, arg.into(), None);
+        let message = Message::call(target.into().0, arg.into());
         exchange(self, message, None, Some(timeout))
     }
 
@@ -215,7 +215,8 @@ impl ChannelHandle {
         target: impl Into<Target<'_>>,
         arg: impl Into<Value>,
     ) -> Result<(), IkcError> {
-        self.send_post(target.into().0, arg.into(), None).await
+        self.send_post(target.into().0, arg.into(), None, None)
+            .await
     }
 
     /// Asks the peer whether it publishes `session` (its `Subscribe`);
@@ -236,10 +237,11 @@ impl ChannelHandle {
     pub(crate) async fn forward(&self, mut req: Request, as_call: bool) -> Result<Value, IkcError> {
         let target = req.target().to_string();
         let from = req.from().map(str::to_owned);
+        let traceparent = req.traceparent().map(str::to_owned);
         let arg = req.take_arg();
         if req.is_post() && !as_call {
             return self
-                .send_post(target, arg, from)
+                .send_post(target, arg, from, traceparent)
                 .await
                 .map(|()| Value::Null);
         }
@@ -247,7 +249,13 @@ impl ChannelHandle {
             Some(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
             None => self.shared.call_timeout,
         };
-        exchange(self, Message::request(target, arg, from), None, timeout).await
+        let message = Message::Request {
+            target,
+            arg,
+            from,
+            traceparent,
+        };
+        exchange(self, message, None, timeout).await
     }
 
     /// Queues `frame` if there is room; drops it if not, or if the
@@ -286,10 +294,13 @@ impl ChannelHandle {
         target: impl AsRef<str> + Into<String>,
         arg: Value,
         from: Option<String>,
+        traceparent: Option<String>,
     ) -> Result<(), IkcError> {
         self.check_open()?;
         let mut kept = None;
-        let post = self.shared.request(&mut kept, target, from, arg, 0);
+        let post = self
+            .shared
+            .request(&mut kept, target, from, traceparent, arg, 0);
         self.shared.queue_waiting(post).await
     }
 
@@ -316,13 +327,21 @@ enum Message<T> {
         target: T,
         arg: Value,
         from: Option<String>,
+        traceparent: Option<String>,
     },
     Frame(pb::Frame),
 }
 
 impl<T> Message<T> {
-    fn request(target: T, arg: Value, from: Option<String>) -> Self {
-        Message::Request { target, arg, from }
+    /// A call of this kernel's own: no sender named, no trace context but
+    /// the current span's (with the `otel` feature).
+    fn call(target: T, arg: Value) -> Self {
+        Message::Request {
+            target,
+            arg,
+            from: None,
+            traceparent: None,
+        }
     }
 }
 
@@ -346,13 +365,18 @@ where
     handle.check_open()?;
     let mut kept = None;
     let mut outgoing = Some(match message {
-        Message::Request { target, arg, from } => {
+        Message::Request {
+            target,
+            arg,
+            from,
+            traceparent,
+        } => {
             let deadline_ms = timeout.map_or(0, |t| {
                 u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
             });
             handle
                 .shared
-                .request(&mut kept, target, from, arg, deadline_ms)
+                .request(&mut kept, target, from, traceparent, arg, deadline_ms)
         }
         Message::Frame(frame) => Outgoing::Frame(frame),
     });

@@ -66,6 +66,7 @@ impl Outgoing<'_> {
                 arg: Some(arg.into_proto()),
                 from: parts.from.to_owned(),
                 deadline_ms: parts.deadline_ms,
+                traceparent: parts.traceparent.to_owned(),
             }
             .into(),
             Outgoing::Reply(id, value) => pb::Reply {

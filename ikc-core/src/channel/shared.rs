@@ -258,27 +258,38 @@ impl Shared {
 
     /// A request to queue (its id given as it is queued), as this channel
     /// takes it: for a transport that takes encoded frames, its parts,
-    /// borrowed from `kept`, where its target and sender stay until it is
-    /// written; for any other, a frame, the target moved into it (an owned
-    /// one is not copied).
+    /// borrowed from `kept`, where its target, sender and trace context
+    /// stay until it is written; for any other, a frame, the target moved
+    /// into it (an owned one is not copied).
+    ///
+    /// With the `otel` feature, the current span's trace context, when it
+    /// has one, is sent in place of `traceparent`: a hub forwarding a
+    /// request runs it in its own span (the caller's child), so the next
+    /// kernel's span is the hub's child, one hop at a time. Without one (or
+    /// without the feature) the request's own context travels on as it
+    /// came.
     pub(super) fn request<'a, T>(
         &self,
-        kept: &'a mut Option<(T, Option<String>)>,
+        kept: &'a mut Option<(T, Option<String>, Option<String>)>,
         target: T,
         from: Option<String>,
+        traceparent: Option<String>,
         arg: Value,
         deadline_ms: u32,
     ) -> Outgoing<'a>
     where
         T: AsRef<str> + Into<String>,
     {
+        #[cfg(feature = "otel")]
+        let traceparent = crate::propagation::current_traceparent().or(traceparent);
         if self.encodes.load(Ordering::Acquire) {
-            let (target, from): &'a _ = kept.insert((target, from));
+            let (target, from, traceparent): &'a _ = kept.insert((target, from, traceparent));
             let parts = RequestParts {
                 id: 0,
                 target: target.as_ref(),
                 from: from.as_deref().unwrap_or_default(),
                 deadline_ms,
+                traceparent: traceparent.as_deref().unwrap_or_default(),
             };
             Outgoing::Request(parts, arg)
         } else {
@@ -288,6 +299,7 @@ impl Shared {
                 arg: Some(arg.into_proto()),
                 from: from.unwrap_or_default(),
                 deadline_ms,
+                traceparent: traceparent.unwrap_or_default(),
             })
         }
     }
@@ -592,6 +604,7 @@ mod tests {
             target: "echo/say",
             from: "",
             deadline_ms: 0,
+            traceparent: "",
         };
         let arg = Value::Bytes(vec![7; payload].into());
         let waker = futures::task::noop_waker_ref();

@@ -330,6 +330,7 @@ pub(crate) fn raw_request(id: u64, target: &str, arg: impl Into<Value>) -> pb::R
         arg: Some(arg.into().into_proto()),
         from: String::new(),
         deadline_ms: 0,
+        traceparent: String::new(),
     }
 }
 

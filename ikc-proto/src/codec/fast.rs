@@ -33,6 +33,7 @@ const REQUEST_TARGET: u32 = 2;
 const REQUEST_ARG: u32 = 3;
 const REQUEST_FROM: u32 = 4;
 const REQUEST_DEADLINE: u32 = 5;
+const REQUEST_TRACEPARENT: u32 = 6;
 const REPLY_VALUE: u32 = 2;
 
 /// A frame of one of the fast shapes, measured.
@@ -86,7 +87,12 @@ const FIXED_MAX: usize = 8 * 15;
 pub(super) fn len_bound(frame: &pb::Frame) -> Option<usize> {
     let value = |value: &Option<pb::Value>| value.as_ref().map_or(Some(0), value_len);
     let variable = match frame.kind.as_ref()? {
-        Kind::Request(request) => request.target.len() + request.from.len() + value(&request.arg)?,
+        Kind::Request(request) => {
+            request.target.len()
+                + request.from.len()
+                + request.traceparent.len()
+                + value(&request.arg)?
+        }
         Kind::Reply(reply) => value(&reply.value)?,
         _ => return None,
     };
@@ -213,6 +219,9 @@ fn request_len(request: &pb::Request) -> Option<usize> {
     if request.deadline_ms != 0 {
         len += key_len(REQUEST_DEADLINE) + encoded_len_varint(u64::from(request.deadline_ms));
     }
+    if !request.traceparent.is_empty() {
+        len += delimited_len(REQUEST_TRACEPARENT, request.traceparent.len());
+    }
     Some(len)
 }
 
@@ -252,6 +261,9 @@ pub(super) fn encode_request(
     if request.deadline_ms != 0 {
         body_len += key_len(REQUEST_DEADLINE) + encoded_len_varint(u64::from(request.deadline_ms));
     }
+    if !request.traceparent.is_empty() {
+        body_len += delimited_len(REQUEST_TRACEPARENT, request.traceparent.len());
+    }
     Some(write_frame(FRAME_REQUEST, body_len, max, dst, |w| {
         if request.id != 0 {
             w.key(ID, WireType::Varint);
@@ -267,6 +279,9 @@ pub(super) fn encode_request(
         if request.deadline_ms != 0 {
             w.key(REQUEST_DEADLINE, WireType::Varint);
             w.varint(u64::from(request.deadline_ms));
+        }
+        if !request.traceparent.is_empty() {
+            w.delimited(REQUEST_TRACEPARENT, request.traceparent.as_bytes());
         }
     }))
 }
@@ -414,6 +429,9 @@ impl Writer<'_> {
         if request.deadline_ms != 0 {
             self.key(REQUEST_DEADLINE, WireType::Varint);
             self.varint(u64::from(request.deadline_ms));
+        }
+        if !request.traceparent.is_empty() {
+            self.delimited(REQUEST_TRACEPARENT, request.traceparent.as_bytes());
         }
     }
 
@@ -629,6 +647,9 @@ impl<'a> Reader<'a> {
                     // as prost does.
                     request.deadline_ms = self.varint()? as u32;
                 }
+                (REQUEST_TRACEPARENT, WireType::LengthDelimited) => {
+                    request.traceparent = self.string()?;
+                }
                 _ => return None,
             }
             last = field;
@@ -681,6 +702,7 @@ mod tests {
                 }),
                 from: "me".to_owned(),
                 deadline_ms: 30_000,
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
             }
             .into();
             assert_eq!(decode(&encoded(&request)), Some(request), "id {id}");
@@ -705,6 +727,7 @@ mod tests {
             }),
             from: "f".repeat(200),
             deadline_ms: u32::MAX,
+            traceparent: "p".repeat(55),
         }
         .into();
         let reply: pb::Frame = pb::Reply {

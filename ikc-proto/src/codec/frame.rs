@@ -139,6 +139,8 @@ pub struct RequestParts<'a> {
     pub from: &'a str,
     /// How long the caller waits, in milliseconds; 0 for no deadline.
     pub deadline_ms: u32,
+    /// The caller's W3C `traceparent`, or empty.
+    pub traceparent: &'a str,
 }
 
 /// Appends the `Request` frame of `request` with `arg` to `dst`, head
@@ -165,6 +167,7 @@ pub fn encode_request(
         arg: Some(arg.into_proto()),
         from: request.from.to_owned(),
         deadline_ms: request.deadline_ms,
+        traceparent: request.traceparent.to_owned(),
     });
     Encoder::<&pb::Frame>::encode(&mut FrameCodec::with_max_frame_length(max), &frame, dst)
 }

@@ -167,6 +167,13 @@ pub struct Request {
     /// Milliseconds the caller will wait for the answer; 0 = no deadline.
     #[prost(uint32, tag = "5")]
     pub deadline_ms: u32,
+    /// The caller's trace context, in W3C Trace Context `traceparent` form
+    /// ("00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>"); empty =
+    /// none. The callee's span for this request is a child of it. A peer that
+    /// does not know this field skips it (protobuf ignores unknown fields), so
+    /// old and new peers talk as before; one that cannot parse it ignores it.
+    #[prost(string, tag = "6")]
+    pub traceparent: ::prost::alloc::string::String,
 }
 /// The successful answer to a call.
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -4,12 +4,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
+use ikc_core::channel::SessionService;
+use ikc_core::{BoxError, Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
 use ikc_proto::HandshakeCodec;
 use ikc_proto::codec::Builder;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
+use tower::ServiceExt;
 
 use super::ClientBuilder;
 use crate::error::{Error, TransportErrorKind};
@@ -18,6 +20,7 @@ use crate::handshake;
 use crate::io::Io;
 #[cfg(feature = "tls")]
 use crate::tls::ClientTls;
+use crate::trace::RequestTrace;
 
 /// A live connection: its channel and what the server said about itself.
 #[derive(Debug, Clone)]
@@ -248,7 +251,12 @@ fn start_channel<T>(
 where
     T: ikc_core::transport::Transport<Error: Send> + Send + 'static,
 {
+    // The server's requests run in `ikc.request` spans as a server's
+    // peers' do: a kernel called through a hub is one more hop of the
+    // caller's trace.
+    let requests = RequestTrace::new(kernel.router().map_err(BoxError::from));
     let registered = Channel::builder(kernel.clone())
+        .service(SessionService::new(requests))
         .call_timeout(settings.call_timeout)
         .max_frame_length(max_frame_length)
         .keepalive(settings.keepalive)

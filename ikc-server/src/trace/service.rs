@@ -95,6 +95,11 @@ where
         if span.is_disabled() {
             return RequestFuture::untraced(self.inner.call(req));
         }
+        // Before the span is first entered: its OpenTelemetry span starts
+        // then, with the caller's as its parent. A context that does not
+        // parse, or none, makes it a root.
+        #[cfg(feature = "otel")]
+        ikc_core::propagation::set_parent(&span, req.traceparent());
         let inner = span.in_scope(|| self.inner.call(req));
         RequestFuture::traced(inner.instrument(span))
     }

@@ -135,6 +135,8 @@ impl Translator {
             arg: Some(arg.into_proto()),
             from: from_text,
             deadline_ms: 0,
+            // Perl peers carry no trace context.
+            traceparent: String::new(),
         };
         match call {
             Some((rsvp, wantarray)) => {
