@@ -148,6 +148,12 @@ impl CpuSamples {
         CpuSamples::default()
     }
 
+    /// The lifetime CPU time read last, if any was.
+    #[must_use]
+    pub fn latest(&self) -> Option<Duration> {
+        self.samples.back().map(|(_, cpu)| *cpu)
+    }
+
     /// Adds the lifetime CPU time `cpu` read at `at`, and forgets samples
     /// older than needed to span `window`.
     pub fn record(&mut self, at: Instant, cpu: Duration, window: Duration) {

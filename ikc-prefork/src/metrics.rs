@@ -10,7 +10,7 @@
 //! | `ikc_workers` | gauge | `state` (`booting`, `running`, `recycling`, `draining`, `rogue`) | workers in each state, at the last babysit round |
 //! | `ikc_worker_starts_total` | counter | | workers forked (the first ones, then every replacement) |
 //! | `ikc_worker_exits_total` | counter | `reason` (`drained`, `recycled`, `died`, `crashed_at_start`, `killed_after_grace`, `rogue_cpu`, `rogue_hung`, `rogue_boot`) | workers that ended, by why |
-//! | `ikc_worker_cpu_seconds` | gauge | `worker` (its number, from 1) | CPU time of the process now in that slot, at the last babysit round |
+//! | `ikc_worker_cpu_seconds` | gauge | `worker` (its number, from 1) | CPU time of the process now in that slot, as the babysitter last read it |
 //!
 //! Labels are bounded: a worker's number is the smallest free one, so
 //! there are never more than the largest number of workers run at once.
@@ -57,7 +57,8 @@ pub(crate) fn exited(why: Retirement) {
     ::metrics::counter!("ikc_worker_exits_total", "reason" => reason_label(why)).increment(1);
 }
 
-/// The workers' states, counted, and each one's CPU time (`None`: unknown).
+/// The workers' states, counted, and each one's CPU time as last read
+/// (`None`: never read).
 pub(crate) fn babysat<'a>(workers: impl Iterator<Item = (u32, &'a WorkerState, Option<Duration>)>) {
     let mut counts = [0u32; STATES.len()];
     for (id, state, cpu) in workers {

@@ -690,8 +690,8 @@ impl State {
         }
         crate::metrics::babysat(
             self.workers
-                .iter()
-                .map(|(pid, worker)| (worker.id, &worker.state, cpu_time(*pid))),
+                .values()
+                .map(|worker| (worker.id, &worker.state, worker.cpu.latest())),
         );
     }
 
