@@ -43,7 +43,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a server publishing the demo `echo` session (events `say`, `upper`) and `IKC`.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Call an event and print the answer as JSON.
     Call(CallArgs),
     /// Post an event (no answer).
@@ -62,6 +62,17 @@ struct ServeArgs {
     /// before any thread starts; served in place of --bind/--unix.
     #[arg(skip)]
     activated: Option<ikc::server::activation::Activated>,
+    /// When this process is the new generation of a binary upgrade: how
+    /// it tells the old one that it serves (taken in `main` too).
+    #[arg(skip)]
+    handover: Option<ikc::server::upgrade::Handover>,
+    /// The metrics endpoint's socket the old generation handed over.
+    #[arg(skip)]
+    metrics_listener: Option<std::net::TcpListener>,
+    /// This binary and its arguments as it started: what SIGUSR1 starts
+    /// again.
+    #[arg(skip)]
+    exec: Option<ikc::server::upgrade::Exec>,
     /// The server kernel's name.
     #[arg(long, default_value = ikc::server::DEFAULT_NAME)]
     name: String,
@@ -146,6 +157,16 @@ struct ServeArgs {
     /// --workers.
     #[arg(long, value_name = "ENDPOINT")]
     otlp: Option<String>,
+    /// Write the pid of the process that serves (the supervisor's with
+    /// --workers) to this file once it serves; after a binary upgrade
+    /// (SIGUSR1) it names the new generation.
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Seconds the new generation of a binary upgrade (SIGUSR1) has to
+    /// serve (every worker ready, with --workers) before it is stopped and
+    /// this one goes on serving.
+    #[arg(long, default_value = "60", value_parser = parse_secs)]
+    upgrade_timeout: Duration,
 }
 
 fn parse_on_off(text: &str) -> Result<bool, String> {
@@ -384,12 +405,9 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     if let Command::Serve(args) = &mut cli.command {
         // It changes the environment: before any thread exists.
-        match ikc::server::activation::from_systemd() {
-            Ok(activated) => args.activated = activated,
-            Err(error) => {
-                eprintln!("error: the socket systemd passed (LISTEN_FDS): {error}");
-                return ExitCode::from(3);
-            }
+        if let Err(error) = take_passed(args) {
+            eprintln!("error: the sockets passed (LISTEN_FDS): {error}");
+            return ExitCode::from(3);
         }
     }
     let export = match init_telemetry(&cli) {
@@ -423,9 +441,23 @@ fn main() -> ExitCode {
     code
 }
 
+/// What systemd or the old generation of an upgrade passed (socket
+/// activation, the handover, the metrics socket), and the binary to start
+/// again on SIGUSR1.
+fn take_passed(args: &mut ServeArgs) -> std::io::Result<()> {
+    let mut passed = ikc::server::activation::passed();
+    args.activated = passed.listener()?;
+    args.handover = passed.handover()?;
+    args.metrics_listener = passed.tcp_listener(ikc_cli::metrics::SOCKET_NAME)?;
+    // Read now: once an upgrade replaced the file, the running binary's
+    // path names the deleted one.
+    args.exec = ikc::server::upgrade::Exec::current().ok();
+    Ok(())
+}
+
 async fn run(command: Command) -> ExitCode {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Call(args) => call(args, false).await,
         Command::Post(args) => call(args, true).await,
         Command::Ping(args) => ping(args).await,
@@ -502,6 +534,16 @@ fn demo_server(args: &ServeArgs) -> Result<Server, ExitCode> {
     }
 }
 
+/// The metrics endpoint's socket of `--metrics`: the one the old
+/// generation of an upgrade handed over, else the address bound now.
+fn metrics_listener(args: &mut ServeArgs) -> Option<Result<std::net::TcpListener, String>> {
+    let addr = args.metrics?;
+    Some(match args.metrics_listener.take() {
+        Some(listener) => Ok(listener),
+        None => ikc_cli::metrics::bind(addr),
+    })
+}
+
 fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
     use ikc::prefork::{Bound, Supervisor};
     if let Err(code) = demo_server(args) {
@@ -512,6 +554,11 @@ fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
         (None, Some(path)) => Bound::unix(path),
         (None, None) => Bound::tcp(args.bind),
     };
+    let bound = match (bound, args.handover.take()) {
+        (Ok(bound), Some(handover)) => bound.handed_over(handover),
+        (bound, _) => bound,
+    };
+    let metrics = metrics_listener(args);
     let args = &*args;
     let bound = match bound {
         Ok(bound) => bound,
@@ -521,7 +568,7 @@ fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let metrics = match args.metrics.map(ikc_cli::metrics::Prefork::bind) {
+    let metrics = match metrics.map(|l| l.and_then(ikc_cli::metrics::Prefork::new)) {
         None => None,
         Some(Ok(metrics)) => Some(std::sync::Arc::new(metrics)),
         Some(Err(error)) => {
@@ -543,7 +590,17 @@ fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
         .crash_loop(args.crash_deaths, args.crash_window)
         // Workers get the grace period; the supervisor kills stragglers a
         // little later.
-        .grace_period(args.grace + Duration::from_secs(1));
+        .grace_period(args.grace + Duration::from_secs(1))
+        .upgrade_timeout(args.upgrade_timeout);
+    if let Some(exec) = &args.exec {
+        supervisor = supervisor.upgrade(exec.clone());
+    }
+    if let Some(path) = &args.pid_file {
+        supervisor = supervisor.pid_file(path);
+    }
+    if let Some(Ok(socket)) = metrics.as_ref().map(|m| m.socket()) {
+        supervisor = supervisor.hand_over(ikc_cli::metrics::SOCKET_NAME, socket);
+    }
     if let Some(metrics) = &metrics {
         let metrics = std::sync::Arc::clone(metrics);
         supervisor = supervisor.after_babysit(move || metrics.write_supervisor());
@@ -574,24 +631,25 @@ fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
 }
 
 async fn serve(mut args: ServeArgs) -> ExitCode {
+    use ikc::server::upgrade::PidFile;
+    use std::os::fd::AsFd;
+
     let mut server = match demo_server(&args) {
         Ok(server) => server,
         Err(code) => return code,
     };
-    let activated = match args.activated.take().map(ikc::server::Listener::activated) {
-        None => None,
-        Some(Ok(listener)) => Some(listener),
-        Some(Err(error)) => {
-            eprintln!("error: cannot serve the socket systemd passed: {error}");
-            return ExitCode::from(3);
-        }
+    let (listener, socket_file) = match listen(&mut args).await {
+        Ok(listening) => listening,
+        Err(code) => return code,
     };
-    if let Some(path) = args.unix.take() {
-        server = server.unix(path);
-    }
     let mut metrics = None;
-    if let Some(addr) = args.metrics {
-        match ikc_cli::metrics::serve(addr).await {
+    let mut metrics_socket = None;
+    if let Some(listener) = metrics_listener(&mut args) {
+        let served = listener.and_then(|listener| {
+            metrics_socket = listener.as_fd().try_clone_to_owned().ok();
+            ikc_cli::metrics::serve(listener)
+        });
+        match served {
             Ok(local) => metrics = Some(local),
             Err(error) => {
                 eprintln!("error: --metrics: {error}");
@@ -600,24 +658,184 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         }
         server = server.metrics(true);
     }
-    let served = match activated {
-        Some(listener) => server.serve_with_listener_shutdown(listener, termination()),
-        None => server.serve_with_shutdown(termination()).await,
+    // Handed to the next generation on SIGUSR1.
+    let socket = listener.as_fd().try_clone_to_owned();
+    let (upgraded_tx, upgraded) = tokio::sync::oneshot::channel();
+    let terminated = termination();
+    let stop = async move {
+        tokio::select! {
+            () = terminated => {}
+            Ok(()) = upgraded => tracing::info!("upgrade: the new generation serves; draining"),
+        }
     };
-    let handle = match served {
+    let handle = match server.serve_with_listener_shutdown(listener, stop) {
         Ok(handle) => handle,
         Err(error) => return report(&error),
     };
     if let Some(local) = metrics {
         tracing::info!("metrics on http://{local}/metrics");
     }
+    let pid_file = match args.pid_file.as_ref().map(PidFile::write) {
+        Some(Err(error)) => {
+            tracing::error!(%error, "cannot write the pid file");
+            None
+        }
+        Some(Ok(file)) => Some(file),
+        None => None,
+    };
+    if let Some(handover) = args.handover.take() {
+        match handover.ready() {
+            Ok(()) => tracing::info!("serving; told the old generation"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell the old generation that this one serves")
+            }
+        }
+    }
+    let upgrades = match socket {
+        Ok(socket) => {
+            let sockets = [(ikc::server::upgrade::LISTENER, socket)]
+                .into_iter()
+                .chain(metrics_socket.map(|fd| (ikc_cli::metrics::SOCKET_NAME, fd)))
+                .collect();
+            let upgrade = Upgrade {
+                exec: args.exec.take(),
+                sockets,
+                socket_file: socket_file.as_ref().map(|f| f.path().to_owned()),
+                within: args.upgrade_timeout,
+            };
+            Some(tokio::spawn(upgrade.on_sigusr1(upgraded_tx)))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot keep a copy of the listening socket; SIGUSR1 cannot upgrade");
+            None
+        }
+    };
     let report = handle.stopped().await;
+    let upgraded = match upgrades {
+        Some(task) if task.is_finished() => task.await.unwrap_or(false),
+        Some(task) => {
+            task.abort();
+            false
+        }
+        None => false,
+    };
+    if let (true, Some(file)) = (upgraded, socket_file) {
+        // The new generation serves on it and removes it when it stops.
+        file.keep();
+    }
+    drop(pid_file);
     tracing::info!(
         connections = report.connections,
         aborted = report.aborted,
         "stopped"
     );
     ExitCode::SUCCESS
+}
+
+/// The listening socket of `ikc serve` in one process: the one systemd or
+/// the old generation passed, else the --unix or --bind address bound
+/// now; and the Unix socket file to remove at exit, when it is this
+/// process's.
+async fn listen(
+    args: &mut ServeArgs,
+) -> Result<
+    (
+        ikc::server::Listener,
+        Option<ikc::server::listener::SocketFile>,
+    ),
+    ExitCode,
+> {
+    use ikc::server::Listener;
+    use ikc::server::activation::Activated;
+    if let Some(activated) = args.activated.take() {
+        let file = match args.handover.as_mut().map(|h| h.take_socket_file()) {
+            Some(Err(error)) => {
+                eprintln!("error: the socket file the old generation handed over: {error}");
+                return Err(ExitCode::from(3));
+            }
+            Some(Ok(file)) => file,
+            None => None,
+        };
+        return match Listener::activated(activated) {
+            Ok(listener) => Ok((listener, file)),
+            Err(error) => {
+                eprintln!("error: cannot serve the socket passed (LISTEN_FDS): {error}");
+                Err(ExitCode::from(3))
+            }
+        };
+    }
+    let Some(path) = args.unix.take() else {
+        return Listener::bind_tcp(args.bind)
+            .await
+            .map(|listener| (listener, None))
+            .map_err(|error| report(&error));
+    };
+    let (listener, file) =
+        ikc::server::listener::bind_unix_std(&path).map_err(|error| report(&error))?;
+    match Listener::activated(Activated::Unix(listener)) {
+        Ok(listener) => Ok((listener, Some(file))),
+        Err(error) => {
+            eprintln!("error: cannot serve unix:{}: {error}", path.display());
+            Err(ExitCode::from(3))
+        }
+    }
+}
+
+/// SIGUSR1 in a single-process `ikc serve`: a binary upgrade.
+struct Upgrade {
+    exec: Option<ikc::server::upgrade::Exec>,
+    sockets: Vec<(&'static str, std::os::fd::OwnedFd)>,
+    socket_file: Option<PathBuf>,
+    within: Duration,
+}
+
+impl Upgrade {
+    /// On each SIGUSR1, starts the new generation and waits for it to
+    /// serve; once one does, tells the server to drain (`upgraded`) and
+    /// returns true. A failed upgrade is logged and this one serves on.
+    async fn on_sigusr1(self, upgraded: tokio::sync::oneshot::Sender<()>) -> bool {
+        use ikc::server::upgrade::NextGeneration;
+        use std::os::fd::AsFd;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut usr1 = match signal(SignalKind::user_defined1()) {
+            Ok(usr1) => usr1,
+            Err(error) => {
+                tracing::warn!(%error, "cannot handle SIGUSR1; binary upgrade is off");
+                return false;
+            }
+        };
+        while usr1.recv().await.is_some() {
+            let Some(exec) = &self.exec else {
+                tracing::error!("SIGUSR1: cannot find this binary's path; not upgrading");
+                continue;
+            };
+            let sockets: Vec<_> = self
+                .sockets
+                .iter()
+                .map(|(name, fd)| (*name, fd.as_fd()))
+                .collect();
+            let next = match NextGeneration::spawn(exec, &sockets, self.socket_file.as_deref()) {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::error!(%error, "upgrade failed; still serving");
+                    continue;
+                }
+            };
+            tracing::info!(
+                pid = next.id(),
+                program = %exec.program().display(),
+                "upgrading: started the new generation; serving until it is ready"
+            );
+            match next.ready(self.within).await {
+                Ok(()) => {
+                    let _ = upgraded.send(());
+                    return true;
+                }
+                Err(error) => tracing::error!(%error, "upgrade failed; still serving"),
+            }
+        }
+        false
+    }
 }
 
 /// The client settings every client command (`call`, `post`, `ping`,

@@ -58,17 +58,30 @@ fn recorder() -> Result<PrometheusRecorder, String> {
         .build_recorder())
 }
 
-/// Installs the Prometheus recorder as the process's `metrics` recorder
-/// and serves it on `addr`; returns the address bound (the port chosen
-/// when `addr`'s is 0). Must run on a tokio runtime.
+/// The endpoint's socket's name in `LISTEN_FDNAMES` when an upgrade hands
+/// it to the next generation.
+pub const SOCKET_NAME: &str = "ikc-metrics";
+
+/// Binds the endpoint's address, before any runtime (a pre-fork
+/// supervisor) or to hand it to the next generation of an upgrade.
 ///
 /// # Errors
 ///
-/// When `addr` cannot be bound or a recorder is installed already.
-pub async fn serve(addr: SocketAddr) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+/// When `addr` cannot be bound.
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder
+/// and serves it on `listener` ([`bind`], or the one an upgrade passed);
+/// returns its address. Must run on a tokio runtime.
+///
+/// # Errors
+///
+/// When the listener cannot be used or a recorder is installed already.
+pub fn serve(listener: std::net::TcpListener) -> Result<SocketAddr, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let recorder = recorder()?;
     let handle = recorder.handle();
@@ -141,17 +154,16 @@ pub struct Prefork {
 }
 
 impl Prefork {
-    /// Binds `addr` and installs the supervisor's recorder as the process's
+    /// Takes the endpoint's `listener` ([`bind`], or the one an upgrade
+    /// passed) and installs the supervisor's recorder as the process's
     /// global one. Call it in the supervisor before it forks: it starts no
     /// thread.
     ///
     /// # Errors
     ///
-    /// When `addr` cannot be bound, the directory cannot be made, or a
-    /// recorder is installed already.
-    pub fn bind(addr: SocketAddr) -> Result<Prefork, String> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    /// When the directory cannot be made, or a recorder is installed
+    /// already.
+    pub fn new(listener: std::net::TcpListener) -> Result<Prefork, String> {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let dir = tempfile::Builder::new()
             .prefix("ikc-metrics-")
@@ -174,6 +186,15 @@ impl Prefork {
     /// When the socket cannot say.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// A copy of the endpoint's socket, for an upgrade to hand over.
+    ///
+    /// # Errors
+    ///
+    /// When the descriptor cannot be duplicated.
+    pub fn socket(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        std::os::fd::AsFd::as_fd(&self.listener).try_clone_to_owned()
     }
 
     /// Writes the supervisor's rendering for the workers to serve: the

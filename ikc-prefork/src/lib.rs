@@ -30,7 +30,12 @@
 //!   start, or a crash loop), then each worker's pid, age, connections, CPU
 //!   time (in all and in the last CPU window), heartbeat age and state; on
 //!   SIGHUP replaces every worker one at a time, each new one ready before
-//!   an old one drains; on SIGTTIN/SIGTTOU runs one worker more/less.
+//!   an old one drains; on SIGTTIN/SIGTTOU runs one worker more/less;
+//! - on SIGUSR1, when [`Supervisor::upgrade`] is set, upgrades the binary:
+//!   starts the binary on disk again as a new generation, hands it the
+//!   listening socket, and drains its own workers once every new worker
+//!   is ready (or stops the new generation and goes on serving when it
+//!   exits or is not ready in time; see `ikc_server::upgrade`).
 //!
 //! The CPU times come from `/proc/PID/stat`. Where `/proc` cannot be read,
 //! the supervisor logs one warning at start-up and the CPU rule is off; the
@@ -72,7 +77,7 @@ mod worker;
 pub use supervisor::{
     Bound, DEFAULT_BABYSIT, DEFAULT_CPU_LIMIT, DEFAULT_CPU_WINDOW, DEFAULT_CRASH_LOOP_DEATHS,
     DEFAULT_CRASH_LOOP_WINDOW, DEFAULT_GRACE_PERIOD, DEFAULT_HANG_TIMEOUT,
-    DEFAULT_RECYCLE_DEADLINE, Supervisor,
+    DEFAULT_RECYCLE_DEADLINE, DEFAULT_UPGRADE_TIMEOUT, Supervisor,
 };
 pub use worker::{HEARTBEAT_INTERVAL, WorkerContext};
 

@@ -11,10 +11,11 @@ use nix::sys::signal::Signal;
 use signal_hook::SigId;
 
 /// Every signal the supervisor handles.
-pub(crate) const HANDLED: [Signal; 7] = [
+pub(crate) const HANDLED: [Signal; 8] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
+    Signal::SIGUSR1,
     Signal::SIGUSR2,
     Signal::SIGTTIN,
     Signal::SIGTTOU,
@@ -26,6 +27,7 @@ pub(crate) const HANDLED: [Signal; 7] = [
 pub(crate) struct Received {
     pub(crate) stop: bool,
     pub(crate) reload: bool,
+    pub(crate) upgrade: bool,
     pub(crate) status: bool,
     pub(crate) more: bool,
     pub(crate) fewer: bool,
@@ -95,10 +97,11 @@ impl Signals {
         for (slot, flag) in got.iter_mut().zip(&self.flags) {
             *slot = flag.swap(false, Ordering::AcqRel);
         }
-        let [int, term, hup, usr2, ttin, ttou, chld] = got;
+        let [int, term, hup, usr1, usr2, ttin, ttou, chld] = got;
         Received {
             stop: int || term,
             reload: hup,
+            upgrade: usr1,
             status: usr2,
             more: ttin,
             fewer: ttou,

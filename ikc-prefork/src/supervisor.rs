@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ikc_server::activation::Activated;
 use ikc_server::listener::{ListenAddr, SocketFile, bind_tcp_std, bind_unix_std};
+use ikc_server::upgrade::{Exec, Handover, NextGeneration, PidFile};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
@@ -46,6 +47,10 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Default for [`Supervisor::recycle_deadline`]: 30 s.
 pub const DEFAULT_RECYCLE_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Default for [`Supervisor::upgrade_timeout`]: 60 s for the new
+/// generation's workers to report ready.
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// First pause after a failed fork, a crash at start-up or a death in a
 /// crash loop; it doubles.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -59,6 +64,9 @@ const PROC_ROOT: &str = "/proc";
 pub struct Bound {
     inner: BoundInner,
     addr: ListenAddr,
+    /// This supervisor is the new generation of an upgrade: how it tells
+    /// the old one that its workers serve.
+    handover: Option<Handover>,
 }
 
 #[derive(Debug)]
@@ -68,7 +76,7 @@ enum BoundInner {
     // get only the descriptor, so they never remove it.
     Unix {
         listener: std::os::unix::net::UnixListener,
-        _file: Option<SocketFile>,
+        owned: Option<SocketFile>,
     },
 }
 
@@ -84,6 +92,7 @@ impl Bound {
         Ok(Bound {
             inner: BoundInner::Tcp(listener),
             addr,
+            handover: None,
         })
     }
 
@@ -99,9 +108,10 @@ impl Bound {
         Ok(Bound {
             inner: BoundInner::Unix {
                 listener,
-                _file: Some(file),
+                owned: Some(file),
             },
             addr: ListenAddr::Unix(path),
+            handover: None,
         })
     }
 
@@ -119,6 +129,7 @@ impl Bound {
                 Bound {
                     inner: BoundInner::Tcp(listener),
                     addr,
+                    handover: None,
                 }
             }
             Activated::Unix(listener) => {
@@ -127,18 +138,62 @@ impl Bound {
                 Bound {
                     inner: BoundInner::Unix {
                         listener,
-                        _file: None,
+                        owned: None,
                     },
                     addr: ListenAddr::Unix(path),
+                    handover: None,
                 }
             }
         })
+    }
+
+    /// The socket the old generation of a binary upgrade passed (taken as
+    /// [`Bound::activated`]), with its [`Handover`]: the supervisor tells
+    /// the old generation once every worker reported ready, and takes
+    /// charge of the Unix socket file the old one created.
+    ///
+    /// # Errors
+    ///
+    /// When the handed-over socket file is gone.
+    pub fn handed_over(mut self, mut handover: Handover) -> Result<Bound, PreforkError> {
+        let adopted = handover.take_socket_file().map_err(PreforkError::Io)?;
+        if let (BoundInner::Unix { owned, .. }, Some(file)) = (&mut self.inner, adopted) {
+            *owned = Some(file);
+        }
+        self.handover = Some(handover);
+        Ok(self)
     }
 
     /// Where the workers will listen.
     #[must_use]
     pub fn local_addr(&self) -> &ListenAddr {
         &self.addr
+    }
+
+    fn socket(&self) -> BorrowedFd<'_> {
+        match &self.inner {
+            BoundInner::Tcp(listener) => listener.as_fd(),
+            BoundInner::Unix { listener, .. } => listener.as_fd(),
+        }
+    }
+
+    /// The Unix socket file this supervisor removes at exit, if any.
+    fn socket_file(&self) -> Option<&Path> {
+        match &self.inner {
+            BoundInner::Unix {
+                owned: Some(file), ..
+            } => Some(file.path()),
+            _ => None,
+        }
+    }
+
+    /// Leaves the socket file to the new generation.
+    fn hand_over_socket_file(&mut self) {
+        if let BoundInner::Unix { owned, .. } = &mut self.inner {
+            if let Some(file) = owned.take() {
+                file.keep();
+            }
+        }
     }
 
     fn inherit(&self) -> std::io::Result<Inherited> {
@@ -180,6 +235,11 @@ pub struct Supervisor {
     crash_loop_deaths: u32,
     crash_loop_window: Duration,
     after_babysit: Option<Hook>,
+    upgrade: Option<Exec>,
+    upgrade_timeout: Duration,
+    /// Further sockets an upgrade hands over, by name.
+    hand_over: Vec<(String, Arc<OwnedFd>)>,
+    pid_file: Option<PathBuf>,
 }
 
 /// What [`Supervisor::after_babysit`] runs.
@@ -208,6 +268,10 @@ impl Supervisor {
             crash_loop_deaths: DEFAULT_CRASH_LOOP_DEATHS,
             crash_loop_window: DEFAULT_CRASH_LOOP_WINDOW,
             after_babysit: None,
+            upgrade: None,
+            upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+            hand_over: Vec::new(),
+            pid_file: None,
         }
     }
 
@@ -310,6 +374,46 @@ impl Supervisor {
         self
     }
 
+    /// Binary upgrade on SIGUSR1: the supervisor starts `exec` (the binary
+    /// on disk, [`Exec::current`] taken at start-up) as a new generation,
+    /// handing it the listening socket (see [`ikc_server::upgrade`]); the
+    /// new generation's `main` takes it with
+    /// [`ikc_server::activation::passed`] and
+    /// [`Bound::handed_over`]. Once every worker of the new generation
+    /// reported ready, this supervisor drains its own workers and returns,
+    /// as on SIGTERM; if the new generation exits first, or is not ready
+    /// within the [upgrade timeout](Self::upgrade_timeout), it is stopped
+    /// and this one goes on serving. Default: off (SIGUSR1 is logged and
+    /// ignored).
+    pub fn upgrade(mut self, exec: Exec) -> Self {
+        self.upgrade = Some(exec);
+        self
+    }
+
+    /// A further socket an upgrade hands to the new generation, under
+    /// `name` in `LISTEN_FDNAMES` (a metrics endpoint's, say, so that the
+    /// new generation does not have to bind its address while the old one
+    /// holds it). Default: none.
+    pub fn hand_over(mut self, name: impl Into<String>, socket: impl Into<OwnedFd>) -> Self {
+        self.hand_over.push((name.into(), Arc::new(socket.into())));
+        self
+    }
+
+    /// How long the new generation of an upgrade has to be ready. Default:
+    /// 60 s.
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.upgrade_timeout = timeout;
+        self
+    }
+
+    /// Writes the supervisor's pid to `path` once its workers first serve,
+    /// and removes it at exit while it still names this supervisor: after
+    /// an upgrade it names the new generation. Default: none.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
     /// Forks the workers on `bound` and supervises them until SIGINT or
     /// SIGTERM, then stops them gracefully and returns. `worker` runs in
     /// each forked child; its return value is the child's exit status.
@@ -355,6 +459,9 @@ impl Supervisor {
             failures: 0,
             deaths,
             next_spawn: Instant::now(),
+            next: None,
+            pid_file: None,
+            announced: false,
         };
         state.target = state.config.workers;
         tracing::info!(workers = state.target, "listening on {}", state.bound.addr);
@@ -395,6 +502,12 @@ struct State {
     /// Workers that died lately, at any age: a crash loop.
     deaths: Deaths,
     next_spawn: Instant,
+    /// The new generation of an upgrade in progress, and when it started.
+    next: Option<(NextGeneration, Instant)>,
+    pid_file: Option<PidFile>,
+    /// Every worker reported ready once (the pid file is written, the old
+    /// generation told).
+    announced: bool,
 }
 
 impl State {
@@ -412,6 +525,7 @@ impl State {
             self.on_signals(received);
             self.read_beats();
             self.reap();
+            self.upgrade_step();
             let now = Instant::now();
             if now >= next_babysit {
                 self.babysit(now);
@@ -434,13 +548,115 @@ impl State {
             }
             self.reload_step();
             self.fill(worker);
+            self.announce();
+        }
+    }
+
+    /// SIGUSR1: starts the new generation of a binary upgrade.
+    fn start_upgrade(&mut self) {
+        let Some(exec) = &self.config.upgrade else {
+            tracing::warn!("SIGUSR1: binary upgrade is not enabled; ignored");
+            return;
+        };
+        if let Some((next, _)) = &self.next {
+            tracing::warn!(
+                pid = next.id(),
+                "SIGUSR1: an upgrade is already under way; ignored"
+            );
+            return;
+        }
+        let sockets: Vec<(&str, BorrowedFd<'_>)> =
+            std::iter::once((ikc_server::upgrade::LISTENER, self.bound.socket()))
+                .chain(
+                    self.config
+                        .hand_over
+                        .iter()
+                        .map(|(name, fd)| (name.as_str(), fd.as_fd())),
+                )
+                .collect();
+        match NextGeneration::spawn(exec, &sockets, self.bound.socket_file()) {
+            Ok(next) => {
+                tracing::info!(
+                    pid = next.id(),
+                    program = %exec.program().display(),
+                    "upgrading: started the new generation; serving until its workers are ready"
+                );
+                self.next = Some((next, Instant::now()));
+            }
+            Err(error) => tracing::error!(%error, "upgrade failed; still serving"),
+        }
+    }
+
+    /// During an upgrade: hands over once the new generation serves, gives
+    /// up on it when it exited or took too long.
+    fn upgrade_step(&mut self) {
+        let Some((next, since)) = &mut self.next else {
+            return;
+        };
+        match next.poll() {
+            Some(Ok(())) => {
+                let pid = next.id();
+                self.next = None;
+                self.bound.hand_over_socket_file();
+                tracing::info!(pid, "upgrade: the new generation serves");
+                self.stop("an upgrade");
+            }
+            Some(Err(error)) => {
+                self.next = None;
+                tracing::error!(%error, "upgrade failed; still serving");
+            }
+            None if since.elapsed() > self.config.upgrade_timeout => {
+                let (next, _) = self.next.take().expect("matched above");
+                let error = ikc_server::upgrade::UpgradeError::NotReady {
+                    pid: next.id(),
+                    within: self.config.upgrade_timeout,
+                };
+                // `reap` collects it once it exits.
+                drop(next.abandon());
+                tracing::error!(%error, "upgrade failed; still serving");
+            }
+            None => {}
+        }
+    }
+
+    /// Once every worker first serves: writes the pid file, and tells the
+    /// old generation of an upgrade that this one serves.
+    fn announce(&mut self) {
+        if self.announced
+            || self.serving().count() < self.target
+            || self
+                .workers
+                .values()
+                .any(|w| !w.ready && w.state.is_serving())
+        {
+            return;
+        }
+        self.announced = true;
+        if let Some(path) = &self.config.pid_file {
+            match PidFile::write(path) {
+                Ok(file) => self.pid_file = Some(file),
+                Err(error) => {
+                    tracing::error!(%error, path = %path.display(), "cannot write the pid file")
+                }
+            }
+        }
+        if let Some(handover) = self.bound.handover.take() {
+            match handover.ready() {
+                Ok(()) => tracing::info!("every worker is ready; told the old generation"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot tell the old generation that this one serves")
+                }
+            }
         }
     }
 
     /// Sleeps in `poll` until a signal, a heartbeat, or `timeout`.
     fn wait(&self, timeout: Duration) {
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.workers.len() + 1);
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.workers.len() + 2);
         fds.push(PollFd::new(self.signals.wake_fd(), PollFlags::POLLIN));
+        if let Some((next, _)) = &self.next {
+            fds.push(PollFd::new(next.as_fd(), PollFlags::POLLIN));
+        }
         for worker in self.workers.values() {
             if let Some(beats) = &worker.beats {
                 let fd: BorrowedFd<'_> = beats.fd();
@@ -461,6 +677,9 @@ impl State {
         }
         if self.stopping.is_some() {
             return;
+        }
+        if received.upgrade {
+            self.start_upgrade();
         }
         if received.reload {
             self.old = self.serving().collect();
@@ -494,6 +713,13 @@ impl State {
             "stopping on {why}: draining the workers"
         );
         self.stopping = Some(Instant::now());
+        if let Some((next, _)) = self.next.take() {
+            tracing::info!(
+                pid = next.id(),
+                "stopping the new generation of the upgrade too"
+            );
+            drop(next.abandon());
+        }
         let pids: Vec<Pid> = self.workers.keys().copied().collect();
         for pid in pids {
             self.drain(pid);
@@ -591,6 +817,11 @@ impl State {
             };
             if let Some(worker) = self.workers.remove(&pid) {
                 self.retired(pid, &worker, cause);
+            } else if let Some((next, _)) = self
+                .next
+                .take_if(|(next, _)| next.id() == pid.as_raw().unsigned_abs())
+            {
+                tracing::error!(error = %next.exited(&cause), "upgrade failed; still serving");
             }
         }
     }
@@ -758,6 +989,8 @@ impl State {
                 for other in self.workers.values_mut() {
                     other.beats = None;
                 }
+                self.bound.handover = None;
+                self.next = None;
                 let context = WorkerContext {
                     id,
                     listener,

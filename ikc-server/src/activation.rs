@@ -34,8 +34,10 @@
 //! the runtime, or `ikc_prefork::Bound::activated` for a supervisor.
 
 use std::io;
+use std::path::PathBuf;
 
 use crate::Listener;
+use crate::upgrade::{self, Handover};
 
 /// A listening socket passed by the service manager.
 #[derive(Debug)]
@@ -47,29 +49,112 @@ pub enum Activated {
     Unix(std::os::unix::net::UnixListener),
 }
 
-/// The socket the service manager passed, if it passed one: the one named
-/// `ikc` in `LISTEN_FDNAMES` (`FileDescriptorName=ikc`) when there is such
-/// a name, else the first. `None` when the environment passes none (or
-/// passes them to another process: `LISTEN_PID` is not this one).
+/// The descriptors passed to this process by systemd's protocol: by the
+/// service manager, or by the old generation of a binary upgrade
+/// ([`upgrade`](crate::upgrade)). Take what you serve with its methods.
+pub struct Passed {
+    fds: listenfd::ListenFd,
+    names: Vec<String>,
+    socket_file: Option<PathBuf>,
+}
+
+/// Reads what the environment passed, and unsets `LISTEN_FDS` and
+/// `LISTEN_PID`, as `sd_listen_fds` does, so that a child does not take
+/// the descriptors for its own (the names mean nothing without them).
+///
+/// Call it before any thread starts: it changes the environment.
+#[must_use]
+pub fn passed() -> Passed {
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let socket_file = std::env::var_os(upgrade::SOCKET_FILE).map(PathBuf::from);
+    let fds = listenfd::ListenFd::from_env();
+    Passed {
+        fds,
+        names: names.split(':').map(str::to_owned).collect(),
+        socket_file,
+    }
+}
+
+/// The socket the service manager passed, if it passed one: as
+/// [`passed`] and then [`Passed::listener`].
 ///
 /// Call it before any thread starts: it changes the environment.
 ///
 /// # Errors
 ///
-/// When the chosen descriptor is not a listening TCP or Unix stream socket.
+/// As [`Passed::listener`].
 pub fn from_systemd() -> io::Result<Option<Activated>> {
-    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
-    let index = names.split(':').position(|name| name == "ikc").unwrap_or(0);
-    let mut fds = listenfd::ListenFd::from_env();
-    if fds.len() == 0 {
-        return Ok(None);
+    passed().listener()
+}
+
+impl std::fmt::Debug for Passed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passed")
+            .field("fds", &self.fds.len())
+            .field("names", &self.names)
+            .field("socket_file", &self.socket_file)
+            .finish()
     }
-    if let Ok(Some(tcp)) = fds.take_tcp_listener(index) {
-        return Ok(Some(Activated::Tcp(tcp)));
+}
+
+impl Passed {
+    fn index(&self, name: &str) -> Option<usize> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .filter(|index| *index < self.fds.len())
     }
-    match fds.take_unix_listener(index)? {
-        Some(unix) => Ok(Some(Activated::Unix(unix))),
-        None => Ok(None),
+
+    /// The listening socket to serve: the one named `ikc` in
+    /// `LISTEN_FDNAMES` (`FileDescriptorName=ikc`) when there is such a
+    /// name, else the first. `None` when the environment passes none (or
+    /// passes them to another process: `LISTEN_PID` is not this one).
+    ///
+    /// # Errors
+    ///
+    /// When the chosen descriptor is not a listening TCP or Unix stream
+    /// socket.
+    pub fn listener(&mut self) -> io::Result<Option<Activated>> {
+        if self.fds.len() == 0 {
+            return Ok(None);
+        }
+        let index = self.index(upgrade::LISTENER).unwrap_or(0);
+        if let Ok(Some(tcp)) = self.fds.take_tcp_listener(index) {
+            return Ok(Some(Activated::Tcp(tcp)));
+        }
+        match self.fds.take_unix_listener(index)? {
+            Some(unix) => Ok(Some(Activated::Unix(unix))),
+            None => Ok(None),
+        }
+    }
+
+    /// The TCP listening socket passed under `name` (`ikc-metrics` for the
+    /// metrics endpoint an upgrade hands over), if any.
+    ///
+    /// # Errors
+    ///
+    /// When that descriptor is not a listening TCP socket.
+    pub fn tcp_listener(&mut self, name: &str) -> io::Result<Option<std::net::TcpListener>> {
+        match self.index(name) {
+            Some(index) => self.fds.take_tcp_listener(index),
+            None => Ok(None),
+        }
+    }
+
+    /// The old generation's readiness socket when this process is the new
+    /// generation of an upgrade.
+    ///
+    /// # Errors
+    ///
+    /// When the descriptor named `ikc-ready` is not a datagram socket.
+    pub fn handover(&mut self) -> io::Result<Option<Handover>> {
+        let Some(index) = self.index(upgrade::READY) else {
+            return Ok(None);
+        };
+        Ok(self
+            .fds
+            .take_unix_datagram(index)?
+            .map(|ready| Handover::new(ready, self.socket_file.take())))
     }
 }
 

@@ -22,7 +22,8 @@
 //! | [`limit`], [`shutdown`], [`trace`] | the connection layers |
 //! | [`access`] | who may call or post what: a [`Policy`](access::Policy) and its request layer |
 //! | [`metrics`] | request and connection metrics through the `metrics` facade |
-//! | [`activation`] | the listening socket systemd passes (socket activation) |
+//! | [`activation`] | the descriptors systemd or an old generation passes (socket activation) |
+//! | [`upgrade`] | binary upgrade: the next generation, the handover to it, the pid file |
 //! | [`listener`] | bound sockets ([`Listener`]), and sockets bound before a runtime (pre-fork) |
 //! | `io` | the streams a connection runs over ([`Connected`]), a connection as the layers see it ([`ServedConnection`]) |
 //! | [`tls`], [`auth`] | TLS settings and mutual TLS; the shared secret and keyrings (cargo features `tls` and `auth`, on by default) |
@@ -81,6 +82,7 @@ pub mod shutdown;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 pub mod trace;
+pub mod upgrade;
 
 pub use balance::Balanced;
 pub use client::{Client, ClientBuilder};

@@ -38,10 +38,45 @@ pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// Left in place at drop ([`SocketFile::keep`]).
+    kept: bool,
+}
+
+impl SocketFile {
+    /// Takes charge of the socket file at `path`, bound by another process
+    /// (the old generation of an upgrade handed it over).
+    ///
+    /// # Errors
+    ///
+    /// When there is no file at `path`.
+    pub fn adopt(path: impl Into<PathBuf>) -> io::Result<SocketFile> {
+        let path = path.into();
+        let meta = std::fs::symlink_metadata(&path)?;
+        Ok(SocketFile {
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            kept: false,
+        })
+    }
+
+    /// Where the file is.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the file in place: another process took charge of it.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.dev() == self.dev && meta.ino() == self.ino {
                 let _ = std::fs::remove_file(&self.path);
@@ -199,6 +234,15 @@ impl Listener {
     }
 }
 
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.inner {
+            Inner::Tcp(listener) => listener.as_fd(),
+            Inner::Unix(listener) => listener.as_fd(),
+        }
+    }
+}
+
 /// Binds a TCP listener without a runtime (a pre-forking supervisor binds
 /// in the parent, which never runs tokio).
 ///
@@ -232,6 +276,7 @@ pub fn bind_unix_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, S
         path: path.to_owned(),
         dev: meta.dev(),
         ino: meta.ino(),
+        kept: false,
     };
     Ok((listener, file))
 }
