@@ -638,6 +638,9 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         Ok(server) => server,
         Err(code) => return code,
     };
+    // Installed before the pid file names this process: a SIGUSR1 sent as
+    // soon as it does must not find the default action (exit).
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1());
     let (listener, socket_file) = match listen(&mut args).await {
         Ok(listening) => listening,
         Err(code) => return code,
@@ -703,7 +706,7 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
                 socket_file: socket_file.as_ref().map(|f| f.path().to_owned()),
                 within: args.upgrade_timeout,
             };
-            Some(tokio::spawn(upgrade.on_sigusr1(upgraded_tx)))
+            Some(tokio::spawn(upgrade.on_sigusr1(usr1, upgraded_tx)))
         }
         Err(error) => {
             tracing::warn!(%error, "cannot keep a copy of the listening socket; SIGUSR1 cannot upgrade");
@@ -793,11 +796,14 @@ impl Upgrade {
     /// On each SIGUSR1, starts the new generation and waits for it to
     /// serve; once one does, tells the server to drain (`upgraded`) and
     /// returns true. A failed upgrade is logged and this one serves on.
-    async fn on_sigusr1(self, upgraded: tokio::sync::oneshot::Sender<()>) -> bool {
+    async fn on_sigusr1(
+        self,
+        usr1: std::io::Result<tokio::signal::unix::Signal>,
+        upgraded: tokio::sync::oneshot::Sender<()>,
+    ) -> bool {
         use ikc::server::upgrade::NextGeneration;
         use std::os::fd::AsFd;
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut usr1 = match signal(SignalKind::user_defined1()) {
+        let mut usr1 = match usr1 {
             Ok(usr1) => usr1,
             Err(error) => {
                 tracing::warn!(%error, "cannot handle SIGUSR1; binary upgrade is off");

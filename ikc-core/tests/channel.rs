@@ -16,8 +16,8 @@ use ikc_core::{
 };
 use ikc_proto::pb;
 use support::{
-    answers, connect, connect_with, counting, driver_end, echo, failing, faulty, held, next_event,
-    raw_peer, raw_request, recording, spec, typed, within,
+    answers, connect, connect_with, counting, driver_end, echo, failing, faulty, held, late_reads,
+    next_event, raw_peer, raw_request, recording, spec, typed, within,
 };
 use tokio::time::Instant;
 use tower::ServiceBuilder;
@@ -902,6 +902,57 @@ async fn calls_the_peer_never_read_before_its_go_away_fail_as_shutting_down_not_
         .unwrap_err();
     assert_eq!(unread.kind(), ErrorKind::ShuttingDown);
     assert!(!unread.may_have_run(), "{unread}");
+}
+
+#[tokio::test]
+async fn a_write_that_fails_as_the_peer_closes_still_delivers_what_it_said_before() {
+    let kernel = Kernel::new("Local");
+    let (kernel_end, mut raw_end) = memory::pair(16);
+    let (transport, held) = late_reads(kernel_end);
+    let info = PeerInfo::new("Raw".to_owned(), vec![], 1);
+    let (to_raw, driver) = Channel::builder(kernel)
+        .connect(info, ikc_core::transport::Frames::new(transport))
+        .unwrap();
+    let driver = tokio::spawn(driver);
+
+    let answered = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/s/e"), Value::Null).await }
+    });
+    let first = within("the call to go out", futures::StreamExt::next(&mut raw_end))
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(pb::frame::Kind::Request(first)) = first.kind else {
+        panic!("expected a request, got {first:?}");
+    };
+    // A draining peer answers what it read, says GoAway and closes; the
+    // channel sees none of it before its next write fails.
+    held.store(true, std::sync::atomic::Ordering::Release);
+    let reply = pb::Reply {
+        id: first.id,
+        value: Some(Value::from("answered").into_proto()),
+    };
+    futures::SinkExt::send(&mut raw_end, reply.into())
+        .await
+        .unwrap();
+    let go_away = pb::GoAway {
+        reason: "stopping".to_owned(),
+        last_id: first.id,
+    };
+    futures::SinkExt::send(&mut raw_end, go_away.into())
+        .await
+        .unwrap();
+    drop(raw_end);
+    let late = to_raw.call(&spec("poe://Raw/s/e"), Value::Null).await;
+
+    let answered = within("the answered call", answered).await.unwrap();
+    assert_eq!(answered.unwrap(), Value::from("answered"));
+    let late = late.unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::ShuttingDown, "{late}");
+    assert!(!late.may_have_run(), "{late}");
+    let ended = driver_end(driver).await;
+    assert!(matches!(ended, Err(ChannelError::Write(_))), "{ended:?}");
 }
 
 #[tokio::test]

@@ -157,7 +157,10 @@ impl<T: Transport> Future for ChannelDriver<T> {
             let read = state.poll_read(transport.as_mut(), &mut budget, cx);
             let wrote = match state.poll_write(transport.as_mut(), cx) {
                 Ok(wrote) => wrote,
-                Err(error) => return Poll::Ready(Err(error)),
+                Err(error) => {
+                    state.read_what_arrived(transport.as_mut(), cx);
+                    return Poll::Ready(Err(error));
+                }
             };
             if budget == 0 {
                 // Let other connections run; come back at once. (The last
@@ -172,7 +175,10 @@ impl<T: Transport> Future for ChannelDriver<T> {
         }
         match state.poll_flush(transport.as_mut(), cx) {
             Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Ready(Err(error)) => {
+                state.read_what_arrived(transport.as_mut(), cx);
+                return Poll::Ready(Err(error));
+            }
             Poll::Pending => return Poll::Pending,
         }
         if !state.done() {
@@ -240,6 +246,32 @@ impl State {
             progress |= self.callee.poll_handlers(&mut self.outbox, cx);
         }
         progress
+    }
+
+    /// After a failed write (the peer closed): reads, without waiting,
+    /// what the peer said before it closed and is already here. A
+    /// draining peer answers what it read, sends `GoAway` and closes; a
+    /// write of ours that fails before we read those must not lose the
+    /// answers, nor make calls the peer never read look as if they may
+    /// have run. Its requests are left: nobody would read the answers.
+    fn read_what_arrived<T: Transport>(
+        &mut self,
+        mut transport: Pin<&mut T>,
+        cx: &mut Context<'_>,
+    ) {
+        let mut budget = READ_BUDGET;
+        while !self.read_closed && budget > 0 {
+            budget -= 1;
+            match transport.as_mut().poll_recv(cx) {
+                Poll::Ready(Some(Ok(pb::Frame {
+                    kind: Some(pb::frame::Kind::Request(_)),
+                }))) => {}
+                Poll::Ready(Some(Ok(frame))) => self.on_frame(frame, cx),
+                Poll::Ready(None) => self.read_closed = true,
+                Poll::Ready(Some(Err(_))) | Poll::Pending => break,
+            }
+        }
+        self.deliver_answers();
     }
 
     /// Writes the driver's outbox, then, once it is all in the transport,

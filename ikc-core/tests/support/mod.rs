@@ -385,3 +385,79 @@ impl Sink<pb::Frame> for FaultyTransport {
         self.inner.poll_close_unpin(cx)
     }
 }
+
+/// A memory transport whose reads the test holds back: frames the peer
+/// sent are not seen until a write fails (they arrived while the channel
+/// was writing), the race of a peer that answers, says `GoAway` and closes
+/// while a new call of ours goes out.
+#[derive(Debug)]
+pub(crate) struct LateReads {
+    inner: MemoryTransport,
+    held: Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::task::Waker>,
+}
+
+/// Wraps `inner`; reads wait while the returned flag is set, and a failed
+/// write clears it.
+pub(crate) fn late_reads(
+    inner: MemoryTransport,
+) -> (LateReads, Arc<std::sync::atomic::AtomicBool>) {
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let transport = LateReads {
+        inner,
+        held: Arc::clone(&held),
+        reader: None,
+    };
+    (transport, held)
+}
+
+impl LateReads {
+    fn failed<T>(&mut self, result: Result<T, io::Error>) -> Result<T, io::Error> {
+        if result.is_err() {
+            self.held.store(false, Ordering::Release);
+            if let Some(reader) = self.reader.take() {
+                reader.wake();
+            }
+        }
+        result
+    }
+}
+
+impl Stream for LateReads {
+    type Item = Result<pb::Frame, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.held.load(Ordering::Acquire) {
+            self.reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl Sink<pb::Frame> for LateReads {
+    type Error = io::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        match self.inner.poll_ready_unpin(cx) {
+            Poll::Ready(result) => Poll::Ready(self.failed(result)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, frame: pb::Frame) -> Result<(), io::Error> {
+        let result = self.inner.start_send_unpin(frame);
+        self.failed(result)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        match self.inner.poll_flush_unpin(cx) {
+            Poll::Ready(result) => Poll::Ready(self.failed(result)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        self.inner.poll_close_unpin(cx)
+    }
+}
