@@ -307,13 +307,37 @@ fn connect(addr: &str, stop: &AtomicBool) -> Load {
     load
 }
 
+/// `GET /metrics` from the endpoint at `addr`: the whole response.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics endpoint answers");
+    stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: ikc\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    response
+}
+
 /// Upgrades the server `args` describe while it is loaded, and checks
 /// that the new generation serves from the new binary and nothing failed.
 fn upgrade_under_load(args: &[&str]) {
     let install = Install::new();
-    let mut old = install.serve(args);
+    let mut args = args.to_vec();
+    args.extend(["--metrics", "127.0.0.1:0"]);
+    let mut old = install.serve(&args);
     let old_pid = install.wait_pid(None);
     assert_eq!(old_pid, i32::try_from(old.child.id()).unwrap());
+    let metrics = old.wait_for_log("metrics on http://");
+    let metrics = metrics
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the metrics address")
+        .to_owned();
     let loader = Loader::start(&old.addr);
     loader.wait_answers(200);
 
@@ -346,6 +370,13 @@ fn upgrade_under_load(args: &[&str]) {
     );
     assert!(load.answered >= 400 && load.connections > 0, "{load:?}");
     assert!(run(&["ping", "--addr", &old.addr]).status.success());
+    // The metrics endpoint was handed over too: the same address, served
+    // by the new generation.
+    let scraped = scrape(&metrics);
+    assert!(
+        scraped.starts_with("HTTP/1.1 200") && scraped.contains("ikc_connections_accepted_total"),
+        "{scraped}"
+    );
 
     // The pid file follows the generation that serves: the new one removes
     // it when it stops.
