@@ -43,6 +43,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a server publishing the demo `echo` session (events `say`, `upper`) and `IKC`.
+    ///
+    /// Signals: SIGINT and SIGTERM drain and stop; SIGUSR1 upgrades the
+    /// binary (starts the one on disk again, hands it the listening socket,
+    /// drains once it serves); SIGUSR2 logs the status (with --workers, a
+    /// line per worker). With --workers also: SIGHUP replaces every worker,
+    /// SIGTTIN and SIGTTOU run one worker more or less.
     Serve(Box<ServeArgs>),
     /// Call an event and print the answer as JSON.
     Call(CallArgs),
@@ -641,6 +647,7 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
     // Installed before the pid file names this process: a SIGUSR1 sent as
     // soon as it does must not find the default action (exit).
     let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1());
+    let usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2());
     let (listener, socket_file) = match listen(&mut args).await {
         Ok(listening) => listening,
         Err(code) => return code,
@@ -675,6 +682,7 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         Ok(handle) => handle,
         Err(error) => return report(&error),
     };
+    let status = usr2.map(|usr2| tokio::spawn(dump_status(usr2, handle.clone())));
     if let Some(local) = metrics {
         tracing::info!("metrics on http://{local}/metrics");
     }
@@ -714,6 +722,9 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         }
     };
     let report = handle.stopped().await;
+    if let Ok(status) = status {
+        status.abort();
+    }
     let upgraded = match upgrades {
         Some(task) if task.is_finished() => task.await.unwrap_or(false),
         Some(task) => {
@@ -781,6 +792,19 @@ async fn listen(
             eprintln!("error: cannot serve unix:{}: {error}", path.display());
             Err(ExitCode::from(3))
         }
+    }
+}
+
+/// SIGUSR2 in a single-process `ikc serve`: IKC::Server's state dump, one
+/// status line (the supervisor's, with --workers, has a line per worker).
+async fn dump_status(mut usr2: tokio::signal::unix::Signal, handle: ikc::server::ServerHandle) {
+    while usr2.recv().await.is_some() {
+        tracing::info!(
+            pid = std::process::id(),
+            listening = %handle.local_addr(),
+            accepted = handle.accepted(),
+            "status"
+        );
     }
 }
 
