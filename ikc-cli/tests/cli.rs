@@ -334,3 +334,19 @@ fn out_of_file_descriptors_pauses_accepting_and_the_server_recovers() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn sigusr2_logs_the_status_of_a_single_process_server_which_serves_on() {
+    let mut server = Served::start(&["--bind", "127.0.0.1:0"]);
+    assert!(run(&["ping", "--addr", &server.addr]).status.success());
+    server.signal(Signal::SIGUSR2);
+    let status = server.wait_for_log(" status ");
+    assert!(
+        status.contains(&format!("listening={}", server.addr)),
+        "{status}"
+    );
+    assert!(status.contains("accepted=1"), "{status}");
+    assert!(run(&["ping", "--addr", &server.addr]).status.success());
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit().success());
+}
