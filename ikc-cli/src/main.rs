@@ -844,7 +844,9 @@ impl Upgrade {
                 .iter()
                 .map(|(name, fd)| (*name, fd.as_fd()))
                 .collect();
-            let next = match NextGeneration::spawn(exec, &sockets, self.socket_file.as_deref()) {
+            let spawned =
+                NextGeneration::spawn(exec, &sockets, self.socket_file.as_deref(), self.within);
+            let next = match spawned {
                 Ok(next) => next,
                 Err(error) => {
                     tracing::error!(%error, "upgrade failed; still serving");
@@ -856,7 +858,7 @@ impl Upgrade {
                 program = %exec.program().display(),
                 "upgrading: started the new generation; serving until it is ready"
             );
-            match next.ready(self.within).await {
+            match next.ready().await {
                 Ok(()) => {
                     let _ = upgraded.send(());
                     return true;

@@ -502,8 +502,8 @@ struct State {
     /// Workers that died lately, at any age: a crash loop.
     deaths: Deaths,
     next_spawn: Instant,
-    /// The new generation of an upgrade in progress, and when it started.
-    next: Option<(NextGeneration, Instant)>,
+    /// The new generation of an upgrade in progress.
+    next: Option<NextGeneration>,
     pid_file: Option<PidFile>,
     /// Every worker reported ready once (the pid file is written, the old
     /// generation told).
@@ -558,7 +558,7 @@ impl State {
             tracing::warn!("SIGUSR1: binary upgrade is not enabled; ignored");
             return;
         };
-        if let Some((next, _)) = &self.next {
+        if let Some(next) = &self.next {
             tracing::warn!(
                 pid = next.id(),
                 "SIGUSR1: an upgrade is already under way; ignored"
@@ -574,48 +574,38 @@ impl State {
                         .map(|(name, fd)| (name.as_str(), fd.as_fd())),
                 )
                 .collect();
-        match NextGeneration::spawn(exec, &sockets, self.bound.socket_file()) {
+        let within = self.config.upgrade_timeout;
+        match NextGeneration::spawn(exec, &sockets, self.bound.socket_file(), within) {
             Ok(next) => {
                 tracing::info!(
                     pid = next.id(),
                     program = %exec.program().display(),
                     "upgrading: started the new generation; serving until its workers are ready"
                 );
-                self.next = Some((next, Instant::now()));
+                self.next = Some(next);
             }
             Err(error) => tracing::error!(%error, "upgrade failed; still serving"),
         }
     }
 
     /// During an upgrade: hands over once the new generation serves, gives
-    /// up on it when it exited or took too long.
+    /// up on it when it exited or took too long (`reap` collects it).
     fn upgrade_step(&mut self) {
-        let Some((next, since)) = &mut self.next else {
+        let Some(next) = &mut self.next else {
             return;
         };
-        match next.poll() {
-            Some(Ok(())) => {
-                let pid = next.id();
-                self.next = None;
+        let Some(done) = next.poll() else {
+            return;
+        };
+        let pid = next.id();
+        self.next = None;
+        match done {
+            Ok(()) => {
                 self.bound.hand_over_socket_file();
                 tracing::info!(pid, "upgrade: the new generation serves");
                 self.stop("an upgrade");
             }
-            Some(Err(error)) => {
-                self.next = None;
-                tracing::error!(%error, "upgrade failed; still serving");
-            }
-            None if since.elapsed() > self.config.upgrade_timeout => {
-                let (next, _) = self.next.take().expect("matched above");
-                let error = ikc_server::upgrade::UpgradeError::NotReady {
-                    pid: next.id(),
-                    within: self.config.upgrade_timeout,
-                };
-                // `reap` collects it once it exits.
-                drop(next.abandon());
-                tracing::error!(%error, "upgrade failed; still serving");
-            }
-            None => {}
+            Err(error) => tracing::error!(%error, "upgrade failed; still serving"),
         }
     }
 
@@ -654,7 +644,7 @@ impl State {
     fn wait(&self, timeout: Duration) {
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.workers.len() + 2);
         fds.push(PollFd::new(self.signals.wake_fd(), PollFlags::POLLIN));
-        if let Some((next, _)) = &self.next {
+        if let Some(next) = &self.next {
             fds.push(PollFd::new(next.as_fd(), PollFlags::POLLIN));
         }
         for worker in self.workers.values() {
@@ -713,7 +703,7 @@ impl State {
             "stopping on {why}: draining the workers"
         );
         self.stopping = Some(Instant::now());
-        if let Some((next, _)) = self.next.take() {
+        if let Some(next) = self.next.take() {
             tracing::info!(
                 pid = next.id(),
                 "stopping the new generation of the upgrade too"
@@ -817,9 +807,9 @@ impl State {
             };
             if let Some(worker) = self.workers.remove(&pid) {
                 self.retired(pid, &worker, cause);
-            } else if let Some((next, _)) = self
+            } else if let Some(next) = self
                 .next
-                .take_if(|(next, _)| next.id() == pid.as_raw().unsigned_abs())
+                .take_if(|next| next.id() == pid.as_raw().unsigned_abs())
             {
                 tracing::error!(error = %next.exited(&cause), "upgrade failed; still serving");
             }

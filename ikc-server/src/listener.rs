@@ -43,8 +43,9 @@ pub struct SocketFile {
 }
 
 impl SocketFile {
-    /// Takes charge of the socket file at `path`, bound by another process
-    /// (the old generation of an upgrade handed it over).
+    /// Takes charge of the socket file at `path`: one this process just
+    /// bound, or one bound by another (the old generation of an upgrade
+    /// handed it over).
     ///
     /// # Errors
     ///
@@ -271,13 +272,7 @@ pub fn bind_unix_std(path: &Path) -> Result<(std::os::unix::net::UnixListener, S
         }
         Err(e) => return Err(Error::bind(&shown, e)),
     };
-    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::bind(&shown, e))?;
-    let file = SocketFile {
-        path: path.to_owned(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-        kept: false,
-    };
+    let file = SocketFile::adopt(path).map_err(|e| Error::bind(&shown, e))?;
     Ok((listener, file))
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt, FdMapping};
 use nix::sys::signal::{Signal, kill};
@@ -90,13 +90,17 @@ pub enum UpgradeError {
 pub struct NextGeneration {
     child: Child,
     ready: UnixDatagram,
+    /// How long it has to serve, from its start.
+    within: Duration,
+    started: Instant,
 }
 
 impl NextGeneration {
     /// Starts `exec` with `sockets` (name and descriptor; the first is the
     /// listening socket, named [`LISTENER`](super::LISTENER)) as descriptors 3 and up, and
     /// the readiness socket after them. `socket_file` is the Unix socket
-    /// file whose removal passes to the new generation.
+    /// file whose removal passes to the new generation; `within` is how
+    /// long it has to serve.
     ///
     /// # Errors
     ///
@@ -105,6 +109,7 @@ impl NextGeneration {
         exec: &Exec,
         sockets: &[(&str, BorrowedFd<'_>)],
         socket_file: Option<&Path>,
+        within: Duration,
     ) -> Result<NextGeneration, UpgradeError> {
         let failed = |source| UpgradeError::Spawn {
             program: exec.program.clone(),
@@ -141,7 +146,12 @@ impl NextGeneration {
             .fd_mappings(mappings)
             .map_err(|collision| failed(io::Error::other(collision)))?;
         let child = command.spawn().map_err(failed)?;
-        Ok(NextGeneration { child, ready })
+        Ok(NextGeneration {
+            child,
+            ready,
+            within,
+            started: Instant::now(),
+        })
     }
 
     /// The new process's pid.
@@ -152,8 +162,10 @@ impl NextGeneration {
 
     /// Whether the new generation is done starting, without blocking:
     /// `None` while it starts, `Some(Ok(()))` once it serves,
-    /// `Some(Err(_))` when it exited first. Wait for the descriptor
-    /// ([`AsFd`]) to become readable between two calls.
+    /// `Some(Err(_))` when it exited first or its time ran out (then it
+    /// gets SIGTERM, so that whatever it accepted drains, and the caller
+    /// reaps it). Wait for the descriptor ([`AsFd`]) to become readable, or
+    /// a moment, between two calls.
     pub fn poll(&mut self) -> Option<Result<(), UpgradeError>> {
         let mut buf = [0_u8; 16];
         if let Ok(n) = self.ready.recv(&mut buf) {
@@ -162,6 +174,13 @@ impl NextGeneration {
             }
         }
         match self.child.try_wait() {
+            Ok(None) if self.started.elapsed() > self.within => {
+                self.terminate();
+                Some(Err(UpgradeError::NotReady {
+                    pid: self.id(),
+                    within: self.within,
+                }))
+            }
             Ok(None) => None,
             Ok(Some(status)) => Some(Err(self.exited(&status))),
             Err(error) => Some(Err(UpgradeError::Exited {
@@ -185,34 +204,38 @@ impl NextGeneration {
     /// accepted drains. Returns the process for the caller to reap.
     #[must_use = "the process must be reaped"]
     pub fn abandon(self) -> Child {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
+        self.terminate();
         self.child
     }
 
-    /// Waits until the new generation serves, at most `within`; on a
-    /// timeout it is abandoned ([`NextGeneration::abandon`]) and reaped in
-    /// the background.
+    fn terminate(&self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+
+    /// Waits until the new generation serves, at most the `within` it was
+    /// spawned with; one that ran out of time is reaped in the background.
     ///
     /// # Errors
     ///
     /// [`UpgradeError::Exited`] and [`UpgradeError::NotReady`].
-    pub async fn ready(mut self, within: Duration) -> Result<(), UpgradeError> {
+    pub async fn ready(mut self) -> Result<(), UpgradeError> {
         // An upgrade is rare and takes seconds: a readiness check every
         // 20 ms costs nothing and needs no child-process reactor.
-        let deadline = tokio::time::Instant::now() + within;
         let mut tick = tokio::time::interval(Duration::from_millis(20));
-        while tokio::time::Instant::now() < deadline {
+        loop {
             tick.tick().await;
-            if let Some(done) = self.poll() {
-                return done;
+            match self.poll() {
+                None => {}
+                Some(Err(error @ UpgradeError::NotReady { .. })) => {
+                    let mut child = self.child;
+                    tokio::task::spawn_blocking(move || child.wait());
+                    return Err(error);
+                }
+                Some(done) => return done,
             }
         }
-        let pid = self.id();
-        let mut child = self.abandon();
-        tokio::task::spawn_blocking(move || child.wait());
-        Err(UpgradeError::NotReady { pid, within })
     }
 }
 
