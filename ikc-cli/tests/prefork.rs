@@ -7,6 +7,8 @@
 //! deadline on each log line. [`Prefork`] kills the supervisor and every
 //! worker it ever saw when dropped, so a failed test leaks no process.
 
+mod support;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use support::{children, stat};
 
 /// Upper bound for anything a test waits for; the happy path takes a small
 /// fraction of it.
@@ -68,42 +72,6 @@ fn ping(addr: &str) -> Result<i32, String> {
         .as_i64()
         .and_then(|pid| i32::try_from(pid).ok())
         .ok_or_else(|| format!("no pid in {answer}"))
-}
-
-/// What `/proc/PID/stat` says about a process.
-#[derive(Debug, Clone, Copy)]
-struct Stat {
-    state: char,
-    ppid: i32,
-    /// Start time in clock ticks after boot: with the pid, it names one
-    /// process even if the pid is reused.
-    start: u64,
-}
-
-fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 2, the command name, may hold spaces and parentheses; the other
-    // fields follow its last ')': state (3), ppid (4), ... starttime (22).
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// Live (not zombie) children of `parent`, with their start times.
-fn children(parent: i32) -> BTreeMap<i32, u64> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return BTreeMap::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| Some((pid, stat(pid)?)))
-        .filter(|(_, stat)| stat.ppid == parent && !matches!(stat.state, 'Z' | 'X'))
-        .map(|(pid, stat)| (pid, stat.start))
-        .collect()
 }
 
 fn send(pid: i32, signal: Signal) {

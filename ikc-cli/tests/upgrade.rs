@@ -22,9 +22,19 @@ use ikc::{Client, ErrorKind, Value};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use support::{Served, WAIT, run};
+use support::{Served, WAIT, children, is_live, processes, run, stat};
 
 const POLL: Duration = Duration::from_millis(20);
+
+/// `ikc serve` with two workers on a free port, babysat every 0.2 s.
+const PREFORK: &[&str] = &[
+    "--workers",
+    "2",
+    "--bind",
+    "127.0.0.1:0",
+    "--babysit",
+    "0.2",
+];
 
 /// A directory holding the `ikc` binary that the server runs, and its
 /// pid file; kills whatever generation still serves when dropped.
@@ -118,7 +128,7 @@ impl Drop for Install {
         // A new generation outlives the test's child: stop it and its
         // workers.
         if let Some(pid) = self.pid() {
-            for child in children(pid) {
+            for child in children(pid).into_keys() {
                 let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
             }
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -128,26 +138,15 @@ impl Drop for Install {
 
 /// Whether `pid` runs (a zombie does not).
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
+    stat(pid).is_some_and(|stat| is_live(&stat))
 }
 
-/// The processes whose parent is `parent`.
-fn children(parent: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rsplit_once(") ")
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-                    == Some(parent)
-            })
-        })
+/// The children of `parent`, zombies too: one not reaped yet is listed.
+fn children_and_zombies(parent: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|(_, stat)| stat.ppid == parent)
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -390,14 +389,7 @@ fn upgrade_under_load(args: &[&str]) {
 
 #[test]
 fn sigusr1_upgrades_a_preforked_server_under_load_without_a_failed_call_or_refused_connection() {
-    upgrade_under_load(&[
-        "--workers",
-        "2",
-        "--bind",
-        "127.0.0.1:0",
-        "--babysit",
-        "0.2",
-    ]);
+    upgrade_under_load(PREFORK);
 }
 
 #[test]
@@ -426,14 +418,14 @@ fn failed_upgrade_leaves_the_old_generation_serving(args: &[&str], script: &str,
     // are its own workers, which run its binary.
     let binary = install.binary().display().to_string();
     let deadline = Instant::now() + WAIT;
-    while children(old_pid)
+    while children_and_zombies(old_pid)
         .iter()
         .any(|pid| !exe(*pid).starts_with(&binary))
     {
         assert!(
             Instant::now() < deadline,
             "the failed generation was not reaped: {:?}",
-            children(old_pid)
+            children_and_zombies(old_pid)
         );
         thread::sleep(POLL);
     }
@@ -455,14 +447,7 @@ fn failed_upgrade_leaves_the_old_generation_serving(args: &[&str], script: &str,
 #[test]
 fn an_upgrade_to_a_binary_that_exits_at_once_leaves_the_old_generation_serving() {
     failed_upgrade_leaves_the_old_generation_serving(
-        &[
-            "--workers",
-            "2",
-            "--bind",
-            "127.0.0.1:0",
-            "--babysit",
-            "0.2",
-        ],
+        PREFORK,
         "exit 7",
         "exited before it was ready",
     );

@@ -1,9 +1,11 @@
 //! Running the `ikc` binary from tests: `ikc serve` in a subprocess
 //! ([`Served`], killed when dropped) and one-shot commands ([`run`]),
-//! every wait bounded.
+//! every wait bounded; what `/proc` says about processes ([`stat`],
+//! [`children`]).
 
 #![allow(dead_code, reason = "each test binary uses its own part")]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -142,4 +144,52 @@ pub(crate) fn finish(mut child: Child, what: &str) -> Output {
 
 pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// What `/proc/PID/stat` says about a process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stat {
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    /// Start time in clock ticks after boot: with the pid, it names one
+    /// process even if the pid is reused.
+    pub(crate) start: u64,
+}
+
+pub(crate) fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, may hold spaces and parentheses; the other
+    // fields follow its last ')': state (3), ppid (4), ... starttime (22).
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process, with its `/proc/PID/stat`.
+pub(crate) fn processes() -> Vec<(i32, Stat)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .collect()
+}
+
+/// Whether `stat` is of a process that runs (not a zombie).
+pub(crate) fn is_live(stat: &Stat) -> bool {
+    !matches!(stat.state, 'Z' | 'X')
+}
+
+/// Live (not zombie) children of `parent`, with their start times.
+pub(crate) fn children(parent: i32) -> BTreeMap<i32, u64> {
+    processes()
+        .into_iter()
+        .filter(|(_, stat)| stat.ppid == parent && is_live(stat))
+        .map(|(pid, stat)| (pid, stat.start))
+        .collect()
 }
