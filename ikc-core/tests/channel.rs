@@ -908,7 +908,7 @@ async fn calls_the_peer_never_read_before_its_go_away_fail_as_shutting_down_not_
 async fn a_write_that_fails_as_the_peer_closes_still_delivers_what_it_said_before() {
     let kernel = Kernel::new("Local");
     let (kernel_end, mut raw_end) = memory::pair(16);
-    let (transport, held) = late_reads(kernel_end);
+    let (transport, hold) = late_reads(kernel_end);
     let info = PeerInfo::new("Raw".to_owned(), vec![], 1);
     let (to_raw, driver) = Channel::builder(kernel)
         .connect(info, ikc_core::transport::Frames::new(transport))
@@ -928,7 +928,7 @@ async fn a_write_that_fails_as_the_peer_closes_still_delivers_what_it_said_befor
     };
     // A draining peer answers what it read, says GoAway and closes; the
     // channel sees none of it before its next write fails.
-    held.store(true, std::sync::atomic::Ordering::Release);
+    hold.hold();
     let reply = pb::Reply {
         id: first.id,
         value: Some(Value::from("answered").into_proto()),
@@ -944,7 +944,15 @@ async fn a_write_that_fails_as_the_peer_closes_still_delivers_what_it_said_befor
         .await
         .unwrap();
     drop(raw_end);
-    let late = to_raw.call(&spec("poe://Raw/s/e"), Value::Null).await;
+    let late = tokio::spawn({
+        let to_raw = to_raw.clone();
+        async move { to_raw.call(&spec("poe://Raw/s/e"), Value::Null).await }
+    });
+    // The late call's write fails; only then does the channel learn what
+    // the peer said (the reactor's news comes after the failed write).
+    within("the late call's write to fail", hold.write_failed()).await;
+    hold.release();
+    let late = within("the late call", late).await.unwrap();
 
     let answered = within("the answered call", answered).await.unwrap();
     assert_eq!(answered.unwrap(), Value::from("answered"));

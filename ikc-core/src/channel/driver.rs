@@ -91,6 +91,9 @@ struct State {
     read_closed: bool,
     unflushed: bool,
     failed: Option<ChannelError>,
+    /// A write failed: the peer closed. Nothing more is written; what it
+    /// said before it closed is still read, up to the end of its side.
+    write_failed: Option<ChannelError>,
     clock: Clock,
     shared: Arc<Shared>,
     registration: Registration,
@@ -130,6 +133,7 @@ impl<T: Transport> ChannelDriver<T> {
                 read_closed: false,
                 unflushed: false,
                 failed: None,
+                write_failed: None,
                 clock: Clock::default(),
                 shared,
                 registration,
@@ -157,10 +161,7 @@ impl<T: Transport> Future for ChannelDriver<T> {
             let read = state.poll_read(transport.as_mut(), &mut budget, cx);
             let wrote = match state.poll_write(transport.as_mut(), cx) {
                 Ok(wrote) => wrote,
-                Err(error) => {
-                    state.read_what_arrived(transport.as_mut(), cx);
-                    return Poll::Ready(Err(error));
-                }
+                Err(error) => state.write_failed(error),
             };
             if budget == 0 {
                 // Let other connections run; come back at once. (The last
@@ -176,8 +177,10 @@ impl<T: Transport> Future for ChannelDriver<T> {
         match state.poll_flush(transport.as_mut(), cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(error)) => {
-                state.read_what_arrived(transport.as_mut(), cx);
-                return Poll::Ready(Err(error));
+                state.write_failed(error);
+                // Read on: the end of the peer's side wakes the driver.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             Poll::Pending => return Poll::Pending,
         }
@@ -187,7 +190,13 @@ impl<T: Transport> Future for ChannelDriver<T> {
         match transport.poll_close(cx) {
             Poll::Pending => Poll::Pending,
             // The connection is over either way; a failed close loses nothing.
-            Poll::Ready(_) => Poll::Ready(state.failed.take().map_or(Ok(()), Err)),
+            Poll::Ready(_) => Poll::Ready(
+                state
+                    .write_failed
+                    .take()
+                    .or_else(|| state.failed.take())
+                    .map_or(Ok(()), Err),
+            ),
         }
     }
 }
@@ -248,30 +257,20 @@ impl State {
         progress
     }
 
-    /// After a failed write (the peer closed): reads, without waiting,
-    /// what the peer said before it closed and is already here. A
-    /// draining peer answers what it read, sends `GoAway` and closes; a
-    /// write of ours that fails before we read those must not lose the
-    /// answers, nor make calls the peer never read look as if they may
-    /// have run. Its requests are left: nobody would read the answers.
-    fn read_what_arrived<T: Transport>(
-        &mut self,
-        mut transport: Pin<&mut T>,
-        cx: &mut Context<'_>,
-    ) {
-        let mut budget = READ_BUDGET;
-        while !self.read_closed && budget > 0 {
-            budget -= 1;
-            match transport.as_mut().poll_recv(cx) {
-                Poll::Ready(Some(Ok(pb::Frame {
-                    kind: Some(pb::frame::Kind::Request(_)),
-                }))) => {}
-                Poll::Ready(Some(Ok(frame))) => self.on_frame(frame, cx),
-                Poll::Ready(None) => self.read_closed = true,
-                Poll::Ready(Some(Err(_))) | Poll::Pending => break,
-            }
+    /// A write failed: the peer closed. A draining peer answers what it
+    /// read, sends `GoAway` and closes; when our write fails before we
+    /// read those, the driver keeps reading to the end of the peer's side
+    /// (or until the keepalive finds it silent) instead of ending now, so
+    /// the answers reach their callers and calls the peer never read fail
+    /// as not run. What was to be written is dropped: the outbox no longer
+    /// holds back reading. Always progress.
+    fn write_failed(&mut self, error: ChannelError) -> bool {
+        if self.write_failed.is_none() {
+            self.write_failed = Some(error);
         }
-        self.deliver_answers();
+        self.outbox = Outbox::new(self.shared.max_frame_length());
+        self.unflushed = false;
+        true
     }
 
     /// Writes the driver's outbox, then, once it is all in the transport,
@@ -281,6 +280,9 @@ impl State {
         mut transport: Pin<&mut T>,
         cx: &mut Context<'_>,
     ) -> Result<bool, ChannelError> {
+        if self.write_failed.is_some() {
+            return Ok(false);
+        }
         let write_error = |error: T::Error| ChannelError::Write(error.into());
         let mut wrote = self
             .outbox
@@ -321,7 +323,9 @@ impl State {
     /// our drain is done.
     fn done(&self) -> bool {
         let quiet = self.outbox.is_empty() && !self.unflushed;
-        if self.failed.is_some() {
+        if self.write_failed.is_some() {
+            self.read_closed
+        } else if self.failed.is_some() {
             quiet
         } else if self.read_closed {
             quiet && self.callee.is_idle()
@@ -345,6 +349,8 @@ impl State {
             return;
         };
         match kind {
+            // Nobody would read the answer.
+            Kind::Request(_) if self.write_failed.is_some() => {}
             Kind::Request(request) => self.callee.on_request(
                 request,
                 self.control.draining,

@@ -387,37 +387,56 @@ impl Sink<pb::Frame> for FaultyTransport {
 }
 
 /// A memory transport whose reads the test holds back: frames the peer
-/// sent are not seen until a write fails (they arrived while the channel
-/// was writing), the race of a peer that answers, says `GoAway` and closes
-/// while a new call of ours goes out.
+/// sent are not seen until the test releases them, after a write failed.
+/// It plays the race of a peer that answers, says `GoAway` and closes
+/// while a new call of ours goes out: the write fails before the
+/// runtime's reactor has told the reader that data arrived.
 #[derive(Debug)]
 pub(crate) struct LateReads {
     inner: MemoryTransport,
-    held: Arc<std::sync::atomic::AtomicBool>,
-    reader: Option<std::task::Waker>,
+    hold: Arc<Hold>,
 }
 
-/// Wraps `inner`; reads wait while the returned flag is set, and a failed
-/// write clears it.
-pub(crate) fn late_reads(
-    inner: MemoryTransport,
-) -> (LateReads, Arc<std::sync::atomic::AtomicBool>) {
-    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+/// The switch of a [`LateReads`] transport.
+#[derive(Debug, Default)]
+pub(crate) struct Hold {
+    held: std::sync::atomic::AtomicBool,
+    reader: futures::task::AtomicWaker,
+    write_failed: tokio::sync::Notify,
+}
+
+impl Hold {
+    /// Holds the reads back from now on.
+    pub(crate) fn hold(&self) {
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// Completes once a write failed.
+    pub(crate) async fn write_failed(&self) {
+        self.write_failed.notified().await;
+    }
+
+    /// Lets the reader see what arrived.
+    pub(crate) fn release(&self) {
+        self.held.store(false, Ordering::Release);
+        self.reader.wake();
+    }
+}
+
+/// Wraps `inner`; its reads wait while the returned switch holds them.
+pub(crate) fn late_reads(inner: MemoryTransport) -> (LateReads, Arc<Hold>) {
+    let hold = Arc::new(Hold::default());
     let transport = LateReads {
         inner,
-        held: Arc::clone(&held),
-        reader: None,
+        hold: Arc::clone(&hold),
     };
-    (transport, held)
+    (transport, hold)
 }
 
 impl LateReads {
-    fn failed<T>(&mut self, result: Result<T, io::Error>) -> Result<T, io::Error> {
+    fn failed<T>(&self, result: Result<T, io::Error>) -> Result<T, io::Error> {
         if result.is_err() {
-            self.held.store(false, Ordering::Release);
-            if let Some(reader) = self.reader.take() {
-                reader.wake();
-            }
+            self.hold.write_failed.notify_one();
         }
         result
     }
@@ -427,9 +446,11 @@ impl Stream for LateReads {
     type Item = Result<pb::Frame, io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.held.load(Ordering::Acquire) {
-            self.reader = Some(cx.waker().clone());
-            return Poll::Pending;
+        if self.hold.held.load(Ordering::Acquire) {
+            self.hold.reader.register(cx.waker());
+            if self.hold.held.load(Ordering::Acquire) {
+                return Poll::Pending;
+            }
         }
         self.inner.poll_next_unpin(cx)
     }
