@@ -671,11 +671,20 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
     // Handed to the next generation on SIGUSR1.
     let socket = listener.as_fd().try_clone_to_owned();
     let (upgraded_tx, upgraded) = tokio::sync::oneshot::channel();
+    // Whether the stop is the end of an upgrade: the socket file is then
+    // the new generation's.
+    let handed_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let terminated = termination();
-    let stop = async move {
-        tokio::select! {
-            () = terminated => {}
-            Ok(()) = upgraded => tracing::info!("upgrade: the new generation serves; draining"),
+    let stop = {
+        let handed_over = std::sync::Arc::clone(&handed_over);
+        async move {
+            tokio::select! {
+                () = terminated => {}
+                Ok(()) = upgraded => {
+                    handed_over.store(true, std::sync::atomic::Ordering::Release);
+                    tracing::info!("upgrade: the new generation serves; draining");
+                }
+            }
         }
     };
     let handle = match server.serve_with_listener_shutdown(listener, stop) {
@@ -725,15 +734,13 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
     if let Ok(status) = status {
         status.abort();
     }
-    let upgraded = match upgrades {
-        Some(task) if task.is_finished() => task.await.unwrap_or(false),
-        Some(task) => {
-            task.abort();
-            false
-        }
-        None => false,
-    };
-    if let (true, Some(file)) = (upgraded, socket_file) {
+    if let Some(task) = upgrades {
+        task.abort();
+    }
+    if let (true, Some(file)) = (
+        handed_over.load(std::sync::atomic::Ordering::Acquire),
+        socket_file,
+    ) {
         // The new generation serves on it and removes it when it stops.
         file.keep();
     }
@@ -819,19 +826,19 @@ struct Upgrade {
 impl Upgrade {
     /// On each SIGUSR1, starts the new generation and waits for it to
     /// serve; once one does, tells the server to drain (`upgraded`) and
-    /// returns true. A failed upgrade is logged and this one serves on.
+    /// returns. A failed upgrade is logged and this one serves on.
     async fn on_sigusr1(
         self,
         usr1: std::io::Result<tokio::signal::unix::Signal>,
         upgraded: tokio::sync::oneshot::Sender<()>,
-    ) -> bool {
+    ) {
         use ikc::server::upgrade::NextGeneration;
         use std::os::fd::AsFd;
         let mut usr1 = match usr1 {
             Ok(usr1) => usr1,
             Err(error) => {
                 tracing::warn!(%error, "cannot handle SIGUSR1; binary upgrade is off");
-                return false;
+                return;
             }
         };
         while usr1.recv().await.is_some() {
@@ -861,12 +868,11 @@ impl Upgrade {
             match next.ready().await {
                 Ok(()) => {
                     let _ = upgraded.send(());
-                    return true;
+                    return;
                 }
                 Err(error) => tracing::error!(%error, "upgrade failed; still serving"),
             }
         }
-        false
     }
 }
 
