@@ -34,12 +34,6 @@ use tokio::net::TcpListener;
 /// What a scrape is answered with.
 type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Latency buckets of `ikc_request_duration_seconds`, 50 µs to 10 s.
-const BUCKETS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-    10.0,
-];
-
 /// How long a scraper may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -50,12 +44,17 @@ const WORKER_WRITE: Duration = Duration::from_secs(1);
 /// worker is gone (a live one rewrites it every [`WORKER_WRITE`]).
 pub const STALE: Duration = Duration::from_secs(3);
 
-/// A recorder with ikc's latency buckets.
-fn recorder() -> Result<PrometheusRecorder, String> {
-    Ok(PrometheusBuilder::new()
-        .set_buckets(&BUCKETS)
-        .map_err(|e| e.to_string())?
-        .build_recorder())
+/// A recorder. ikc's latency histogram comes as its series
+/// (`ikc::server::metrics`), so no buckets are set.
+fn recorder() -> PrometheusRecorder {
+    PrometheusBuilder::new().build_recorder()
+}
+
+/// The rendering of `handle`, with the servers' request metrics flushed
+/// into it first.
+fn render(handle: &PrometheusHandle) -> String {
+    ikc::server::metrics::flush();
+    handle.render()
 }
 
 /// The endpoint's socket's name in `LISTEN_FDNAMES` when an upgrade hands
@@ -83,20 +82,10 @@ pub fn serve(listener: std::net::TcpListener) -> Result<SocketAddr, String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = TcpListener::from_std(listener).map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let recorder = recorder()?;
+    let recorder = recorder();
     let handle = recorder.handle();
     ::metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        // The recorder's histograms are drained on each render; its upkeep
-        // keeps them bounded between scrapes.
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    tokio::spawn(accept(listener, Arc::new(move || handle.render())));
+    tokio::spawn(accept(listener, Arc::new(move || render(&handle))));
     Ok(local)
 }
 
@@ -169,7 +158,7 @@ impl Prefork {
             .prefix("ikc-metrics-")
             .tempdir()
             .map_err(|e| format!("cannot make a directory for the workers' metrics: {e}"))?;
-        let recorder = recorder()?;
+        let recorder = recorder();
         let supervisor = recorder.handle();
         ::metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
         Ok(Prefork {
@@ -212,13 +201,7 @@ impl Prefork {
     /// its rendering every second and serves the endpoint.
     #[must_use]
     pub fn worker(&self, id: u32) -> Option<PrometheusRecorder> {
-        let recorder = match recorder() {
-            Ok(recorder) => recorder,
-            Err(error) => {
-                tracing::warn!(%error, "worker metrics are off");
-                return None;
-            }
-        };
+        let recorder = recorder();
         let listener = match self.listener.try_clone() {
             Ok(listener) => listener,
             Err(error) => {
@@ -259,7 +242,7 @@ fn worker_endpoint(
     let own = dir.join(format!("worker-{id}.prom"));
     let refresh = {
         let handle = handle.clone();
-        move || write(&own, &handle.render())
+        move || write(&own, &render(&handle))
     };
     let render: Render = Arc::new({
         let refresh = refresh.clone();

@@ -226,6 +226,14 @@ impl Specifier {
         }
     }
 
+    /// The session and event names as written after the kernel:
+    /// `session/event`, or `session` when no event was given. One string
+    /// that tells two targets apart, cheaper to compare than its parts.
+    #[must_use]
+    pub fn names(&self) -> &str {
+        &self.names
+    }
+
     /// The event name, if one was given.
     #[must_use]
     pub fn event(&self) -> Option<&str> {
