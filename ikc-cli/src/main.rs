@@ -159,8 +159,8 @@ struct ServeArgs {
     /// Export spans over OTLP/HTTP to the collector at this URL
     /// (http://127.0.0.1:4318, say), the service named after --name; peers'
     /// calls that carry a trace context are its children. Needs an ikc
-    /// built with the `otel` feature (exit status 2 without); not yet with
-    /// --workers.
+    /// built with the `otel` feature (exit status 2 without). With
+    /// --workers, each worker exports its own spans.
     #[arg(long, value_name = "ENDPOINT")]
     otlp: Option<String>,
     /// Write the pid of the process that serves (the supervisor's with
@@ -382,12 +382,15 @@ fn init_telemetry(cli: &Cli) -> Result<Export, ExitCode> {
     };
     #[cfg(feature = "otel")]
     {
-        // The exporter's batch thread would be forked into no worker.
-        if matches!(&cli.command, Command::Serve(args) if args.workers > 0) {
-            eprintln!("error: --otlp does not work with --workers yet");
-            return Err(ExitCode::from(2));
-        }
-        match ikc_cli::otlp::Exporter::new(_endpoint, _service) {
+        let exporter = ikc_cli::otlp::Exporter::new(_endpoint, _service).and_then(|exporter| {
+            // A pre-forked server's workers start their own export once
+            // forked: a fork keeps no thread.
+            if !matches!(&cli.command, Command::Serve(args) if args.workers > 0) {
+                exporter.start()?;
+            }
+            Ok(exporter)
+        });
+        match exporter {
             Ok(exporter) => {
                 init_logging_and_export(cli.verbose, &exporter);
                 Ok(Some(exporter))
@@ -423,7 +426,9 @@ fn main() -> ExitCode {
     // The pre-fork supervisor must fork before any runtime or thread exists.
     if let Command::Serve(args) = &mut cli.command {
         if args.workers > 0 {
-            return serve_prefork(args);
+            let code = serve_prefork(args, &export);
+            finish_export(&export);
+            return code;
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -438,13 +443,32 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(run(cli.command));
     drop(runtime);
+    finish_export(&export);
+    code
+}
+
+/// Starts the span export of `--otlp` in a pre-forked worker, once
+/// forked; a worker that cannot serves without it.
+fn start_export(export: &Export) {
+    #[cfg(feature = "otel")]
+    if let Some(Err(error)) = export.as_ref().map(ikc_cli::otlp::Exporter::start) {
+        tracing::warn!(
+            "--otlp: this worker exports no spans: {}",
+            ikc::core::error::error_chain(&error)
+        );
+    }
+    #[cfg(not(feature = "otel"))]
+    let _: &Export = export;
+}
+
+/// Sends the spans of `--otlp` not sent yet, once the runtime has stopped.
+fn finish_export(export: &Export) {
     #[cfg(feature = "otel")]
     if let Some(exporter) = export {
         exporter.shutdown();
     }
     #[cfg(not(feature = "otel"))]
-    let _: Export = export;
-    code
+    let _: &Export = export;
 }
 
 /// What systemd or the old generation of an upgrade passed (socket
@@ -550,7 +574,7 @@ fn metrics_listener(args: &mut ServeArgs) -> Option<Result<std::net::TcpListener
     })
 }
 
-fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
+fn serve_prefork(args: &mut ServeArgs, export: &Export) -> ExitCode {
     use ikc::prefork::{Bound, Supervisor};
     if let Err(code) = demo_server(args) {
         return code;
@@ -616,13 +640,18 @@ fn serve_prefork(args: &mut ServeArgs) -> ExitCode {
             Ok(server) => server,
             Err(code) => return code,
         };
-        let Some(recorder) = metrics.as_ref().and_then(|m| m.worker(worker.id())) else {
-            return worker.serve(server);
+        start_export(export);
+        let code = match metrics.as_ref().and_then(|m| m.worker(worker.id())) {
+            None => worker.serve(server),
+            Some(recorder) => {
+                // The worker's runtime runs on this thread: its server
+                // records into the worker's own recorder.
+                let _local = metrics::set_default_local_recorder(&recorder);
+                worker.serve(server.metrics(true))
+            }
         };
-        // The worker's runtime runs on this thread: its server records
-        // into the worker's own recorder.
-        let _local = metrics::set_default_local_recorder(&recorder);
-        worker.serve(server.metrics(true))
+        finish_export(export);
+        code
     });
     match result {
         Ok(()) => {
@@ -1035,16 +1064,6 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
         }
     };
     let specifier = args.specifier.as_str();
-    match args.addr.list() {
-        Err(code) => return code,
-        Ok(Some(list)) => {
-            return match call_balanced(&args.addr, list, specifier, arg, post).await {
-                Ok(result) => answered(result),
-                Err(code) => code,
-            };
-        }
-        Ok(None) => {}
-    }
     // With --otlp, the call's own span: the root of the trace the server's
     // spans join.
     let span = if args.otlp.is_some() {
@@ -1052,6 +1071,17 @@ async fn call(args: CallArgs, post: bool) -> ExitCode {
     } else {
         tracing::Span::none()
     };
+    match args.addr.list() {
+        Err(code) => return code,
+        Ok(Some(list)) => {
+            let called = call_balanced(&args.addr, list, specifier, arg, post).instrument(span);
+            return match called.await {
+                Ok(result) => answered(result),
+                Err(code) => code,
+            };
+        }
+        Ok(None) => {}
+    }
     let attempt = |client: Client| {
         let arg = arg.clone();
         async move {
