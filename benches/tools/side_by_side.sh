@@ -18,7 +18,10 @@
 # `bench_peer_client` of ikc-cli, the library's path without the CLI, so the
 # two can be compared), METRICS (0; 1 also runs `ikc serve --metrics`, the
 # same server recording metrics, and prints its throughput over plain
-# `ikc serve`'s, round by round), SERVER_CPU (0), CLIENT_CPU (1), PEERS_DIR (../shared/peers, the
+# `ikc serve`'s, round by round), BATCH (0; N also runs `ikc bench --batch N`,
+# its calls sent N at a time with `Client::call_many`, against the same
+# `ikc serve`: on the throughput workload only, the other two having one
+# call in flight), SERVER_CPU (0), CLIENT_CPU (1), PEERS_DIR (../shared/peers, the
 # codec echo's workspace), IKC (a prebuilt `ikc` binary; default: build
 # target/release/ikc). Servers are pinned to SERVER_CPU, clients to
 # CLIENT_CPU; only one client runs at a time.
@@ -48,6 +51,10 @@ if [ "${PEERS:-0}" = 1 ]; then
 fi
 if [ "${METRICS:-0}" = 1 ]; then
     systems+=" metrics"
+fi
+batch=${BATCH:-0}
+if [ "$batch" != 0 ]; then
+    systems+=" batch"
 fi
 cargo build --release --quiet --manifest-path "$peers/Cargo.toml" -p codec-echo
 codec_dir=$(cd "$peers" && pwd)/target/release
@@ -98,11 +105,12 @@ measure() {
     codec)
         line=$(taskset -c "$client_cpu" "$codec_dir/codec-client" --addr "127.0.0.1:$codec_port" \
             $(flags "$workload") --secs "$secs" --warmup "$warmup" --workers 1 | grep 'rps=' | tail -n 1) ;;
-    ikc | metrics)
-        local port=$ikc_port
+    ikc | metrics | batch)
+        local port=$ikc_port extra=()
         [ "$system" = metrics ] && port=$metrics_port
+        [ "$system" = batch ] && [ "$workload" = throughput ] && extra=(--batch "$batch")
         line=$(taskset -c "$client_cpu" "$IKC" bench --addr "127.0.0.1:$port" \
-            $(flags "$workload") --secs "$secs" --warmup "$warmup" | grep 'rps=' | tail -n 1) ;;
+            $(flags "$workload") "${extra[@]}" --secs "$secs" --warmup "$warmup" | grep 'rps=' | tail -n 1) ;;
     peer)
         line=$(taskset -c "$client_cpu" "$peer_dir/bench_peer_client" --addr "127.0.0.1:$peer_port" \
             $(flags "$workload") --secs "$secs" --warmup "$warmup" --workers 1 | grep 'rps=' | tail -n 1) ;;

@@ -287,6 +287,10 @@ struct BenchArgs {
     /// Calls in flight on each connection.
     #[arg(long, default_value_t = 1)]
     inflight: usize,
+    /// Send the calls in batches of N (`Client::call_many`): each
+    /// connection keeps inflight/N batches going. 1: one call at a time.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Payload bytes per call.
     #[arg(long, default_value_t = ikc_cli::bench::DEFAULT_PAYLOAD)]
     payload: usize,
@@ -1214,6 +1218,7 @@ async fn bench(args: BenchArgs) -> ExitCode {
     options.target = args.target;
     options.conns = args.conns;
     options.inflight = args.inflight;
+    options.batch = args.batch;
     options.payload = args.payload;
     options.secs = args.secs;
     options.warmup = args.warmup;

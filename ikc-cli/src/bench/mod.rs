@@ -76,6 +76,11 @@ pub struct BenchOptions {
     pub conns: usize,
     /// Calls outstanding on each connection. Default: 1.
     pub inflight: usize,
+    /// Calls sent at once with [`Client::call_many`]; `inflight` must be
+    /// a multiple of it, and each connection keeps `inflight / batch`
+    /// batches going, a batch sent again once all its answers are in.
+    /// Default: 1, every call on its own ([`Client::call`]).
+    pub batch: usize,
     /// Bytes in each call's [`Value::Bytes`] argument. Default:
     /// [`DEFAULT_PAYLOAD`] (64).
     pub payload: usize,
@@ -103,6 +108,7 @@ impl BenchOptions {
             target: DEFAULT_TARGET.to_owned(),
             conns: 1,
             inflight: 1,
+            batch: 1,
             payload: DEFAULT_PAYLOAD,
             secs: DEFAULT_SECS,
             warmup: DEFAULT_WARMUP,
@@ -116,6 +122,12 @@ impl BenchOptions {
             return Err(BenchError::Options(
                 "conns and inflight must be at least 1".to_owned(),
             ));
+        }
+        if self.batch == 0 || self.inflight % self.batch != 0 {
+            return Err(BenchError::Options(format!(
+                "inflight ({}) must be a multiple of batch ({})",
+                self.inflight, self.batch
+            )));
         }
         if self.secs.is_zero() {
             return Err(BenchError::Options("secs must be more than 0".to_owned()));
@@ -250,6 +262,7 @@ pub async fn run_in(options: BenchOptions, window: Window) -> Result<BenchReport
                 target: Arc::clone(&target),
                 payload: payload.clone(),
                 inflight: options.inflight,
+                batch: options.batch,
                 window,
                 done: done.clone(),
             };
@@ -279,6 +292,7 @@ struct Load {
     target: Arc<str>,
     payload: Bytes,
     inflight: usize,
+    batch: usize,
     window: Window,
     done: Option<Arc<AtomicU64>>,
 }
@@ -291,10 +305,16 @@ impl Load {
     /// answer over more memory than the caches hold.
     async fn run(self) -> Recorder {
         let recorder = Mutex::new(Recorder::new());
-        let mut slots: FuturesUnordered<_> =
-            (0..self.inflight).map(|_| self.slot(&recorder)).collect();
-        while slots.next().await.is_some() {}
-        drop(slots);
+        if self.batch > 1 {
+            let mut batches: FuturesUnordered<_> = (0..self.inflight / self.batch)
+                .map(|_| self.batch_slot(&recorder))
+                .collect();
+            while batches.next().await.is_some() {}
+        } else {
+            let mut slots: FuturesUnordered<_> =
+                (0..self.inflight).map(|_| self.slot(&recorder)).collect();
+            while slots.next().await.is_some() {}
+        }
         recorder
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
@@ -354,6 +374,43 @@ impl Load {
             sent = answered;
         }
         drop(record(&mut answers));
+    }
+
+    /// `batch` calls at a time with [`Client::call_many`], sent again once
+    /// all their answers are in; every answer of a batch counts from the
+    /// batch's start to the moment the last came.
+    async fn batch_slot(&self, recorder: &Mutex<Recorder>) {
+        let mut sent = Instant::now();
+        loop {
+            let args = std::iter::repeat_n(Value::Bytes(self.payload.clone()), self.batch);
+            let answers = self.client.call_many(&self.target, args).await;
+            let answered = Instant::now();
+            if let Some(done) = &self.done {
+                done.fetch_add(answers.len() as u64, Ordering::Relaxed);
+            }
+            let mut dead = false;
+            let mut recorder = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+            for answer in answers {
+                match answer {
+                    Ok(Value::Bytes(bytes)) if bytes == self.payload => {
+                        recorder.answer(&self.window, sent, answered);
+                    }
+                    Ok(other) => {
+                        recorder.answer(&self.window, sent, answered);
+                        recorder.mismatch(&other);
+                    }
+                    Err(error) => {
+                        recorder.error(&error.to_string());
+                        dead |= self.client.is_closed();
+                    }
+                }
+            }
+            drop(recorder);
+            if dead || answered >= self.window.end {
+                break;
+            }
+            sent = answered;
+        }
     }
 }
 
@@ -442,6 +499,31 @@ mod tests {
             "{line}"
         );
         assert_eq!(report.to_json()["errors"], 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batched_run_measures_every_call_of_its_batches() {
+        let server = echo_server().await;
+        let mut options = quick(server.local_addr().to_string());
+        options.batch = 2;
+        let report = run(options).await.expect("a run");
+        assert!(report.is_success(), "{report:?}");
+        assert!(report.measured > 0 && report.answered >= report.measured);
+        // Whole batches: two answers per batch, counted in one window.
+        assert_eq!(report.answered % 2, 0);
+        assert_eq!(report.latency.len(), report.measured);
+        assert_eq!(report.to_json()["batch"], 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_divide_the_calls_in_flight_is_refused() {
+        let mut options = quick("127.0.0.1:1".to_owned());
+        options.batch = 3;
+        let error = run(options).await.expect_err("refused before connecting");
+        assert!(
+            matches!(&error, BenchError::Options(text) if text.contains("multiple of batch")),
+            "{error}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,6 +85,7 @@ impl Recorder {
         BenchReport {
             conns: options.conns,
             inflight: options.inflight,
+            batch: options.batch,
             payload: options.payload,
             secs: options.secs,
             measured: self.measured,
@@ -105,6 +106,8 @@ pub struct BenchReport {
     pub conns: usize,
     /// Calls outstanding on each connection.
     pub inflight: usize,
+    /// Calls sent at once ([`BenchOptions::batch`](super::BenchOptions::batch)).
+    pub batch: usize,
     /// Payload bytes per call.
     pub payload: usize,
     /// The measured window.
@@ -176,6 +179,7 @@ impl BenchReport {
         serde_json::json!({
             "conns": self.conns,
             "inflight": self.inflight,
+            "batch": self.batch,
             "payload": self.payload,
             "secs": self.secs.as_secs_f64(),
             "measured": self.measured,

@@ -264,7 +264,7 @@ impl ChannelHandle {
         let _ = self.shared.queue(Outgoing::Frame(frame));
     }
 
-    fn check_open(&self) -> Result<(), IkcError> {
+    pub(super) fn check_open(&self) -> Result<(), IkcError> {
         let draining = self.shared.drain_requested();
         let going_away = self.shared.peer_going_away();
         // A closed channel is found when the frame is queued, under the

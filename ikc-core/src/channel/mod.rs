@@ -8,6 +8,7 @@
 //! | module | the idea |
 //! |---|---|
 //! | `handle` | [`ChannelHandle`]: calls and posts to the peer; [`Target`] |
+//! | `batch` | [`ChannelHandle::call_many`]: many calls of one target, one future and one waker |
 //! | `calls` | the call table: insert, answer, expire, close; our side of the peer's `max_in_flight` |
 //! | `outbox` | frames waiting for the transport, encoded as queued when the transport takes bytes: the one write path |
 //! | `shared` | what the handles and the driver share: the call table and the handles' outbox under one lock |
@@ -70,6 +71,7 @@
 //! # }
 //! ```
 
+mod batch;
 mod callee;
 mod calls;
 mod context;

@@ -158,6 +158,93 @@ impl Shared {
         Ok((id, None))
     }
 
+    /// Registers and queues calls of `target` with the args `args` yields,
+    /// all woken by `waker`, under one lock, while the peer's limit and the
+    /// outbox have room for them; pushes each call's id into `ids`, or 0
+    /// with its error into `refused` (a frame over the peer's limit). Stops
+    /// at the first call that would have to wait: the caller sends the
+    /// rest one at a time.
+    pub(super) fn insert_batch(
+        &self,
+        target: &str,
+        args: &mut std::iter::Peekable<impl Iterator<Item = Value>>,
+        timeout: Option<Duration>,
+        waker: &Waker,
+        ids: &mut Vec<u64>,
+        refused: &mut Vec<(usize, IkcError)>,
+    ) -> Result<(), IkcError> {
+        let deadline_ms = timeout.map_or(0, |t| {
+            u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+        });
+        let mut pending = self.lock();
+        if pending.calls.closed {
+            return Err(self.closed_error());
+        }
+        let mut queued = false;
+        while args.peek().is_some() {
+            if pending.calls.taken() >= self.max_taken
+                || pending.calls.held() > 0
+                || !self.take_room()
+            {
+                break;
+            }
+            let Some(arg) = args.next() else { break };
+            let id = pending.calls.allocate_id();
+            let mut kept = None;
+            let mut frame = self.request(&mut kept, target, None, None, arg, deadline_ms);
+            frame.set_id(id);
+            match self.enqueue(&mut pending, frame) {
+                Ok(()) => {
+                    let mut call = PendingCall::new(waker, timeout);
+                    call.take_slot();
+                    pending.calls.insert(id, call, true);
+                    ids.push(id);
+                    queued = true;
+                }
+                Err(error) => {
+                    refused.push((ids.len(), error));
+                    ids.push(0);
+                }
+            }
+        }
+        drop(pending);
+        if queued {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// Takes the answers of the calls `ids` that are in into `answers` (a
+    /// call of id 0, or whose answer was taken, is skipped); ready when
+    /// none is left, and until then the caller's task is woken as one
+    /// comes. One lock for them all.
+    pub(super) fn poll_answers(
+        &self,
+        ids: &mut [u64],
+        answers: &mut [Option<Answer>],
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let mut pending = self.lock();
+        let mut waiting = false;
+        for (id, answer) in ids.iter_mut().zip(answers.iter_mut()) {
+            if *id == 0 {
+                continue;
+            }
+            match pending.calls.poll_answer(*id, cx) {
+                Poll::Ready(taken) => {
+                    *answer = Some(taken);
+                    *id = 0;
+                }
+                Poll::Pending => waiting = true,
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
     /// Puts call `id` in the queue of calls waiting for a slot under the
     /// peer's `max_in_flight`, or fails it with `Overloaded` when the queue
     /// is full. Only under load: the frame is made and measured here.
@@ -453,6 +540,10 @@ impl Shared {
         let mut pending = self.lock();
         for (id, answer) in answers.drain(..) {
             match pending.calls.answer(id, answer) {
+                // The calls of a batch share their caller's waker: it is
+                // woken once for the answers that came together.
+                Answered::Waited(Some(waker))
+                    if wakers.last().is_some_and(|last| last.will_wake(&waker)) => {}
                 Answered::Waited(waker) => wakers.extend(waker),
                 Answered::Nobody => tracing::trace!(id, "answer for a call nobody waits for"),
             }
