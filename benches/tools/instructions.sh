@@ -6,6 +6,11 @@
 # request path is worth. Kernel time (syscalls) is not counted.
 #
 #   benches/tools/instructions.sh DIR server|client [PORT]
+#   benches/tools/instructions.sh --cli target/release/ikc server|client [PORT]
+#
+# `--cli IKC` counts what users run, `IKC serve` and `IKC bench`, instead
+# of the benchmark peers (BENCH_FLAGS adds flags to the bench, e.g.
+# BENCH_FLAGS="--batch 16").
 #
 # SERVER_FLAGS (environment) adds flags to the server, e.g.
 # SERVER_FLAGS=--metrics to count the cost of recording metrics.
@@ -23,6 +28,11 @@
 # between a long and a short run divided by the difference in requests,
 # which leaves only the cost of the requests themselves.
 set -euo pipefail
+ikc=
+if [ "$1" = --cli ]; then
+  ikc=$2
+  shift
+fi
 dir=$1
 side=$2
 port=${3:-50099}
@@ -31,32 +41,58 @@ trap 'rm -rf "$out"' EXIT
 cg=(valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
 client=(--addr "127.0.0.1:$port" --conns 4 --inflight 32 --payload 64 --warmup 0.5)
 
+# The server, for about SECS seconds: a bench peer stops by itself, `ikc
+# serve` when the script sends SIGTERM (stop_server). Run in the
+# background, it becomes the server (exec), so $! is the server's pid.
+server() {
+  if [ -n "$ikc" ]; then
+    # shellcheck disable=SC2086
+    exec "$@" "$ikc" serve --bind "127.0.0.1:$port" ${SERVER_FLAGS:-}
+  else
+    # shellcheck disable=SC2086
+    exec "$@" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 6)) ${SERVER_FLAGS:-}
+  fi
+}
+stop_server() {
+  [ -n "$ikc" ] && kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+# The load for SECS seconds; its output (with the count of answers) in $out/out.
+load() {
+  if [ -n "$ikc" ]; then
+    # shellcheck disable=SC2086
+    "$@" "$ikc" bench "${client[@]}" --secs "$secs" --json ${BENCH_FLAGS:-} >"$out/out"
+  else
+    "$@" "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out"
+  fi
+}
+
 # One run with the load on for SECS seconds; sets `instructions` and `requests`.
 measure() {
-  local secs=$1
+  secs=$1
   case $side in
   server)
-    "${cg[@]}" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 5)) ${SERVER_FLAGS:-} >"$out/err" 2>&1 &
+    server "${cg[@]}" >"$out/err" 2>&1 &
     pid=$!
     sleep 2
-    "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out"
-    wait "$pid"
+    load
+    stop_server
     ;;
   client)
-    "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 6)) ${SERVER_FLAGS:-} 2>/dev/null &
+    server >/dev/null 2>&1 &
     pid=$!
     sleep 0.5
-    "${cg[@]}" "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out" 2>"$out/err"
+    load "${cg[@]}" 2>"$out/err"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     ;;
   *)
-    echo "usage: $0 DIR server|client [PORT]" >&2
+    echo "usage: $0 [--cli IKC] DIR server|client [PORT]" >&2
     exit 2
     ;;
   esac
   instructions=$(grep -oP 'I\s+refs:\s+\K[\d,]+' "$out/err" | tr -d ,)
-  requests=$(grep -oP 'total_done=\K\d+' "$out/out")
+  requests=$(grep -oP '(total_done=|"answered":)\K\d+' "$out/out")
 }
 
 measure 2
