@@ -371,9 +371,7 @@ where
             from,
             traceparent,
         } => {
-            let deadline_ms = timeout.map_or(0, |t| {
-                u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
-            });
+            let deadline_ms = super::shared::deadline_ms(timeout);
             handle
                 .shared
                 .request(&mut kept, target, from, traceparent, arg, deadline_ms)

@@ -173,9 +173,7 @@ impl Shared {
         ids: &mut Vec<u64>,
         refused: &mut Vec<(usize, IkcError)>,
     ) -> Result<(), IkcError> {
-        let deadline_ms = timeout.map_or(0, |t| {
-            u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
-        });
+        let deadline_ms = deadline_ms(timeout);
         let mut pending = self.lock();
         if pending.calls.closed {
             return Err(self.closed_error());
@@ -665,6 +663,14 @@ impl Shared {
 }
 
 /// The error for a frame of ours over the peer's limit: never sent.
+/// A call's timeout as the request's `deadline_ms` tells the peer: 0 for
+/// none, at least 1 ms for any.
+pub(super) fn deadline_ms(timeout: Option<Duration>) -> u32 {
+    timeout.map_or(0, |t| {
+        u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+    })
+}
+
 fn too_large(len: u64, max: usize) -> IkcError {
     IkcError::new(
         ErrorKind::BadRequest,
