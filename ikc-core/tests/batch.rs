@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ikc_core::{BoxError, ErrorKind, Kernel, PeerLimits, Request, Value, service_fn};
 use ikc_proto::pb;
-use support::{connect, connect_with, held, raw_peer, within};
+use support::{connect, connect_with, held, raw_peer, slow_counting, within};
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_answers_in_the_order_of_its_args_though_the_answers_come_back_reversed() {
@@ -49,24 +49,8 @@ async fn a_batch_answers_in_the_order_of_its_args_though_the_answers_come_back_r
 async fn a_batch_over_the_peers_in_flight_limit_waits_its_turn_and_every_call_is_answered() {
     let server = Kernel::new("Server");
     let client = Kernel::new("Client");
-    let running = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let (now, seen) = (Arc::clone(&running), Arc::clone(&most));
-    server
-        .publish(
-            "slow",
-            ["work"],
-            service_fn(move |req: Request| {
-                let (running, most) = (Arc::clone(&now), Arc::clone(&seen));
-                async move {
-                    most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
-                    Ok::<_, BoxError>(req.into_arg())
-                }
-            }),
-        )
-        .unwrap();
+    let (slow, most) = slow_counting();
+    server.publish("slow", ["work"], slow).unwrap();
     let link = connect_with(
         &client,
         &server,

@@ -7,16 +7,14 @@ mod support;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::join_all;
-use ikc_core::channel::SessionService;
-use ikc_core::{BoxError, ErrorKind, Kernel, PeerLimits, Request, Value, service_fn};
+use ikc_core::{ErrorKind, Kernel, PeerLimits, Value};
 use ikc_proto::pb;
-use support::{connect_with, held, raw_peer, raw_request, spec, typed, within};
+use support::{connect_with, held, raw_peer, raw_request, slow_counting, spec, typed, within};
 
 /// Polls `fut` once: a call is in the table (and its frame on the way, or
 /// queued) after its first poll.
@@ -27,26 +25,6 @@ async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
 /// A peer that says it runs `n` requests at once.
 fn runs_at_once(n: usize) -> PeerLimits {
     PeerLimits::default().with_max_in_flight(n)
-}
-
-/// A session that takes a while (paused time) and records the most
-/// requests it ever ran at once.
-fn slow_counting() -> (SessionService, Arc<AtomicUsize>) {
-    let running = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&most);
-    let service = SessionService::new(service_fn(move |req: Request| {
-        let running = Arc::clone(&running);
-        let most = Arc::clone(&seen);
-        async move {
-            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            running.fetch_sub(1, Ordering::SeqCst);
-            Ok::<_, BoxError>(req.into_arg())
-        }
-    }));
-    (service, most)
 }
 
 #[tokio::test(start_paused = true)]

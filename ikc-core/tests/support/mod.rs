@@ -202,6 +202,26 @@ impl HeldControl {
     }
 }
 
+/// A session that takes a while (paused time) and records the most
+/// requests it ever ran at once.
+pub(crate) fn slow_counting() -> (SessionService, Arc<AtomicUsize>) {
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&most);
+    let service = SessionService::new(service_fn(move |req: Request| {
+        let running = Arc::clone(&running);
+        let most = Arc::clone(&seen);
+        async move {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, BoxError>(req.into_arg())
+        }
+    }));
+    (service, most)
+}
+
 /// A session whose requests wait until the test releases them, then answer
 /// with their argument. It reports each start, and each handler dropped
 /// before it finished.
