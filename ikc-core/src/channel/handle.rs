@@ -1,17 +1,16 @@
 //! [`ChannelHandle`]: the cheap, cloneable side of a channel that sends calls
 //! and posts to the peer, and [`Target`], what a call is addressed to.
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use ikc_proto::{Value, pb};
 use tokio::time::Instant;
 
 use super::PeerLimits;
-use super::calls::Answer;
+use super::exchange::{Exchange, Message};
 use super::outbox::Outgoing;
 use super::shared::Shared;
 use crate::{ErrorKind, IkcError, PeerInfo, Request, Specifier};
@@ -85,25 +84,6 @@ impl From<Specifier> for Target<'_> {
 #[derive(Debug, Clone)]
 pub struct ChannelHandle {
     shared: Arc<Shared>,
-}
-
-/// Removes a call from the pending table when its caller stops waiting
-/// before the answer came, and tells the peer to drop the handler.
-struct CallGuard<'a> {
-    handle: &'a ChannelHandle,
-    id: u64,
-    /// The caller took the answer, and with it the call's entry.
-    answered: bool,
-}
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        // A call dropped before its answer came was abandoned: the peer
-        // can drop its handler.
-        if !self.answered {
-            self.handle.shared.abandon(self.id);
-        }
-    }
 }
 
 impl ChannelHandle {
@@ -184,7 +164,7 @@ impl ChannelHandle {
         arg: impl Into<Value>,
     ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'a {
         let message = Message::call(target.into().0, arg.into());
-        exchange(self, message, None, self.shared.call_timeout)
+        Exchange::new(self, message, None, self.shared.call_timeout)
     }
 
     /// Like [`call`](Self::call) with its own timeout.
@@ -199,7 +179,7 @@ impl ChannelHandle {
         timeout: Duration,
     ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'a {
         let message = Message::call(target.into().0, arg.into());
-        exchange(self, message, None, Some(timeout))
+        Exchange::new(self, message, None, Some(timeout))
     }
 
     /// Posts to `target` on the peer: it is sent, and nobody waits for an
@@ -228,7 +208,7 @@ impl ChannelHandle {
             session: session.to_owned(),
         });
         let message: Message<&str> = Message::Frame(frame);
-        exchange(self, message, Some(id), self.shared.call_timeout)
+        Exchange::new(self, message, Some(id), self.shared.call_timeout)
             .await
             .map(drop)
     }
@@ -255,7 +235,7 @@ impl ChannelHandle {
             from,
             traceparent,
         };
-        exchange(self, message, None, timeout).await
+        Exchange::new(self, message, None, timeout).await
     }
 
     /// Queues `frame` if there is room; drops it if not, or if the
@@ -303,118 +283,4 @@ impl ChannelHandle {
             .request(&mut kept, target, from, traceparent, arg, 0);
         self.shared.queue_waiting(post).await
     }
-
-    /// Waits for room for `frame` in the full queue to the driver, and
-    /// meanwhile for call `id`'s answer (the driver's sweep may time the
-    /// call out first). `Err` when the frame could not be queued.
-    async fn answer_once_queued(&self, id: u64, frame: pb::Frame) -> Result<Answer, IkcError> {
-        let mut answer = std::future::poll_fn(|cx| self.shared.poll_answer(id, cx));
-        tokio::select! {
-            biased;
-            answer = &mut answer => Ok(answer),
-            queued = self.shared.queue_waiting(Outgoing::Frame(frame)) => match queued {
-                Ok(()) => Ok(answer.await),
-                Err(error) => Err(error),
-            },
-        }
-    }
-}
-
-/// What a call sends: a request from its parts (`target` borrowed or
-/// owned), or a frame made already.
-enum Message<T> {
-    Request {
-        target: T,
-        arg: Value,
-        from: Option<String>,
-        traceparent: Option<String>,
-    },
-    Frame(pb::Frame),
-}
-
-impl<T> Message<T> {
-    /// A call of this kernel's own: no sender named, no trace context but
-    /// the current span's (with the `otel` feature).
-    fn call(target: T, arg: Value) -> Self {
-        Message::Request {
-            target,
-            arg,
-            from: None,
-            traceparent: None,
-        }
-    }
-}
-
-/// Sends `message` as call `id` (a new id when `None`) on the first poll,
-/// and waits for the answer. One future for the whole call, not one per
-/// layer of helpers: each layer would copy the call's arguments again. The
-/// deadline is kept in the pending table and enforced by the driver's
-/// sweep, so a call costs no timer of its own; the caller's waker is
-/// registered as the call is queued, under the same lock.
-async fn exchange<H, T>(
-    handle: H,
-    message: Message<T>,
-    id: Option<u64>,
-    timeout: Option<Duration>,
-) -> Answer
-where
-    H: Borrow<ChannelHandle>,
-    T: AsRef<str> + Into<String>,
-{
-    let handle = handle.borrow();
-    handle.check_open()?;
-    let mut kept = None;
-    let mut outgoing = Some(match message {
-        Message::Request {
-            target,
-            arg,
-            from,
-            traceparent,
-        } => {
-            let deadline_ms = super::shared::deadline_ms(timeout);
-            handle
-                .shared
-                .request(&mut kept, target, from, traceparent, arg, deadline_ms)
-        }
-        Message::Frame(frame) => Outgoing::Frame(frame),
-    });
-    // Armed once the call is in the table.
-    let mut guard = CallGuard {
-        handle,
-        id: 0,
-        answered: true,
-    };
-    let mut unsent = None;
-    let answer = std::future::poll_fn(|cx| match outgoing.take() {
-        Some(frame) => match handle.shared.insert(id, timeout, cx.waker(), frame) {
-            Ok((id, frame)) => {
-                (guard.id, guard.answered) = (id, false);
-                match frame {
-                    // Queued with the caller's waker: nothing more to look
-                    // at until the answer wakes it.
-                    None => Poll::Pending,
-                    Some(frame) => {
-                        unsent = Some(frame);
-                        Poll::Ready(None)
-                    }
-                }
-            }
-            Err(error) => Poll::Ready(Some(Err(error))),
-        },
-        None => handle.shared.poll_answer(guard.id, cx).map(Some),
-    })
-    .await;
-    let answer = match (answer, unsent) {
-        (Some(answer), _) => answer,
-        // Rare, and boxed: every call's future would otherwise carry room
-        // for waiting on the queue.
-        (None, Some(frame)) => match Box::pin(handle.answer_once_queued(guard.id, frame)).await {
-            Ok(answer) => answer,
-            Err(error) => return Err(error),
-        },
-        (None, None) => unreachable!("a call either answers or gives its frame back"),
-    };
-    // Taken with its entry (or never entered).
-    guard.answered = true;
-    answer
 }

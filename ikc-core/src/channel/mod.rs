@@ -8,6 +8,7 @@
 //! | module | the idea |
 //! |---|---|
 //! | `handle` | [`ChannelHandle`]: calls and posts to the peer; [`Target`] |
+//! | `exchange` | the future of one call: into the call table, then its answer |
 //! | `batch` | [`ChannelHandle::call_many`]: many calls of one target, one future and one waker |
 //! | `calls` | the call table: insert, answer, expire, close; our side of the peer's `max_in_flight` |
 //! | `outbox` | frames waiting for the transport, encoded as queued when the transport takes bytes: the one write path |
@@ -77,6 +78,7 @@ mod calls;
 mod context;
 mod control;
 mod driver;
+mod exchange;
 mod handle;
 mod keepalive;
 mod limits;
