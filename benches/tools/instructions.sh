@@ -38,6 +38,11 @@ side=$2
 port=${3:-50099}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# Each side on its own CPU, as side_by_side.sh runs them: tokio starts a
+# worker per CPU it may use, and one worker per side is what is measured
+# there (SERVER_CPU, CLIENT_CPU: 0 and 1 by default).
+server_cpu=${SERVER_CPU:-0}
+client_cpu=${CLIENT_CPU:-1}
 cg=(valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null)
 client=(--addr "127.0.0.1:$port" --conns 4 --inflight 32 --payload 64 --warmup 0.5)
 
@@ -47,10 +52,10 @@ client=(--addr "127.0.0.1:$port" --conns 4 --inflight 32 --payload 64 --warmup 0
 server() {
   if [ -n "$ikc" ]; then
     # shellcheck disable=SC2086
-    exec "$@" "$ikc" serve --bind "127.0.0.1:$port" ${SERVER_FLAGS:-}
+    exec taskset -c "$server_cpu" "$@" "$ikc" serve --bind "127.0.0.1:$port" ${SERVER_FLAGS:-}
   else
     # shellcheck disable=SC2086
-    exec "$@" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 6)) ${SERVER_FLAGS:-}
+    exec taskset -c "$server_cpu" "$@" "$dir/bench_peer_server" --addr "127.0.0.1:$port" --max-secs $((secs + 6)) ${SERVER_FLAGS:-}
   fi
 }
 stop_server() {
@@ -61,9 +66,9 @@ stop_server() {
 load() {
   if [ -n "$ikc" ]; then
     # shellcheck disable=SC2086
-    "$@" "$ikc" bench "${client[@]}" --secs "$secs" --json ${BENCH_FLAGS:-} >"$out/out"
+    taskset -c "$client_cpu" "$@" "$ikc" bench "${client[@]}" --secs "$secs" --json ${BENCH_FLAGS:-} >"$out/out"
   else
-    "$@" "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out"
+    taskset -c "$client_cpu" "$@" "$dir/bench_peer_client" "${client[@]}" --secs "$secs" >"$out/out"
   fi
 }
 

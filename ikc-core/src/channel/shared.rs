@@ -353,6 +353,7 @@ impl Shared {
     /// kernel's span is the hub's child, one hop at a time. Without one (or
     /// without the feature) the request's own context travels on as it
     /// came.
+    #[inline]
     pub(super) fn request<'a, T>(
         &self,
         kept: &'a mut Option<(T, Option<String>, Option<String>)>,

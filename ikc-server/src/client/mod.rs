@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use futures::future::Either;
 use ikc_core::{
     BoxError, ChannelHandle, ErrorKind as CallErrorKind, IkcError, Kernel, PeerInfo, RemoteSession,
@@ -487,22 +488,17 @@ impl Client {
         arg: impl Into<Value>,
     ) -> impl Future<Output = Result<Value, IkcError>> + Send + 'a {
         let arg = arg.into();
-        match self.route(target) {
+        match (self.route(target), &self.inner.fixed) {
             // The channel's own future, not one wrapped around it: a call's
             // arguments are copied once, not once per layer.
-            Route::Server => Either::Left(match &self.inner.fixed {
-                Some(handle) => Either::Left(handle.call(target, arg)),
-                // A client that reconnects finds its channel per call.
-                None => Either::Right(Box::pin(
-                    async move { self.handle().call(target, arg).await },
-                )),
-            }),
-            // Rare, and boxed: it would make every call's future as large as
-            // a local call's.
-            Route::Local(spec) => {
-                Either::Right(Box::pin(
-                    async move { self.inner.kernel.call(&spec, arg).await },
-                ))
+            (Route::Server, Some(handle)) => Either::Left(handle.call(target, arg)),
+            // Rare, and boxed: they would make every call's future as large
+            // as theirs. A client that reconnects finds its channel per call.
+            (Route::Server, None) => {
+                Either::Right(async move { self.handle().call(target, arg).await }.boxed())
+            }
+            (Route::Local(spec), _) => {
+                Either::Right(async move { self.inner.kernel.call(&spec, arg).await }.boxed())
             }
         }
     }
