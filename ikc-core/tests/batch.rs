@@ -9,28 +9,17 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake};
-use std::time::Duration;
 
-use ikc_core::{BoxError, ErrorKind, Kernel, PeerLimits, Request, Value, service_fn};
+use ikc_core::{ErrorKind, Kernel, PeerLimits, Value};
 use ikc_proto::pb;
-use support::{connect, connect_with, held, raw_peer, slow_counting, within};
+use support::{connect, connect_with, held, raw_peer, reversing_echo, slow_counting, within};
 
 #[tokio::test(start_paused = true)]
 async fn a_batch_answers_in_the_order_of_its_args_though_the_answers_come_back_reversed() {
     let server = Kernel::new("Server");
     let client = Kernel::new("Client");
     // The first call sleeps longest.
-    server
-        .publish(
-            "echo",
-            ["late"],
-            service_fn(|req: Request| async move {
-                let n: u64 = req.arg_as()?;
-                tokio::time::sleep(Duration::from_millis(200 - n)).await;
-                Ok::<_, BoxError>(req.into_arg())
-            }),
-        )
-        .unwrap();
+    server.publish("echo", ["late"], reversing_echo()).unwrap();
     let link = connect(&client, &server);
 
     let answers = within(

@@ -17,7 +17,7 @@ use ikc_core::{
 use ikc_proto::pb;
 use support::{
     answers, connect, connect_with, counting, driver_end, echo, failing, faulty, held, late_reads,
-    next_event, raw_peer, raw_request, recording, spec, typed, within,
+    next_event, raw_peer, raw_request, recording, reversing_echo, spec, typed, within,
 };
 use tokio::time::Instant;
 use tower::ServiceBuilder;
@@ -51,17 +51,7 @@ async fn many_concurrent_calls_each_get_their_own_answer_even_out_of_order() {
     let server = Kernel::new("Server");
     let client = Kernel::new("Client");
     // The first call sleeps longest, so answers come back in reverse order.
-    server
-        .publish(
-            "echo",
-            ["late"],
-            service_fn(|req: Request| async move {
-                let n: u64 = req.arg_as()?;
-                tokio::time::sleep(Duration::from_millis(200 - n)).await;
-                Ok::<_, BoxError>(req.into_arg())
-            }),
-        )
-        .unwrap();
+    server.publish("echo", ["late"], reversing_echo()).unwrap();
     let link = connect(&client, &server);
 
     let target = spec("poe://Server/echo/late");

@@ -106,6 +106,16 @@ pub(crate) fn echo() -> SessionService {
     }))
 }
 
+/// An echo of `n` (a number below 200) that answers after 200 - `n`
+/// milliseconds: calls made in order are answered in reverse.
+pub(crate) fn reversing_echo() -> SessionService {
+    SessionService::new(service_fn(|req: Request| async move {
+        let n: u64 = req.arg_as()?;
+        tokio::time::sleep(Duration::from_millis(200 - n)).await;
+        Ok::<_, BoxError>(req.into_arg())
+    }))
+}
+
 /// A session that answers `answer` to every event (to tell who answered).
 pub(crate) fn answers(answer: &'static str) -> SessionService {
     SessionService::new(service_fn(move |_: Request| async move {
