@@ -47,7 +47,10 @@ impl<T> Message<T> {
 
 /// Sends its message as call `id` (a new id when `None`) on the first poll,
 /// and waits for the answer; dropped before it, the call is abandoned (the
-/// peer is told to drop its handler).
+/// peer is told to drop its handler). The caller's waker is registered as
+/// the call is queued, under the same lock, and the deadline is kept in
+/// the call table and enforced by the driver's sweep: a call costs no
+/// timer of its own.
 #[must_use = "futures do nothing unless polled"]
 pub(super) struct Exchange<'a, T> {
     handle: &'a ChannelHandle,

@@ -663,7 +663,6 @@ impl Shared {
     }
 }
 
-/// The error for a frame of ours over the peer's limit: never sent.
 /// A call's timeout as the request's `deadline_ms` tells the peer: 0 for
 /// none, at least 1 ms for any.
 pub(super) fn deadline_ms(timeout: Option<Duration>) -> u32 {
@@ -672,6 +671,7 @@ pub(super) fn deadline_ms(timeout: Option<Duration>) -> u32 {
     })
 }
 
+/// The error for a frame of ours over the peer's limit: never sent.
 fn too_large(len: u64, max: usize) -> IkcError {
     IkcError::new(
         ErrorKind::BadRequest,
