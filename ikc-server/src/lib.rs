@@ -14,7 +14,7 @@
 //!
 //! | module | the idea |
 //! |---|---|
-//! | `server` | the builder ([`Server`]), the accept loop, one connection served in steps |
+//! | `server` | the builder ([`Server`]), the accept loop, one connection served in steps, the request service its layers wrap ([`RequestRouter`]) |
 //! | [`client`] | the [`Client`] and its builder: connect, reconnect, call |
 //! | [`balance`] | [`Balanced`]: calls spread over many servers ([`Client::balanced`]), found by a [`Discovery`](balance::discover::Discovery) |
 //! | `handshake` | the native handshake: server side, client side, the shared-secret exchange |
@@ -92,5 +92,6 @@ pub use io::{Connected, PeerAddr, ServedConnection};
 pub use listener::{ListenAddr, Listener};
 pub use server::{
     Connection, ConnectionOutcome, DEFAULT_BIND, DEFAULT_GRACE_PERIOD, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_NAME, RequestRouter, Server, ServerHandle, ShutdownReport,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_NAME, RequestRouter, RequestRouterFuture, Server,
+    ServerHandle, ShutdownReport,
 };

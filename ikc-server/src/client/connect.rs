@@ -5,13 +5,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use ikc_core::channel::SessionService;
-use ikc_core::{BoxError, Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
+use ikc_core::{Channel, ChannelHandle, Kernel, PeerInfo, PeerLimits};
 use ikc_proto::HandshakeCodec;
 use ikc_proto::codec::Builder;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
-use tower::ServiceExt;
 
 use super::ClientBuilder;
 use crate::error::{Error, TransportErrorKind};
@@ -254,7 +253,7 @@ where
     // The server's requests run in `ikc.request` spans as a server's
     // peers' do: a kernel called through a hub is one more hop of the
     // caller's trace.
-    let requests = RequestTrace::new(kernel.router().map_err(BoxError::from));
+    let requests = RequestTrace::new(kernel.router());
     let registered = Channel::builder(kernel.clone())
         .service(SessionService::new(requests))
         .call_timeout(settings.call_timeout)

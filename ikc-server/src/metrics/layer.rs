@@ -356,14 +356,15 @@ impl<S> Metered<S> {
 
 impl<S> Service<Request> for Metered<S>
 where
-    S: Service<Request, Error = BoxError>,
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
     type Future = MeteredFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
@@ -441,15 +442,16 @@ impl<F> std::fmt::Debug for MeteredFuture<F> {
     }
 }
 
-impl<F, T> Future for MeteredFuture<F>
+impl<F, T, E> Future for MeteredFuture<F>
 where
-    F: Future<Output = Result<T, BoxError>>,
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
 {
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let answer = std::task::ready!(this.inner.poll(cx));
+        let answer = std::task::ready!(this.inner.poll(cx)).map_err(Into::into);
         if let Some(record) = this.record.take() {
             let error = answer.as_ref().err().map(ErrorKind::of);
             record.finish(error);

@@ -2,6 +2,7 @@
 
 mod accept;
 mod conn;
+mod requests;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -12,17 +13,17 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use ikc_core::channel::SessionService;
-use ikc_core::{IkcError, Kernel, Request, Router, Value};
+use ikc_core::{Kernel, Request, Value};
 use ikc_proto::codec::{Builder as CodecBuilder, DEFAULT_MAX_FRAME_LENGTH};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
-use tower::timeout::TimeoutLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use self::accept::AcceptLoop;
 use self::conn::ServeConnection;
 pub use self::conn::{Connection, ConnectionOutcome};
+pub use self::requests::{RequestRouter, RequestRouterFuture};
 use crate::BoxError;
 use crate::access::{AccessLayer, Policy};
 use crate::error::{Error, TransportErrorKind};
@@ -52,37 +53,6 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Default kernel name when neither [`Server::name`] nor [`Server::kernel`]
 /// is given.
 pub const DEFAULT_NAME: &str = "ikc";
-
-/// The request service that [`Server::layer`] layers wrap: the kernel's
-/// router, its errors boxed, under the request timeout when one is set.
-#[derive(Debug, Clone)]
-pub struct RequestRouter {
-    inner: RouterStack,
-}
-
-type RouterStack = tower::util::Either<
-    tower::timeout::Timeout<tower::util::MapErr<Router, fn(IkcError) -> BoxError>>,
-    tower::util::MapErr<Router, fn(IkcError) -> BoxError>,
->;
-
-impl Service<Request> for RequestRouter {
-    type Response = Value;
-    type Error = BoxError;
-    type Future = <RouterStack as Service<Request>>::Future;
-
-    #[inline]
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    #[inline]
-    fn call(&mut self, req: Request) -> Self::Future {
-        self.inner.call(req)
-    }
-}
 
 /// Builds and runs an ikc server, in the manner of tonic's `Server`: it
 /// listens on TCP or a Unix socket and serves a kernel's sessions.
@@ -518,19 +488,12 @@ where
             }
         }
 
-        let into_box: fn(IkcError) -> BoxError = BoxError::from;
-        let router = RequestRouter {
-            inner: ServiceBuilder::new()
-                .option_layer(self.request_timeout.map(TimeoutLayer::new))
-                .service(kernel.router().map_err(into_box)),
-        };
-        // One box for the whole stack: each box costs an allocation per
-        // request.
-        let requests = self.layer.layer(router);
-        let requests = requests.map_err(Into::<BoxError>::into);
+        let requests = self
+            .layer
+            .layer(RequestRouter::new(kernel.router(), self.request_timeout));
         // A stack for each choice rather than `Either`s: without a policy or
         // metrics, a request takes no extra step. Metrics outside the
-        // policy: refusals are counted.
+        // policy: refusals are counted. `RequestTrace` boxes the errors.
         let metered = self.metrics.then(MetricsLayer::new);
         let requests = match (metered, self.access) {
             (Some(metrics), Some(access)) => {

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use ikc_core::BoxError;
 use pin_project::pin_project;
 use tokio::time::Instant;
 use tracing::instrument::Instrumented;
@@ -47,7 +48,8 @@ where
     }
 }
 
-/// A request running in its span; logs its latency and outcome. A
+/// A request running in its span; logs its latency and outcome, and boxes
+/// its error. A
 /// request whose span nobody wants runs without one (and without reading
 /// the clock): entering and leaving a disabled span on every poll is a
 /// measurable part of a small call.
@@ -92,14 +94,14 @@ impl<F> RequestFuture<F> {
 impl<F, T, E> Future for RequestFuture<F>
 where
     F: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    E: Into<BoxError>,
 {
-    type Output = Result<T, E>;
+    type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             RequestStateProj::Traced { mut inner, started } => {
-                let output = std::task::ready!(inner.as_mut().poll(cx));
+                let output = std::task::ready!(inner.as_mut().poll(cx)).map_err(Into::into);
                 let _entered = inner.span().enter();
                 let latency = started.elapsed();
                 match &output {
@@ -109,7 +111,7 @@ where
                 Poll::Ready(output)
             }
             RequestStateProj::Untraced { inner } => {
-                let output = std::task::ready!(inner.poll(cx));
+                let output = std::task::ready!(inner.poll(cx)).map_err(Into::into);
                 if let Err(error) = &output {
                     tracing::debug!(%error, "request failed");
                 }

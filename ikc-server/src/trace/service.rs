@@ -1,6 +1,6 @@
 use std::task::{Context, Poll};
 
-use ikc_core::Request;
+use ikc_core::{BoxError, Request};
 use tower::Service;
 use tracing::Instrument;
 
@@ -64,7 +64,9 @@ where
     }
 }
 
-/// Runs each request in an `ikc.request` span.
+/// Runs each request in an `ikc.request` span. Its errors are boxed
+/// ([`BoxError`], what a session service answers), so the stack under it
+/// needs no `map_err` of its own.
 #[derive(Debug, Clone)]
 pub struct RequestTrace<S> {
     inner: S,
@@ -75,14 +77,14 @@ wrapper_accessors!(RequestTrace);
 impl<S> Service<Request> for RequestTrace<S>
 where
     S: Service<Request>,
-    S::Error: std::fmt::Display,
+    S::Error: Into<BoxError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
+    type Error = BoxError;
     type Future = RequestFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
