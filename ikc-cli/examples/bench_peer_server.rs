@@ -11,7 +11,7 @@
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ikc_cli::alloc::Mimalloc = ikc_cli::alloc::Mimalloc;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

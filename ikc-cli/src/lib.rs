@@ -11,6 +11,7 @@
 //!
 //! | module | the one idea it holds |
 //! |--------|-----------------------|
+//! | [`alloc`] | [`Mimalloc`](alloc::Mimalloc), the global allocator of the binary and the benchmark peers (the `mimalloc` feature) |
 //! | [`bench`](mod@bench) | the closed-loop load generator behind `ikc bench`, and its report |
 //! | [`demo`] | the `echo` session that `ikc serve` publishes |
 //! | [`metrics`] | the Prometheus endpoint of `ikc serve --metrics` |
@@ -20,8 +21,11 @@
 //! logging with tracing-subscriber and allocates with mimalloc (the
 //! `mimalloc` feature, on by default).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+#[cfg(feature = "mimalloc")]
+#[allow(unsafe_code)]
+pub mod alloc;
 pub mod bench;
 pub mod demo;
 pub mod metrics;
