@@ -5,7 +5,9 @@
 //! async fn keeps its arguments beside every state it goes through, and a
 //! call's future was 896 bytes, copied (`memcpy`) twice for every call a
 //! caller starts, a tenth of a small call's instructions in `ikc bench`.
-//! This one holds the message until the first poll, then the call's id.
+//! This one holds the message until the first poll, then the call's id,
+//! in 104 bytes: what only some calls carry (a forwarded request's sender
+//! and trace context, a frame made already) is boxed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,15 +23,23 @@ use super::shared::deadline_ms;
 use crate::IkcError;
 
 /// What a call sends: a request from its parts (`target` borrowed or
-/// owned), or a frame made already.
+/// owned), or a frame made already. Small, since every call's future holds
+/// it until its first poll (and a caller may move that future more than
+/// once before): what only some calls carry is boxed.
 pub(super) enum Message<T> {
     Request {
         target: T,
         arg: Value,
-        from: Option<String>,
-        traceparent: Option<String>,
+        /// Only for a request a hub forwards.
+        forwarded: Option<Box<Forwarded>>,
     },
-    Frame(pb::Frame),
+    Frame(Box<pb::Frame>),
+}
+
+/// What a forwarded request carries on from its caller.
+pub(super) struct Forwarded {
+    pub(super) from: Option<String>,
+    pub(super) traceparent: Option<String>,
 }
 
 impl<T> Message<T> {
@@ -39,8 +49,7 @@ impl<T> Message<T> {
         Message::Request {
             target,
             arg,
-            from: None,
-            traceparent: None,
+            forwarded: None,
         }
     }
 }
@@ -73,6 +82,10 @@ enum State<'a, T> {
     /// The answer was taken (or the call failed before it was sent).
     Done,
 }
+
+// Every call's future is this one (or holds it): a few bytes more are
+// copied for every call started.
+const _: () = assert!(std::mem::size_of::<Exchange<'static, &'static str>>() <= 104);
 
 type QueuedAnswer<'a> = dyn Future<Output = Result<Answer, IkcError>> + Send + 'a;
 
@@ -111,17 +124,20 @@ where
             Message::Request {
                 target,
                 arg,
-                from,
-                traceparent,
-            } => handle.shared().request(
-                &mut kept,
-                target,
-                from,
-                traceparent,
-                arg,
-                deadline_ms(self.timeout),
-            ),
-            Message::Frame(frame) => Outgoing::Frame(frame),
+                forwarded,
+            } => {
+                let (from, traceparent) =
+                    forwarded.map_or((None, None), |f| (f.from, f.traceparent));
+                handle.shared().request(
+                    &mut kept,
+                    target,
+                    from,
+                    traceparent,
+                    arg,
+                    deadline_ms(self.timeout),
+                )
+            }
+            Message::Frame(frame) => Outgoing::Frame(*frame),
         };
         match handle
             .shared()

@@ -10,7 +10,7 @@ use ikc_proto::{Value, pb};
 use tokio::time::Instant;
 
 use super::PeerLimits;
-use super::exchange::{Exchange, Message};
+use super::exchange::{Exchange, Forwarded, Message};
 use super::outbox::Outgoing;
 use super::shared::Shared;
 use crate::{ErrorKind, IkcError, PeerInfo, Request, Specifier};
@@ -207,7 +207,7 @@ impl ChannelHandle {
             id,
             session: session.to_owned(),
         });
-        let message: Message<&str> = Message::Frame(frame);
+        let message: Message<&str> = Message::Frame(Box::new(frame));
         Exchange::new(self, message, Some(id), self.shared.call_timeout)
             .await
             .map(drop)
@@ -229,11 +229,12 @@ impl ChannelHandle {
             Some(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
             None => self.shared.call_timeout,
         };
+        let forwarded = (from.is_some() || traceparent.is_some())
+            .then(|| Box::new(Forwarded { from, traceparent }));
         let message = Message::Request {
             target,
             arg,
-            from,
-            traceparent,
+            forwarded,
         };
         Exchange::new(self, message, None, timeout).await
     }
