@@ -111,6 +111,11 @@ impl Request {
         self.caller = Some(caller);
     }
 
+    /// [`with_deadline`](Self::with_deadline) in place.
+    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
     /// Sets the instant after which nobody waits for the answer.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Instant) -> Self {

@@ -258,20 +258,20 @@ impl Callee {
         // Cancel drops the handler, without a timer per request.
         if request.deadline_ms > 0 {
             let deadline = Duration::from_millis(u64::from(request.deadline_ms));
-            req = req.with_deadline(clock.now() + deadline);
+            req.set_deadline(clock.now() + deadline);
         }
-        let waiting = Waiting {
-            id,
-            req,
-            target: post_target,
-        };
-        // Nothing queued before it: call at once if the service is ready.
+        // Nothing queued before it: call at once if the service is ready
+        // (the request moves once less than through the queue).
         if self.waiting.is_empty()
             && let Poll::Ready(ready) = self.service.poll_ready(cx)
         {
-            return self.start(waiting, ready, outbox, cx);
+            return self.start(id, req, post_target, ready, outbox, cx);
         }
-        self.waiting.push_back(waiting);
+        self.waiting.push_back(Waiting {
+            id,
+            req,
+            target: post_target,
+        });
         self.dispatch(outbox, cx);
     }
 
@@ -318,25 +318,26 @@ impl Callee {
                 Poll::Pending => break,
                 Poll::Ready(ready) => ready,
             };
-            let Some(waiting) = self.waiting.pop_front() else {
+            let Some(Waiting { id, req, target }) = self.waiting.pop_front() else {
                 break;
             };
             progress = true;
-            self.start(waiting, ready, outbox, cx);
+            self.start(id, req, target, ready, outbox, cx);
         }
         progress
     }
 
-    /// Calls the service, which said `ready`, for one request, and polls
-    /// the handler once.
+    /// Calls the service, which said `ready`, for request `id` (a post's
+    /// `target` kept for its log line), and polls the handler once.
     fn start(
         &mut self,
-        waiting: Waiting,
+        id: u64,
+        req: Request,
+        target: Option<String>,
         ready: Result<(), BoxError>,
         outbox: &mut Outbox,
         cx: &mut Context<'_>,
     ) {
-        let Waiting { id, req, target } = waiting;
         let mut handler: HandlerFuture = match ready {
             Ok(()) => self.service.call(req),
             Err(error) => Box::pin(std::future::ready(Err(error))),
