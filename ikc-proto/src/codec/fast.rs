@@ -36,6 +36,30 @@ const REQUEST_DEADLINE: u32 = 5;
 const REQUEST_TRACEPARENT: u32 = 6;
 const REPLY_VALUE: u32 = 2;
 
+/// The one-byte key of field `field` (at most 15) with `wire_type`: the
+/// reader matches whole key bytes, the writer writes them.
+const fn key_byte(field: u32, wire_type: WireType) -> u8 {
+    assert!(field > 0 && field < 16, "a one-byte key");
+    (field << 3 | wire_type as u32) as u8
+}
+
+const KEY_FRAME_REQUEST: u8 = key_byte(FRAME_REQUEST, WireType::LengthDelimited);
+const KEY_FRAME_REPLY: u8 = key_byte(FRAME_REPLY, WireType::LengthDelimited);
+const KEY_ID: u8 = key_byte(ID, WireType::Varint);
+const KEY_REQUEST_TARGET: u8 = key_byte(REQUEST_TARGET, WireType::LengthDelimited);
+const KEY_REQUEST_ARG: u8 = key_byte(REQUEST_ARG, WireType::LengthDelimited);
+const KEY_REQUEST_FROM: u8 = key_byte(REQUEST_FROM, WireType::LengthDelimited);
+const KEY_REQUEST_DEADLINE: u8 = key_byte(REQUEST_DEADLINE, WireType::Varint);
+const KEY_REQUEST_TRACEPARENT: u8 = key_byte(REQUEST_TRACEPARENT, WireType::LengthDelimited);
+const KEY_REPLY_VALUE: u8 = key_byte(REPLY_VALUE, WireType::LengthDelimited);
+/// `Value`'s fields, one per kind.
+const KEY_NULL: u8 = key_byte(1, WireType::Varint);
+const KEY_BOOL: u8 = key_byte(2, WireType::Varint);
+const KEY_INT: u8 = key_byte(3, WireType::Varint);
+const KEY_FLOAT: u8 = key_byte(4, WireType::SixtyFourBit);
+const KEY_STRING: u8 = key_byte(5, WireType::LengthDelimited);
+const KEY_BYTES: u8 = key_byte(6, WireType::LengthDelimited);
+
 /// A frame of one of the fast shapes, measured.
 struct Fast<'a> {
     /// Its field number in `Frame`.
@@ -376,8 +400,10 @@ impl Writer<'_> {
         self.byte(value as u8);
     }
 
+    /// Every field of the fast shapes has a one-byte key.
+    #[inline]
     fn key(&mut self, field: u32, wire_type: WireType) {
-        self.varint(u64::from(field << 3 | wire_type as u32));
+        self.byte(key_byte(field, wire_type));
     }
 
     fn delimited(&mut self, field: u32, bytes: &[u8]) {
@@ -475,23 +501,6 @@ fn read_long_varint(buf: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// Reads a field key: a field number from 1 to `u32::MAX >> 3` and a wire
-/// type prost knows; anything else is left to prost.
-#[inline]
-fn read_key(buf: &mut &[u8]) -> Option<(u32, WireType)> {
-    let key = u32::try_from(read_varint(buf)?).ok()?;
-    let wire_type = match key & 7 {
-        0 => WireType::Varint,
-        1 => WireType::SixtyFourBit,
-        2 => WireType::LengthDelimited,
-        5 => WireType::ThirtyTwoBit,
-        // Groups, and the wire types prost refuses.
-        _ => return None,
-    };
-    let field = key >> 3;
-    (field > 0).then_some((field, wire_type))
-}
-
 /// Decodes `message` (a frame without its head) if it has one of the fast
 /// shapes; `None` leaves it to prost.
 pub(super) fn decode(message: &Bytes) -> Option<pb::Frame> {
@@ -511,10 +520,9 @@ pub(super) fn decode_copied(message: &[u8]) -> Option<pb::Frame> {
 }
 
 fn decode_from(mut reader: Reader<'_>) -> Option<pb::Frame> {
-    let (field, wire_type) = read_key(&mut reader.buf)?;
-    if wire_type != WireType::LengthDelimited {
+    let Next::Key(key) = reader.next_key(0) else {
         return None;
-    }
+    };
     let len = usize::try_from(read_varint(&mut reader.buf)?).ok()?;
     if len != reader.buf.len() {
         return None;
@@ -523,9 +531,9 @@ fn decode_from(mut reader: Reader<'_>) -> Option<pb::Frame> {
     // lies: built inside out, a request or reply is moved (copied) once
     // per level of nesting on its way out.
     let mut frame = pb::Frame {
-        kind: Some(match field {
-            FRAME_REQUEST => Kind::Request(pb::Request::default()),
-            FRAME_REPLY => Kind::Reply(pb::Reply::default()),
+        kind: Some(match key {
+            KEY_FRAME_REQUEST => Kind::Request(pb::Request::default()),
+            KEY_FRAME_REPLY => Kind::Reply(pb::Reply::default()),
             _ => return None,
         }),
     };
@@ -541,10 +549,12 @@ fn decode_from(mut reader: Reader<'_>) -> Option<pb::Frame> {
 enum Next {
     /// Its end.
     End,
-    /// A field with a number above the last one's (fields in order, each
-    /// once: what prost writes).
-    Field(u32, WireType),
-    /// Anything else: left to prost.
+    /// The one-byte key of a field with a number above the last one's
+    /// (fields in order, each once: what prost writes). Its wire type is
+    /// checked by matching the whole byte.
+    Key(u8),
+    /// Anything else (a key of more bytes is of a field no fast shape
+    /// has): left to prost.
     Other,
 }
 
@@ -558,12 +568,14 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn next_key(&mut self, after: u32) -> Next {
-        if self.buf.is_empty() {
-            return Next::End;
-        }
-        match read_key(&mut self.buf) {
-            Some((field, wire_type)) if field > after => Next::Field(field, wire_type),
-            _ => Next::Other,
+        match self.buf.split_first() {
+            None => Next::End,
+            // Field 0 is never above `after`.
+            Some((&key, rest)) if key < 0x80 && u32::from(key >> 3) > after => {
+                self.buf = rest;
+                Next::Key(key)
+            }
+            Some(_) => Next::Other,
         }
     }
 
@@ -603,24 +615,24 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self) -> Option<pb::Value> {
-        let (field, wire_type) = match self.next_key(0) {
+        let key = match self.next_key(0) {
             Next::End => return Some(pb::Value { kind: None }),
-            Next::Field(field, wire_type) => (field, wire_type),
+            Next::Key(key) => key,
             Next::Other => return None,
         };
-        let kind = match (field, wire_type) {
+        let kind = match key {
             // An int32 read from a wider varint keeps its low bits, as
             // prost does.
-            (1, WireType::Varint) => ValueKind::Null(self.varint()? as i32),
-            (2, WireType::Varint) => ValueKind::Bool(self.varint()? != 0),
-            (3, WireType::Varint) => ValueKind::Int(unzigzag(self.varint()?)),
-            (4, WireType::SixtyFourBit) => {
+            KEY_NULL => ValueKind::Null(self.varint()? as i32),
+            KEY_BOOL => ValueKind::Bool(self.varint()? != 0),
+            KEY_INT => ValueKind::Int(unzigzag(self.varint()?)),
+            KEY_FLOAT => {
                 let (float, rest) = self.buf.split_first_chunk::<8>()?;
                 self.buf = rest;
                 ValueKind::Float(f64::from_le_bytes(*float))
             }
-            (5, WireType::LengthDelimited) => ValueKind::String(self.string()?),
-            (6, WireType::LengthDelimited) => ValueKind::Bytes(self.bytes()?),
+            KEY_STRING => ValueKind::String(self.string()?),
+            KEY_BYTES => ValueKind::Bytes(self.bytes()?),
             _ => return None,
         };
         // One field and nothing after it (`nested` checks).
@@ -630,48 +642,42 @@ impl<'a> Reader<'a> {
     fn request(&mut self, request: &mut pb::Request) -> Option<()> {
         let mut last = 0;
         loop {
-            let (field, wire_type) = match self.next_key(last) {
+            let key = match self.next_key(last) {
                 Next::End => return Some(()),
-                Next::Field(field, wire_type) => (field, wire_type),
+                Next::Key(key) => key,
                 Next::Other => return None,
             };
-            match (field, wire_type) {
-                (ID, WireType::Varint) => request.id = self.varint()?,
-                (REQUEST_TARGET, WireType::LengthDelimited) => request.target = self.string()?,
-                (REQUEST_ARG, WireType::LengthDelimited) => {
-                    request.arg = Some(self.nested(Self::value)?);
-                }
-                (REQUEST_FROM, WireType::LengthDelimited) => request.from = self.string()?,
-                (REQUEST_DEADLINE, WireType::Varint) => {
+            match key {
+                KEY_ID => request.id = self.varint()?,
+                KEY_REQUEST_TARGET => request.target = self.string()?,
+                KEY_REQUEST_ARG => request.arg = Some(self.nested(Self::value)?),
+                KEY_REQUEST_FROM => request.from = self.string()?,
+                KEY_REQUEST_DEADLINE => {
                     // A uint32 read from a wider varint keeps its low bits,
                     // as prost does.
                     request.deadline_ms = self.varint()? as u32;
                 }
-                (REQUEST_TRACEPARENT, WireType::LengthDelimited) => {
-                    request.traceparent = self.string()?;
-                }
+                KEY_REQUEST_TRACEPARENT => request.traceparent = self.string()?,
                 _ => return None,
             }
-            last = field;
+            last = u32::from(key >> 3);
         }
     }
 
     fn reply(&mut self, reply: &mut pb::Reply) -> Option<()> {
         let mut last = 0;
         loop {
-            let (field, wire_type) = match self.next_key(last) {
+            let key = match self.next_key(last) {
                 Next::End => return Some(()),
-                Next::Field(field, wire_type) => (field, wire_type),
+                Next::Key(key) => key,
                 Next::Other => return None,
             };
-            match (field, wire_type) {
-                (ID, WireType::Varint) => reply.id = self.varint()?,
-                (REPLY_VALUE, WireType::LengthDelimited) => {
-                    reply.value = Some(self.nested(Self::value)?);
-                }
+            match key {
+                KEY_ID => reply.id = self.varint()?,
+                KEY_REPLY_VALUE => reply.value = Some(self.nested(Self::value)?),
                 _ => return None,
             }
-            last = field;
+            last = u32::from(key >> 3);
         }
     }
 }
