@@ -5,9 +5,10 @@
 //! prost's generic code computes each nested message's length once per
 //! level of nesting and decodes through a loop that handles every field of
 //! every message. For these few shapes the frame's layout is known, so it
-//! is written in one pass into a slice and read in one pass from one, with
-//! varint and key readers that take the one-byte case first (prost's
-//! generic ones go through `Buf`/`BufMut` a byte at a time). Anything else
+//! is written in one pass into a slice and read in one pass from one: a
+//! varint reader that takes the one-byte case first (prost's generic one
+//! goes through `Buf` a byte at a time), and every key, one byte for each
+//! field of these shapes, written and matched as that byte. Anything else
 //! (a list or map value, an unknown field, fields out of order, a string
 //! that is not UTF-8) is left to prost: the
 //! fast path only ever answers what prost would have answered, and the
