@@ -291,22 +291,22 @@ pub(super) fn encode_request(
     }
     Some(write_frame(FRAME_REQUEST, body_len, max, dst, |w| {
         if request.id != 0 {
-            w.key(ID, WireType::Varint);
+            w.byte(KEY_ID);
             w.varint(request.id);
         }
         if !request.target.is_empty() {
-            w.delimited(REQUEST_TARGET, request.target.as_bytes());
+            w.delimited(KEY_REQUEST_TARGET, request.target.as_bytes());
         }
-        w.value(REQUEST_ARG, arg);
+        w.value(KEY_REQUEST_ARG, arg);
         if !request.from.is_empty() {
-            w.delimited(REQUEST_FROM, request.from.as_bytes());
+            w.delimited(KEY_REQUEST_FROM, request.from.as_bytes());
         }
         if request.deadline_ms != 0 {
-            w.key(REQUEST_DEADLINE, WireType::Varint);
+            w.byte(KEY_REQUEST_DEADLINE);
             w.varint(u64::from(request.deadline_ms));
         }
         if !request.traceparent.is_empty() {
-            w.delimited(REQUEST_TRACEPARENT, request.traceparent.as_bytes());
+            w.delimited(KEY_REQUEST_TRACEPARENT, request.traceparent.as_bytes());
         }
     }))
 }
@@ -328,10 +328,10 @@ pub(super) fn encode_reply(
     }
     Some(write_frame(FRAME_REPLY, body_len, max, dst, |w| {
         if id != 0 {
-            w.key(ID, WireType::Varint);
+            w.byte(KEY_ID);
             w.varint(id);
         }
-        w.value(REPLY_VALUE, value);
+        w.value(KEY_REPLY_VALUE, value);
     }))
 }
 
@@ -359,7 +359,7 @@ fn write_frame(
         pos: 0,
     };
     w.slice(&head.to_be_bytes());
-    w.key(field, WireType::LengthDelimited);
+    w.byte(key_byte(field, WireType::LengthDelimited));
     w.varint(body_len as u64);
     body(&mut w);
     debug_assert_eq!(
@@ -401,74 +401,69 @@ impl Writer<'_> {
         self.byte(value as u8);
     }
 
-    /// Every field of the fast shapes has a one-byte key.
-    #[inline]
-    fn key(&mut self, field: u32, wire_type: WireType) {
-        self.byte(key_byte(field, wire_type));
-    }
-
-    fn delimited(&mut self, field: u32, bytes: &[u8]) {
-        self.key(field, WireType::LengthDelimited);
+    /// A length-delimited field: its one-byte `key`, then `bytes`.
+    fn delimited(&mut self, key: u8, bytes: &[u8]) {
+        self.byte(key);
         self.varint(bytes.len() as u64);
         self.slice(bytes);
     }
 
-    fn value(&mut self, field: u32, value: Scalar<'_>) {
-        self.key(field, WireType::LengthDelimited);
+    fn value(&mut self, key: u8, value: Scalar<'_>) {
+        self.byte(key);
         self.varint(value.len() as u64);
         match value {
             Scalar::Empty => {}
             Scalar::Null(null) => {
-                self.key(1, WireType::Varint);
+                self.byte(KEY_NULL);
                 self.varint(i64::from(null) as u64);
             }
             Scalar::Bool(b) => {
-                self.key(2, WireType::Varint);
+                self.byte(KEY_BOOL);
                 self.byte(u8::from(b));
             }
             Scalar::Int(int) => {
-                self.key(3, WireType::Varint);
+                self.byte(KEY_INT);
                 self.varint(zigzag(int));
             }
             Scalar::Float(float) => {
-                self.key(4, WireType::SixtyFourBit);
+                self.byte(KEY_FLOAT);
                 self.slice(&float.to_le_bytes());
             }
-            Scalar::String(text) => self.delimited(5, text),
-            Scalar::Bytes(bytes) => self.delimited(6, bytes),
+            Scalar::String(text) => self.delimited(KEY_STRING, text),
+            Scalar::Bytes(bytes) => self.delimited(KEY_BYTES, bytes),
         }
     }
 
     fn request(&mut self, request: &pb::Request) {
         if request.id != 0 {
-            self.key(ID, WireType::Varint);
+            self.byte(KEY_ID);
             self.varint(request.id);
         }
         if !request.target.is_empty() {
-            self.delimited(REQUEST_TARGET, request.target.as_bytes());
+            self.delimited(KEY_REQUEST_TARGET, request.target.as_bytes());
         }
         if let Some(arg) = &request.arg {
-            self.value(REQUEST_ARG, scalar(arg));
+            self.value(KEY_REQUEST_ARG, scalar(arg));
         }
         if !request.from.is_empty() {
-            self.delimited(REQUEST_FROM, request.from.as_bytes());
+            self.delimited(KEY_REQUEST_FROM, request.from.as_bytes());
         }
         if request.deadline_ms != 0 {
-            self.key(REQUEST_DEADLINE, WireType::Varint);
+            self.byte(KEY_REQUEST_DEADLINE);
             self.varint(u64::from(request.deadline_ms));
         }
         if !request.traceparent.is_empty() {
-            self.delimited(REQUEST_TRACEPARENT, request.traceparent.as_bytes());
+            self.delimited(KEY_REQUEST_TRACEPARENT, request.traceparent.as_bytes());
         }
     }
 
     fn reply(&mut self, reply: &pb::Reply) {
         if reply.id != 0 {
-            self.key(ID, WireType::Varint);
+            self.byte(KEY_ID);
             self.varint(reply.id);
         }
         if let Some(value) = &reply.value {
-            self.value(REPLY_VALUE, scalar(value));
+            self.value(KEY_REPLY_VALUE, scalar(value));
         }
     }
 }
