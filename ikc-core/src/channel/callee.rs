@@ -383,7 +383,10 @@ impl Callee {
             self.cancelled -= 1;
             return;
         };
-        self.cancels.remove(&id);
+        // Only a handler that did not answer at once can be cancelled.
+        if !self.cancels.is_empty() {
+            self.cancels.remove(&id);
+        }
         match answer {
             Ok(value) => match outbox.push_reply(id, value) {
                 Ok(()) => {}

@@ -8,15 +8,14 @@
 //! `max_in_flight`: calls over it wait here, held with their frames, until
 //! an answer makes room.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use foldhash::fast::RandomState as FastHash;
 use ikc_proto::{Value, pb};
 use tokio::time::Instant;
 
+use super::ids::IdTable;
 use crate::IkcError;
 
 /// What a call ends with.
@@ -111,7 +110,7 @@ pub(super) enum Abandoned {
 /// The calls of one channel; see the [module docs](self).
 #[derive(Debug)]
 pub(super) struct CallTable {
-    calls: HashMap<u64, PendingCall, FastHash>,
+    calls: IdTable<PendingCall>,
     /// Calls in `calls` still without an answer.
     unanswered: usize,
     /// Calls with a timeout whose deadline the driver has not stamped yet.
@@ -132,7 +131,7 @@ pub(super) struct CallTable {
 impl Default for CallTable {
     fn default() -> Self {
         CallTable {
-            calls: HashMap::default(),
+            calls: IdTable::default(),
             unanswered: 0,
             unstamped: Vec::new(),
             next_id: 1,
@@ -144,11 +143,15 @@ impl Default for CallTable {
 }
 
 impl CallTable {
-    /// A new call id.
+    /// A new call id: the next one whose slot in the table is free (a
+    /// long-running call may hold one).
     #[inline]
     pub(super) fn allocate_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+        let mut id = self.next_id;
+        while self.calls.slot_taken(id) {
+            id += 1;
+        }
+        self.next_id = id + 1;
         id
     }
 
@@ -202,7 +205,7 @@ impl CallTable {
     /// call's. `None` when its caller is gone already.
     pub(super) fn unhold_next(&mut self) -> Option<(u64, pb::Frame)> {
         let (id, mut frame) = self.held.pop_front()?;
-        let call = self.calls.get_mut(&id)?;
+        let call = self.calls.get_mut(id)?;
         call.slot = Slot::Taken;
         if let (Some((Some(at), _)), Some(pb::frame::Kind::Request(request))) =
             (call.deadline, frame.kind.as_mut())
@@ -225,7 +228,7 @@ impl CallTable {
             if let Some(PendingCall {
                 deadline: Some((at @ None, timeout)),
                 ..
-            }) = self.calls.get_mut(&id)
+            }) = self.calls.get_mut(id)
             {
                 *at = Some(now + *timeout);
             }
@@ -237,7 +240,7 @@ impl CallTable {
     /// its slot first (see [`CallTable::unhold`]).
     #[inline]
     pub(super) fn answer(&mut self, id: u64, answer: Answer) -> Answered {
-        let Some(call) = self.calls.get_mut(&id) else {
+        let Some(call) = self.calls.get_mut(id) else {
             return Answered::Nobody;
         };
         if call.answer.is_some() || call.slot == Slot::Held {
@@ -259,14 +262,14 @@ impl CallTable {
             return;
         }
         for id in ids {
-            if let Some(call) = self.calls.get_mut(id) {
+            if let Some(call) = self.calls.get_mut(*id) {
                 call.slot = Slot::Free;
             }
         }
         // One pass however many: a sweep may end many at once.
         let calls = &self.calls;
         self.held
-            .retain(|(id, _)| calls.get(id).is_some_and(|call| call.slot == Slot::Held));
+            .retain(|(id, _)| calls.get(*id).is_some_and(|call| call.slot == Slot::Held));
     }
 
     /// Ends every call whose deadline passed by `now` with the error
@@ -285,7 +288,7 @@ impl CallTable {
             .filter(|(_, call)| call.answer.is_none())
             .filter_map(|(id, call)| match call.deadline {
                 Some((Some(at), timeout)) if at <= now => {
-                    Some((*id, timeout, call.slot != Slot::Held))
+                    Some((id, timeout, call.slot != Slot::Held))
                 }
                 _ => None,
             })
@@ -309,7 +312,7 @@ impl CallTable {
 
     /// Takes call `id`, whose caller gave up, out of the table.
     pub(super) fn abandon(&mut self, id: u64) -> Abandoned {
-        let Some(call) = self.calls.remove(&id) else {
+        let Some(call) = self.calls.remove(id) else {
             return Abandoned::Nothing;
         };
         if call.answer.is_some() {
@@ -332,12 +335,10 @@ impl CallTable {
     /// task is woken when it comes.
     #[inline]
     pub(super) fn poll_answer(&mut self, id: u64, cx: &mut Context<'_>) -> Poll<Answer> {
-        // One lookup, whether the call is taken out or waits on.
-        let Entry::Occupied(mut entry) = self.calls.entry(id) else {
+        let Some(call) = self.calls.get_mut(id) else {
             // Only the caller takes a call out of the table.
             return Poll::Ready(Err(IkcError::disconnected(true)));
         };
-        let call = entry.get_mut();
         if call.answer.is_none() {
             if !call.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 call.waker = Some(cx.waker().clone());
@@ -345,9 +346,9 @@ impl CallTable {
             return Poll::Pending;
         }
         Poll::Ready(
-            entry
-                .remove()
-                .answer
+            self.calls
+                .remove(id)
+                .and_then(|call| call.answer)
                 .unwrap_or_else(|| Err(IkcError::disconnected(true))),
         )
     }
@@ -372,7 +373,7 @@ impl CallTable {
             .calls
             .iter()
             .filter(|(_, call)| call.answer.is_none())
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         for id in waiting {
             if let Answered::Waited(Some(waker)) = self.answer(id, Err(ended(id))) {

@@ -11,6 +11,7 @@
 //! | `exchange` | the future of one call: into the call table, then its answer |
 //! | `batch` | [`ChannelHandle::call_many`]: many calls of one target, one future and one waker |
 //! | `calls` | the call table: insert, answer, expire, close; our side of the peer's `max_in_flight` |
+//! | `ids` | the call table's entries by id: a slot per id modulo a power of two, no hashing |
 //! | `outbox` | frames waiting for the transport, encoded as queued when the transport takes bytes: the one write path |
 //! | `shared` | what the handles and the driver share: the call table and the handles' outbox under one lock |
 //! | `callee` | the peer's requests: admission, waiting for the service, running, cancels, answers |
@@ -78,6 +79,7 @@ mod calls;
 mod context;
 mod control;
 mod driver;
+mod ids;
 mod exchange;
 mod handle;
 mod keepalive;
