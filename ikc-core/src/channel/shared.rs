@@ -1,6 +1,6 @@
 //! [`Shared`]: what the handles and the driver of one channel share: the
-//! call table and the handles' outbox behind one lock (a call takes it once
-//! to do both), the room in that outbox, and the connection's state flags.
+//! call table, the handles' outbox and the room left in it behind one lock
+//! (a call takes it once for all three), and the connection's state flags.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::task::AtomicWaker;
 use ikc_proto::codec::encoded::RequestParts;
 use ikc_proto::{CodecError, Value, pb};
-use tokio::sync::{Semaphore, TryAcquireError};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +51,15 @@ pub(super) enum Queued {
 struct Pending {
     calls: CallTable,
     outbox: Outbox,
+    /// Frames the outbox has room for: counted here, under the lock every
+    /// frame is queued under anyway, rather than by a semaphore's atomic.
+    /// While handles wait for room, the room made goes to them instead
+    /// (`Shared::room_made`).
+    room: usize,
+    /// Handles waiting for room ([`Shared::queue_waiting`]). While one
+    /// waits, only the waiters take room, in turn, so none waits forever
+    /// behind a busy handle that comes later.
+    room_waiters: usize,
 }
 
 /// State shared by the handles and the driver of one channel.
@@ -77,10 +86,10 @@ pub(crate) struct Shared {
     /// The transport takes encoded frames: calls are queued as their parts,
     /// not as frames.
     encodes: AtomicBool,
-    /// Room in the outbox, a permit per frame. The semaphore is fair: a
-    /// handle waiting for room is served before one that comes later, so
-    /// none waits forever behind a busy one.
-    room: Semaphore,
+    /// Room made while handles wait for it, a permit per frame: the
+    /// semaphore is fair, so they take it in the order they came. What
+    /// they leave is taken back into `Pending::room` once none waits.
+    room_made: Semaphore,
     pub(super) closed: CancellationToken,
 }
 
@@ -96,6 +105,8 @@ impl Shared {
             pending: Mutex::new(Pending {
                 calls: CallTable::default(),
                 outbox: Outbox::new(max_frame_length),
+                room: QUEUE_CAPACITY,
+                room_waiters: 0,
             }),
             call_timeout,
             max_frame_length,
@@ -107,7 +118,7 @@ impl Shared {
             driver_waker: AtomicWaker::new(),
             queued: AtomicBool::new(false),
             encodes: AtomicBool::new(false),
-            room: Semaphore::new(QUEUE_CAPACITY),
+            room_made: Semaphore::new(0),
             closed: CancellationToken::new(),
         }
     }
@@ -141,7 +152,7 @@ impl Shared {
             }
             call.take_slot();
         }
-        if !self.take_room() {
+        if !self.take_room(&mut pending) {
             // Its frame waits for room: its time counts from now.
             call.start_clock();
             pending.calls.insert(id, call, false);
@@ -182,7 +193,7 @@ impl Shared {
         while args.peek().is_some() {
             if pending.calls.taken() >= self.max_taken
                 || pending.calls.held() > 0
-                || !self.take_room()
+                || !self.take_room(&mut pending)
             {
                 break;
             }
@@ -283,12 +294,12 @@ impl Shared {
     fn release_held(&self, pending: &mut Pending) -> bool {
         let mut queued = false;
         while pending.calls.next_held(self.max_taken).is_some() {
-            if !self.take_room() {
+            if !self.take_room(pending) {
                 // The driver tries again as it writes frames and so makes room.
                 break;
             }
             let Some((id, frame)) = pending.calls.unhold_next() else {
-                self.room.add_permits(1);
+                self.give_room(pending, 1);
                 continue;
             };
             match self.enqueue(pending, Outgoing::Frame(frame)) {
@@ -301,14 +312,37 @@ impl Shared {
         queued
     }
 
-    /// Takes room for one frame if there is some (and nobody waits for it).
-    fn take_room(&self) -> bool {
-        match self.room.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                true
+    /// Takes room for one frame if there is some and no handle waits for it.
+    #[inline]
+    fn take_room(&self, pending: &mut Pending) -> bool {
+        if pending.room_waiters > 0 {
+            return false;
+        }
+        if pending.room == 0 {
+            // What the last waiters left, if anything.
+            let left = self.room_made.available_permits();
+            let Ok(permits) = u32::try_from(left) else {
+                return false;
+            };
+            match self.room_made.try_acquire_many(permits) {
+                Ok(permit) if left > 0 => {
+                    permit.forget();
+                    pending.room = left;
+                }
+                _ => return false,
             }
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => false,
+        }
+        pending.room -= 1;
+        true
+    }
+
+    /// Gives back room for `frames` frames: to the handles waiting for it,
+    /// if any.
+    fn give_room(&self, pending: &mut Pending, frames: usize) {
+        if pending.room_waiters > 0 {
+            self.room_made.add_permits(frames);
+        } else {
+            pending.room += frames;
         }
     }
 
@@ -316,7 +350,7 @@ impl Shared {
     /// the frame is over the peer's limit.
     fn enqueue(&self, pending: &mut Pending, frame: Outgoing<'_>) -> Result<(), IkcError> {
         pending.outbox.push(frame).map_err(|error| {
-            self.room.add_permits(1);
+            self.give_room(pending, 1);
             match error {
                 CodecError::FrameTooLarge { len, max } => too_large(len, max),
                 other => IkcError::new(ErrorKind::BadRequest, other.to_string()),
@@ -396,7 +430,7 @@ impl Shared {
         if pending.calls.closed {
             return Queued::Closed;
         }
-        if !self.take_room() {
+        if !self.take_room(&mut pending) {
             return Queued::Full(frame.into_frame());
         }
         if let Err(error) = self.enqueue(&mut pending, frame) {
@@ -415,10 +449,17 @@ impl Shared {
             Queued::Refused(error) => return Err(error),
             Queued::Full(frame) => frame,
         };
-        // Closed with the channel.
-        let permit = self.room.acquire().await.map_err(|_| self.closed_error())?;
-        permit.forget();
+        let waiting = RoomWaiter::new(self);
+        let permit = tokio::select! {
+            permit = self.room_made.acquire() => permit,
+            () = self.closed.cancelled() => return Err(self.closed_error()),
+        };
+        // Never closed: the room the permit stands for is taken here.
+        if let Ok(permit) = permit {
+            permit.forget();
+        }
         let mut pending = self.lock();
+        waiting.leave(&mut pending);
         if pending.calls.closed {
             return Err(self.closed_error());
         }
@@ -470,7 +511,7 @@ impl Shared {
         if written == 0 {
             return Ok(false);
         }
-        self.room.add_permits(written);
+        self.give_room(&mut pending, written);
         // The room may have been all that held calls back.
         if pending.calls.held() > 0 && self.release_held(&mut pending) {
             drop(pending);
@@ -518,7 +559,7 @@ impl Shared {
             return;
         }
         let mut queued = false;
-        if !pending.calls.closed && self.take_room() {
+        if !pending.calls.closed && self.take_room(&mut pending) {
             queued = self
                 .enqueue(&mut pending, Outgoing::Frame(pb::Cancel { id }.into()))
                 .is_ok();
@@ -603,10 +644,9 @@ impl Shared {
         );
         drop(pending);
         wakers.into_iter().for_each(Waker::wake);
-        // Handles waiting for room give up; frames already queued are still
-        // sent while the driver runs (a peer that closed its write half may
-        // still read them).
-        self.room.close();
+        // Handles waiting for room give up (they wait on `closed` too);
+        // frames already queued are still sent while the driver runs (a
+        // peer that closed its write half may still read them).
         self.closed.cancel();
     }
 
@@ -660,6 +700,56 @@ impl Shared {
 
     pub(crate) fn drain_requested(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// A handle waiting for room in the outbox, counted in
+/// `Pending::room_waiters` until it [leaves](Self::leave) (with its room)
+/// or is dropped (it gave up).
+struct RoomWaiter<'a> {
+    shared: &'a Shared,
+    waiting: bool,
+}
+
+impl<'a> RoomWaiter<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.lock().room_waiters += 1;
+        RoomWaiter {
+            shared,
+            waiting: true,
+        }
+    }
+
+    /// Stops waiting, under the lock the caller holds.
+    fn leave(mut self, pending: &mut Pending) {
+        self.waiting = false;
+        pending.room_waiters -= 1;
+        self.release_held(pending);
+    }
+
+    /// The calls held back for the peer's limit take no room while handles
+    /// wait for it: once the last one is gone, what is left is theirs, and
+    /// nothing else may come to send them.
+    fn release_held(&self, pending: &mut Pending) {
+        if pending.room_waiters == 0
+            && pending.calls.held() > 0
+            && self.shared.release_held(pending)
+        {
+            // Told now, with the lock held: the flag is only read by the
+            // driver, which takes the frames under this lock.
+            self.shared.notify();
+        }
+    }
+}
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        let mut pending = self.shared.lock();
+        pending.room_waiters -= 1;
+        self.release_held(&mut pending);
     }
 }
 
@@ -753,6 +843,61 @@ mod tests {
         fn takes_encoded(&self) -> bool {
             true
         }
+    }
+
+    /// Yields until `n` handles wait for room (a bounded number of times).
+    async fn until_waiting(shared: &Shared, n: usize) {
+        for _ in 0..1_000 {
+            if shared.lock().room_waiters == n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{n} handles never waited for room");
+    }
+
+    #[tokio::test]
+    async fn room_made_while_handles_wait_is_theirs_in_turn_then_free_again() {
+        let shared = Arc::new(encoding_shared());
+        let frame = || Outgoing::Frame(pb::Cancel { id: 1 }.into());
+        let queued = |shared: &Shared| matches!(shared.queue(frame()), Queued::Yes);
+        for _ in 0..QUEUE_CAPACITY {
+            assert!(queued(&shared));
+        }
+        assert!(!queued(&shared), "the queue is full");
+
+        let wait = |shared: &Arc<Shared>| {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { shared.queue_waiting(frame()).await })
+        };
+        let first = wait(&shared);
+        until_waiting(&shared, 1).await;
+        let second = wait(&shared);
+        until_waiting(&shared, 2).await;
+
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(
+            shared
+                .write(Pin::new(&mut Copying), &mut cx, Instant::now)
+                .expect("copying never fails")
+        );
+        // A handle that comes while others wait does not go before them.
+        assert!(!queued(&shared));
+        for waiter in [first, second] {
+            tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiter is given room")
+                .expect("no panic")
+                .expect("queued");
+        }
+        assert_eq!(shared.lock().room_waiters, 0);
+
+        // The room the waiters left is anyone's again, no more and no less:
+        // their two frames are in the queue.
+        for n in 0..QUEUE_CAPACITY - 2 {
+            assert!(queued(&shared), "room for frame {n}");
+        }
+        assert!(!queued(&shared), "the queue is full again");
     }
 
     #[test]
