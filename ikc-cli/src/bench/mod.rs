@@ -24,6 +24,7 @@
 //! ```
 
 mod report;
+mod slots;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +32,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use ikc::core::Value;
 use ikc::server::Client;
 use ikc::server::client::ClientBuilder;
@@ -303,21 +302,19 @@ struct Load {
 
 impl Load {
     /// `inflight` slots, each calling again as soon as its answer came: a
-    /// slot is one future for the whole run, not one per call. The slots of
+    /// slot is one future for the whole run, not one per call, and the
+    /// slots are polled in this task, each as its own answer wakes it
+    /// ([`slots`]). The slots of
     /// a connection share one recorder: a latency histogram is a few hundred
     /// kilobytes, and one per slot would scatter the recording of every
     /// answer over more memory than the caches hold.
     async fn run(self) -> Recorder {
         let recorder = Mutex::new(Recorder::new());
         if self.batch > 1 {
-            let mut batches: FuturesUnordered<_> = (0..self.inflight / self.batch)
-                .map(|_| self.batch_slot(&recorder))
-                .collect();
-            while batches.next().await.is_some() {}
+            slots::run_all((0..self.inflight / self.batch).map(|_| self.batch_slot(&recorder)))
+                .await;
         } else {
-            let mut slots: FuturesUnordered<_> =
-                (0..self.inflight).map(|_| self.slot(&recorder)).collect();
-            while slots.next().await.is_some() {}
+            slots::run_all((0..self.inflight).map(|_| self.slot(&recorder))).await;
         }
         recorder
             .into_inner()
