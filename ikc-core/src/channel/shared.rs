@@ -321,16 +321,15 @@ impl Shared {
         if pending.room == 0 {
             // What the last waiters left, if anything.
             let left = self.room_made.available_permits();
-            let Ok(permits) = u32::try_from(left) else {
+            let Some(permit) = u32::try_from(left)
+                .ok()
+                .filter(|&permits| permits > 0)
+                .and_then(|permits| self.room_made.try_acquire_many(permits).ok())
+            else {
                 return false;
             };
-            match self.room_made.try_acquire_many(permits) {
-                Ok(permit) if left > 0 => {
-                    permit.forget();
-                    pending.room = left;
-                }
-                _ => return false,
-            }
+            permit.forget();
+            pending.room = left;
         }
         pending.room -= 1;
         true
