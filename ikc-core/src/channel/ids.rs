@@ -138,7 +138,7 @@ impl<V> IdTable<V> {
             .chain(self.overflow.iter().map(|(id, value)| (*id, value)))
     }
 
-    /// Twice the slots (at least [`MIN_SLOTS`]), every entry placed again:
+    /// Twice the slots (at least [`MIN_SLOTS`]), every entry inserted again:
     /// one from the overflow map goes to its slot if that is free now.
     #[cold]
     fn grow(&mut self) {
@@ -148,16 +148,7 @@ impl<V> IdTable<V> {
         self.in_slots = 0;
         let overflow = std::mem::take(&mut self.overflow);
         for (id, value) in old.into_iter().flatten().chain(overflow) {
-            let index = self.index(id);
-            match &mut self.slots[index] {
-                Some(_) => {
-                    self.overflow.insert(id, value);
-                }
-                empty => {
-                    *empty = Some((id, value));
-                    self.in_slots += 1;
-                }
-            }
+            self.insert(id, value);
         }
     }
 }
